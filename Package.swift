@@ -1,0 +1,78 @@
+// swift-tools-version:5.10
+import PackageDescription
+
+let package = Package(
+    name: "lsp2p",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "lsp2p-relay", targets: ["lsp2p-relay"]),
+        .executable(name: "lsp2p-play", targets: ["lsp2p-play"]),
+        .library(name: "ChunkMesh", targets: ["ChunkMesh"]),
+        .library(name: "StreamIngest", targets: ["StreamIngest"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CFFmpeg",
+            pkgConfig: "libavformat",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev",
+                              "libavdevice-dev", "libswscale-dev", "libswresample-dev"])]
+        ),
+        /// Chunks, wire, crypto, playout and the NIO drivers. No FFmpeg.
+        .target(
+            name: "ChunkMesh",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        /// FFmpeg: open, pace, transcode, mux MPEG-TS, cut chunks; remux at the receiver. No networking.
+        .target(
+            name: "StreamIngest",
+            dependencies: [
+                "CFFmpeg", "ChunkMesh",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        /// What the commands run: the source service and the player service.
+        .target(
+            name: "LSP2PKit",
+            dependencies: [
+                "ChunkMesh", "StreamIngest",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "lsp2p-relay",
+            dependencies: ["LSP2PKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "lsp2p-play",
+            dependencies: ["LSP2PKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(
+            name: "ChunkMeshTests",
+            dependencies: [
+                "ChunkMesh",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "StreamIngestTests", dependencies: ["StreamIngest", "ChunkMesh"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["ChunkMesh"]),
+    ]
+)

@@ -1,0 +1,70 @@
+import NIOCore
+
+/// A slice of the live MPEG-TS stream: the unit the mesh moves, orders and deadlines.
+public struct Chunk: Equatable, Sendable {
+    public struct Flags: OptionSet, Hashable, Sendable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// Starts with PAT/PMT and a keyframe: a receiver can start here.
+        public static let randomAccess = Flags(rawValue: 1 << 0)
+        /// Timestamps jump here (a loop, a restarted input).
+        public static let discontinuity = Flags(rawValue: 1 << 1)
+        /// No chunk follows; the payload is empty.
+        public static let endOfStream = Flags(rawValue: 1 << 2)
+    }
+
+    /// Gap-free sequence number from the origin.
+    public var seq: UInt64
+    /// Origin wall clock when the chunk was cut, in microseconds since the Unix epoch.
+    public var ingestTime: Int64
+    /// PTS of its first PES, 90 kHz.
+    public var pts: Int64
+    /// Stream time it covers, in microseconds.
+    public var duration: Int64
+    public var flags: Flags
+    /// A whole number of 188-byte TS packets.
+    public var payload: ByteBuffer
+
+    public init(seq: UInt64, ingestTime: Int64, pts: Int64, duration: Int64, flags: Flags, payload: ByteBuffer) {
+        self.seq = seq
+        self.ingestTime = ingestTime
+        self.pts = pts
+        self.duration = duration
+        self.flags = flags
+        self.payload = payload
+    }
+
+    public var isRandomAccess: Bool { flags.contains(.randomAccess) }
+    public var isEndOfStream: Bool { flags.contains(.endOfStream) }
+
+    /// The marker that closes a stream.
+    public static func endOfStream(seq: UInt64, ingestTime: Int64) -> Chunk {
+        Chunk(seq: seq, ingestTime: ingestTime, pts: 0, duration: 0, flags: .endOfStream, payload: ByteBuffer())
+    }
+
+    static let headerLength = 8 + 8 + 8 + 8 + 1
+
+    func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(seq)
+        buffer.writeInteger(ingestTime)
+        buffer.writeInteger(pts)
+        buffer.writeInteger(duration)
+        buffer.writeInteger(flags.rawValue)
+        buffer.writeImmutableBuffer(payload)
+    }
+
+    static func read(from buffer: inout ByteBuffer) throws -> Chunk {
+        guard let seq = buffer.readInteger(as: UInt64.self),
+              let ingestTime = buffer.readInteger(as: Int64.self),
+              let pts = buffer.readInteger(as: Int64.self),
+              let duration = buffer.readInteger(as: Int64.self),
+              let flags = buffer.readInteger(as: UInt8.self)
+        else { throw WireError.malformed("chunk header truncated") }
+        let payload = buffer.readSlice(length: buffer.readableBytes)!
+        guard payload.readableBytes % 188 == 0 else {
+            throw WireError.malformed("chunk payload of \(payload.readableBytes) bytes is not whole TS packets")
+        }
+        return Chunk(seq: seq, ingestTime: ingestTime, pts: pts, duration: duration,
+                     flags: Flags(rawValue: flags), payload: payload)
+    }
+}

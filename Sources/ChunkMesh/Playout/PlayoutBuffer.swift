@@ -1,0 +1,136 @@
+import Histogram
+
+/// Puts chunks back in order for playback and decides, by deadline, when to give up on a missing one.
+///
+/// Pure: times are passed in (microseconds on the origin's clock). A chunk's deadline is
+/// `ingestTime + playoutDelay`. A gap is skipped once a later chunk has arrived and the deadline of that
+/// later chunk has passed: the missing one was due no later than that.
+public struct PlayoutBuffer {
+    public enum Output: Equatable {
+        /// The next chunk in order, to be written. `late` if it arrived after its deadline.
+        case chunk(Chunk, late: Bool)
+        /// The chunk with this seq was given up on.
+        case skipped(UInt64)
+    }
+
+    public enum Arrival: Equatable {
+        case onTime, late
+        /// Its seq was already released or skipped, or it is a copy of a buffered chunk.
+        case duplicate
+        /// Arrived after it was skipped.
+        case tooLate
+        /// Before the first random-access chunk: a receiver cannot start there.
+        case beforeStart
+    }
+
+    public struct Stats: Equatable, Sendable {
+        public var received = 0
+        public var onTime = 0
+        public var late = 0
+        public var missing = 0
+        public var bytesReceived = 0
+        public var duplicates = 0
+        /// Released or skipped so far: the chunks the stream had for us.
+        public var expected: Int { onTime + late + missing }
+    }
+
+    public let playoutDelay: Int64
+    /// Largest number of chunks held while waiting for a gap; past it the gap is skipped at once.
+    public let capacity: Int
+    public private(set) var stats = Stats()
+    /// Latency from ingest to arrival, in microseconds.
+    public private(set) var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+    /// The first seq played; nil until a random-access chunk arrives.
+    public private(set) var startSeq: UInt64?
+    /// True once the end-of-stream marker has been released.
+    public private(set) var finished = false
+
+    private var next: UInt64?
+    private var pending: [UInt64: (chunk: Chunk, arrival: Int64)] = [:]
+    private var skipped = Set<UInt64>()
+
+    public init(playoutDelay: Int64, capacity: Int = 4096) {
+        self.playoutDelay = playoutDelay
+        self.capacity = capacity
+    }
+
+    public mutating func receive(_ chunk: Chunk, now: Int64) -> Arrival {
+        if next == nil {
+            guard chunk.isRandomAccess else { return .beforeStart }
+            next = chunk.seq
+            startSeq = chunk.seq
+        }
+        guard let next, chunk.seq >= startSeq! else { return .beforeStart }
+        if chunk.seq < next || pending[chunk.seq] != nil {
+            if skipped.contains(chunk.seq) {
+                skipped.remove(chunk.seq)
+                count(chunk, now: now)
+                return .tooLate
+            }
+            stats.duplicates += 1
+            return .duplicate
+        }
+        pending[chunk.seq] = (chunk, now)
+        count(chunk, now: now)
+        return now > deadline(of: chunk) ? .late : .onTime
+    }
+
+    private mutating func count(_ chunk: Chunk, now: Int64) {
+        guard !chunk.isEndOfStream else { return }
+        stats.received += 1
+        stats.bytesReceived += chunk.payload.readableBytes
+        _ = latency.record(UInt64(max(0, now - chunk.ingestTime)))
+    }
+
+    /// Releases what can be played now, in order.
+    public mutating func pull(now: Int64) -> [Output] {
+        var out: [Output] = []
+        while !finished, let seq = next {
+            if let (chunk, arrival) = pending.removeValue(forKey: seq) {
+                next = seq + 1
+                if chunk.isEndOfStream {
+                    finished = true
+                } else if arrival > deadline(of: chunk) {
+                    stats.late += 1
+                } else {
+                    stats.onTime += 1
+                }
+                out.append(.chunk(chunk, late: arrival > deadline(of: chunk)))
+            } else if let due = gapDeadline, now >= due || pending.count >= capacity {
+                out.append(skip(seq))
+            } else {
+                break
+            }
+        }
+        return out
+    }
+
+    /// Releases everything buffered, skipping every gap: the stream is stopping.
+    public mutating func drain() -> [Output] {
+        var out: [Output] = []
+        while !finished, let seq = next, !pending.isEmpty {
+            if pending[seq] != nil {
+                out += pull(now: .min)
+            } else {
+                out.append(skip(seq))
+            }
+        }
+        return out
+    }
+
+    /// When the current gap, if any, will be skipped.
+    public var gapDeadline: Int64? {
+        guard let later = pending.keys.min() else { return nil }
+        return deadline(of: pending[later]!.chunk)
+    }
+
+    private mutating func skip(_ seq: UInt64) -> Output {
+        next = seq + 1
+        stats.missing += 1
+        skipped.insert(seq)
+        if skipped.count > 4096, let oldest = skipped.min() { skipped.remove(oldest) }
+        return .skipped(seq)
+    }
+
+    private func deadline(of chunk: Chunk) -> Int64 { chunk.ingestTime + playoutDelay }
+}

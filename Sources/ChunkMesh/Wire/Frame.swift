@@ -1,0 +1,110 @@
+import NIOCore
+
+/// What went wrong on the wire. Each closes the one link it happened on.
+public enum WireError: Error, Equatable, CustomStringConvertible {
+    case badMagic
+    case unsupportedVersion(UInt8)
+    case frameTooLarge(length: Int, limit: Int)
+    case unknownFrameType(UInt8)
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .badMagic: return "not an lsp2p peer (bad frame magic)"
+        case .unsupportedVersion(let v): return "unsupported protocol version \(v)"
+        case .frameTooLarge(let length, let limit): return "frame of \(length) bytes exceeds the \(limit)-byte limit"
+        case .unknownFrameType(let t): return "unknown frame type 0x\(String(t, radix: 16))"
+        case .malformed(let why): return "malformed frame: \(why)"
+        }
+    }
+}
+
+/// The kinds of frame. Handshake frames travel in clear; every other frame is sealed by the link cipher.
+public enum FrameType: UInt8, Sendable {
+    case hello = 0x01
+    case challenge = 0x02
+    case proof = 0x03
+    case reject = 0x04
+    case sealed = 0x10
+}
+
+/// One length-prefixed frame: `"L2" version type length(u32) payload`.
+public struct Frame: Equatable, Sendable {
+    public static let magic: UInt16 = 0x4C32 // "L2"
+    public static let version: UInt8 = 1
+    public static let headerLength = 8
+    /// Largest payload accepted by default: a few seconds of a high-rate stream in one chunk.
+    public static let defaultMaxPayload = 8 << 20
+
+    public var type: FrameType
+    public var payload: ByteBuffer
+
+    public init(type: FrameType, payload: ByteBuffer) {
+        self.type = type
+        self.payload = payload
+    }
+
+    /// The header bytes of a frame with this type and payload length (what a MAC covers).
+    public static func header(type: FrameType, length: Int) -> [UInt8] {
+        let l = UInt32(length)
+        return [0x4C, 0x32, version, type.rawValue,
+                UInt8(l >> 24), UInt8((l >> 16) & 0xFF), UInt8((l >> 8) & 0xFF), UInt8(l & 0xFF)]
+    }
+
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeBytes(Frame.header(type: type, length: payload.readableBytes))
+        buffer.writeImmutableBuffer(payload)
+    }
+}
+
+/// Cuts a byte stream into frames; checks the size cap before it buffers a payload.
+/// Runs inside a NIO pipeline (`ByteToMessageHandler`) and outside one (`NIOSingleStepByteToMessageProcessor`).
+public struct FrameDecoder: NIOSingleStepByteToMessageDecoder, ByteToMessageDecoder {
+    public typealias InboundOut = Frame
+
+    private enum State {
+        case waitingForHeader
+        case waitingForPayload(type: FrameType, length: Int)
+    }
+
+    private var state = State.waitingForHeader
+    public let maxPayload: Int
+
+    public init(maxPayload: Int = Frame.defaultMaxPayload) {
+        self.maxPayload = maxPayload
+    }
+
+    public mutating func decode(buffer: inout ByteBuffer) throws -> Frame? {
+        if case .waitingForHeader = state {
+            guard buffer.readableBytes >= Frame.headerLength else { return nil }
+            let magic = buffer.readInteger(as: UInt16.self)!
+            let version = buffer.readInteger(as: UInt8.self)!
+            let rawType = buffer.readInteger(as: UInt8.self)!
+            let length = Int(buffer.readInteger(as: UInt32.self)!)
+            guard magic == Frame.magic else { throw WireError.badMagic }
+            guard version == Frame.version else { throw WireError.unsupportedVersion(version) }
+            guard let type = FrameType(rawValue: rawType) else { throw WireError.unknownFrameType(rawType) }
+            guard length <= maxPayload else { throw WireError.frameTooLarge(length: length, limit: maxPayload) }
+            state = .waitingForPayload(type: type, length: length)
+        }
+        guard case .waitingForPayload(let type, let length) = state,
+              let payload = buffer.readSlice(length: length) else { return nil }
+        state = .waitingForHeader
+        return Frame(type: type, payload: payload)
+    }
+
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> Frame? {
+        try decode(buffer: &buffer)
+    }
+
+    // ByteToMessageDecoder, so the same parser drops into a pipeline.
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let frame = try decode(buffer: &buffer) else { return .needMoreData }
+        context.fireChannelRead(NIOAny(frame))
+        return .continue
+    }
+
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+}

@@ -1,0 +1,57 @@
+import NIOCore
+
+/// What established links say to each other, inside sealed frames.
+public enum Message: Equatable, Sendable {
+    /// Origin to joiner after the handshake: the origin's clock, for deadline bookkeeping across machines.
+    case welcome(originClock: Int64)
+    case chunk(Chunk)
+    case ping(Int64)
+    case pong(Int64)
+    /// A peer leaves on purpose, with a reason for the log.
+    case bye(String)
+
+    private enum Tag: UInt8 {
+        case welcome = 1, chunk = 2, ping = 3, pong = 4, bye = 5
+    }
+
+    public func encode(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var out: ByteBuffer
+        switch self {
+        case .welcome(let clock):
+            out = allocator.buffer(capacity: 9)
+            out.writeInteger(Tag.welcome.rawValue)
+            out.writeInteger(clock)
+        case .chunk(let chunk):
+            out = allocator.buffer(capacity: 1 + Chunk.headerLength + chunk.payload.readableBytes)
+            out.writeInteger(Tag.chunk.rawValue)
+            chunk.write(to: &out)
+        case .ping(let t), .pong(let t):
+            out = allocator.buffer(capacity: 9)
+            if case .ping = self { out.writeInteger(Tag.ping.rawValue) } else { out.writeInteger(Tag.pong.rawValue) }
+            out.writeInteger(t)
+        case .bye(let reason):
+            out = allocator.buffer(capacity: 1 + reason.utf8.count)
+            out.writeInteger(Tag.bye.rawValue)
+            out.writeString(reason)
+        }
+        return out
+    }
+
+    public static func decode(_ buffer: ByteBuffer) throws -> Message {
+        var buffer = buffer
+        guard let raw = buffer.readInteger(as: UInt8.self) else { throw WireError.malformed("empty message") }
+        guard let tag = Tag(rawValue: raw) else { throw WireError.malformed("unknown message type \(raw)") }
+        switch tag {
+        case .welcome:
+            guard let clock = buffer.readInteger(as: Int64.self) else { throw WireError.malformed("welcome truncated") }
+            return .welcome(originClock: clock)
+        case .chunk:
+            return .chunk(try Chunk.read(from: &buffer))
+        case .ping, .pong:
+            guard let t = buffer.readInteger(as: Int64.self) else { throw WireError.malformed("ping truncated") }
+            return tag == .ping ? .ping(t) : .pong(t)
+        case .bye:
+            return .bye(buffer.readString(length: buffer.readableBytes) ?? "")
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import ChunkMesh
+import Dispatch
+import Foundation
+import Logging
+
+extension BitRate: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+    public var defaultValueDescription: String { description }
+}
+
+extension HostPort: ExpressibleByArgument {
+    public init?(argument: String) { self.init(argument) }
+    public var defaultValueDescription: String { description }
+}
+
+extension CipherSuite: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.description) }
+    public var defaultValueDescription: String { description }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Options every command shares.
+public struct CommonOptions: ParsableArguments {
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    public var logLevel: Logger.Level = .info
+
+    @Flag(name: .shortAndLong, help: "No stats line.")
+    public var quiet = false
+
+    public init() {}
+
+    /// Sets up logging to stderr (stdout may carry media) and returns the command's logger.
+    public func makeLogger(_ label: String) -> Logger {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: label)
+    }
+}
+
+/// A one-line failure that ends a command with exit code 1.
+public struct RuntimeFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Resolves the channel key from `--key-file`, else the join URL's `?key=`.
+public func resolveKey(keyFile: String?, url: JoinURL?) throws -> ChannelKey {
+    if let keyFile {
+        do { return try ChannelKey(contentsOfFile: keyFile) } catch { throw ValidationError("--key-file \(keyFile): \(error)") }
+    }
+    if let key = url?.key { return key }
+    throw ValidationError("no key: give --key-file F or a join URL with ?key=HEX64")
+}
+
+/// Writes a line to stderr, unbuffered.
+public func printErr(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// Calls `handler` once on the first SIGINT or SIGTERM (instead of dying), on a queue of its own.
+public final class StopSignals {
+    private var sources: [DispatchSourceSignal] = []
+
+    public init(_ handler: @escaping @Sendable (Int32) -> Void) {
+        let queue = DispatchQueue(label: "signals")
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            source.setEventHandler { handler(sig) }
+            source.resume()
+            sources.append(source)
+        }
+        signal(SIGPIPE, SIG_IGN)
+    }
+}
+
+func formatRate(bytes: Int, seconds: Double) -> String {
+    guard seconds > 0 else { return "0 bit/s" }
+    return BitRate(bitsPerSecond: max(1, Double(bytes) * 8 / seconds)).description + "bit/s"
+}

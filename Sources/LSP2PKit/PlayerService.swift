@@ -1,0 +1,264 @@
+import ChunkMesh
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import StreamIngest
+
+/// `lsp2p-play`: joins, puts chunks in order by their deadlines, writes playable output.
+public struct PlayerService: Sendable {
+    public var url: JoinURL
+    public var key: ChannelKey
+    public var output: String
+    public var duration: Double?
+    public var deadlineMs: Int
+    public var reportPath: String?
+    public var quiet: Bool
+
+    public init(url: JoinURL, key: ChannelKey, output: String, duration: Double?, deadlineMs: Int,
+                reportPath: String?, quiet: Bool) {
+        self.url = url
+        self.key = key
+        self.output = output
+        self.duration = duration
+        self.deadlineMs = deadlineMs
+        self.reportPath = reportPath
+        self.quiet = quiet
+    }
+
+    /// Plays until end of stream, `duration`, or a stop signal. Throws `RuntimeFailure` for exit code 1.
+    public func run(logger: Logger) throws {
+        let sink: MediaSink
+        do { sink = try openSink(output) } catch { throw RuntimeFailure("\(error)") }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let session = PlayerSession(service: self, sink: sink, loop: group.next(), logger: logger)
+        let signals = StopSignals { sig in session.stop(reason: "signal \(sig)") }
+        defer { withExtendedLifetime(signals) {} }
+        session.start(group: group)
+        let outcome = session.wait()
+        if let reportPath {
+            do { try session.report().write(to: reportPath) } catch { throw RuntimeFailure("cannot write report \(reportPath): \(error)") }
+        }
+        if case .failure(let failure) = outcome { throw failure }
+    }
+}
+
+/// One player's run. Everything but the writes happens on `loop`.
+final class PlayerSession: @unchecked Sendable {
+    private let service: PlayerService
+    private let sink: MediaSink
+    private let loop: EventLoop
+    private let logger: Logger
+    private let writer = DispatchQueue(label: "output")
+    private let finished: EventLoopPromise<Void>
+
+    private var buffer: PlayoutBuffer
+    private var channel: Channel?
+    private var clockOffset: Int64 = 0
+    private var establishedAt: Int64?
+    private let joinedAt = monotonicMicros()
+    private var firstChunkMs: Double?
+    private var parents: [Report.ParentChange] = []
+    private var failure: RuntimeFailure?
+    private var sawEndOfStream = false
+    private var done = false
+    private var tasks: [RepeatedTask] = []
+    private let writeFailure = NIOLockedValueBox<String?>(nil)
+    private let outputClosed = NIOLockedValueBox(false)
+
+    init(service: PlayerService, sink: MediaSink, loop: EventLoop, logger: Logger) {
+        self.service = service
+        self.sink = sink
+        self.loop = loop
+        self.logger = logger
+        self.buffer = PlayoutBuffer(playoutDelay: Int64(service.deadlineMs) * 1000)
+        self.finished = loop.makePromise()
+    }
+
+    private var originNow: Int64 { wallClockMicros() + clockOffset }
+    private var source: String { service.url.address.description }
+
+    func start(group: EventLoopGroup) {
+        join(service.url.address, key: service.key, role: .player, group: loop) { [self] event in
+            loop.execute { self.handle(event) }
+        }.whenComplete { [self] result in
+            switch result {
+            case .success(let channel): self.channel = channel
+            case .failure(let error): finish(failure: "cannot connect to \(source): \(describeConnectError(error))")
+            }
+        }
+        loop.execute { [self] in
+            tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in tick() })
+            if !service.quiet {
+                tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in printStats() })
+            }
+        }
+    }
+
+    func wait() -> Result<Void, RuntimeFailure> {
+        do {
+            try finished.futureResult.wait()
+            return .success(())
+        } catch let failure as RuntimeFailure {
+            return .failure(failure)
+        } catch {
+            return .failure(RuntimeFailure("\(error)"))
+        }
+    }
+
+    func stop(reason: String) {
+        loop.execute { [self] in
+            logger.notice("stopping on \(reason)")
+            finish(failure: nil)
+        }
+    }
+
+    private func handle(_ event: JoinEvent) {
+        guard !done else { return }
+        switch event {
+        case .established(let suite):
+            establishedAt = wallClockMicros()
+            logger.info("joined \(source) (\(suite))")
+            parents.append(.init(atS: elapsed, parents: [source]))
+        case .message(.welcome(let originClock)):
+            // Half the proof-to-welcome round trip is the best guess of the one-way delay.
+            let now = wallClockMicros()
+            let rtt = now - (establishedAt ?? now)
+            clockOffset = originClock + rtt / 2 - now
+        case .message(.chunk(let chunk)):
+            _ = buffer.receive(chunk, now: originNow)
+            release(buffer.pull(now: originNow))
+        case .message(.ping(let t)):
+            channel?.writeAndFlush(EncodedMessage(.pong(t)), promise: nil)
+        case .message(.bye(let reason)):
+            logger.info("\(source) says bye: \(reason)")
+        case .message:
+            break
+        case .failed(let error):
+            if error as? HandshakeError == .wrongKey || error as? HandshakeError == .rejected("wrong key") {
+                finish(failure: "wrong key: \(source) does not hold the channel key (\(service.key))")
+            } else {
+                finish(failure: "link to \(source) failed: \(error)")
+            }
+        case .closed:
+            if !sawEndOfStream {
+                finish(failure: "lost the source at \(source): connection closed before end of stream")
+            }
+        }
+    }
+
+    private func tick() {
+        guard !done else { return }
+        if let failure = writeFailure.withLockedValue({ $0 }) { return finish(failure: failure) }
+        if outputClosed.withLockedValue({ $0 }) {
+            logger.notice("output closed by its reader")
+            return finish(failure: nil)
+        }
+        release(buffer.pull(now: originNow))
+        if let duration = service.duration, elapsed >= duration { finish(failure: nil) }
+    }
+
+    private func release(_ outputs: [PlayoutBuffer.Output]) {
+        for output in outputs {
+            switch output {
+            case .chunk(let chunk, _) where chunk.isEndOfStream:
+                sawEndOfStream = true
+                logger.info("end of stream")
+                finish(failure: nil)
+                return
+            case .chunk(let chunk, _):
+                if firstChunkMs == nil { firstChunkMs = Double(monotonicMicros() - joinedAt) / 1000 }
+                let payload = chunk.payload
+                writer.async { [self] in
+                    guard writeFailure.withLockedValue({ $0 }) == nil, !outputClosed.withLockedValue({ $0 }) else { return }
+                    do {
+                        try sink.write(payload)
+                    } catch is OutputClosed {
+                        outputClosed.withLockedValue { $0 = true }
+                    } catch {
+                        writeFailure.withLockedValue { $0 = "\(error)" }
+                    }
+                }
+            case .skipped(let seq):
+                logger.debug("skipped chunk \(seq): deadline passed")
+            }
+        }
+    }
+
+    private func finish(failure: String?) {
+        guard !done else { return }
+        if !sawEndOfStream { release(buffer.drain()) }
+        done = true
+        self.failure = failure.map(RuntimeFailure.init)
+        for task in tasks { task.cancel() }
+        if let channel, channel.isActive {
+            channel.writeAndFlush(EncodedMessage(.bye(failure == nil ? "done" : "failed")), promise: nil)
+            channel.close(promise: nil)
+        }
+        writer.async { [self] in
+            var result = self.failure
+            if result == nil, let writeError = writeFailure.withLockedValue({ $0 }) { result = RuntimeFailure(writeError) }
+            do { try sink.finish() } catch { if result == nil { result = RuntimeFailure("\(error)") } }
+            loop.execute { [self] in
+                if !service.quiet { printStats() }
+                if let result { finished.fail(result) } else { finished.succeed(()) }
+            }
+        }
+    }
+
+    private var elapsed: Double { Double(monotonicMicros() - joinedAt) / 1e6 }
+
+    private func printStats() {
+        let s = buffer.stats
+        printErr(String(format: "play %5.1fs | received %d | on time %d | late %d | missing %d | latency p50 %.0f ms p99 %.0f ms | %@",
+                        elapsed, s.received, s.onTime, s.late, s.missing,
+                        Double(buffer.latency.valueAtPercentile(50)) / 1000, Double(buffer.latency.valueAtPercentile(99)) / 1000,
+                        formatRate(bytes: s.bytesReceived, seconds: elapsed)))
+    }
+
+    /// The `--report` figures (design §5). Call after `wait()`.
+    func report() -> Report {
+        let s = buffer.stats
+        let h = buffer.latency
+        let count = h.totalCount
+        func ms(_ v: UInt64) -> Double { count == 0 ? 0 : (Double(v) / 1000 * 10).rounded() / 10 }
+        return Report(chunksExpected: s.expected, chunksReceived: s.received, chunksOnTime: s.onTime, chunksLate: s.late,
+                      chunksMissing: s.missing, bytesReceived: s.bytesReceived,
+                      latencyMs: .init(p50: ms(h.valueAtPercentile(50)), p90: ms(h.valueAtPercentile(90)),
+                                       p99: ms(h.valueAtPercentile(99)), max: ms(h.max)),
+                      firstChunkMs: firstChunkMs, parents: parents, durationS: (elapsed * 1000).rounded() / 1000)
+    }
+}
+
+/// `lsp2p-play --report`: the keys tests and scripts read (design §5).
+public struct Report: Codable, Equatable {
+    public struct Latency: Codable, Equatable {
+        public var p50, p90, p99, max: Double
+    }
+    public struct ParentChange: Codable, Equatable {
+        public var atS: Double
+        public var parents: [String]
+    }
+
+    public var chunksExpected, chunksReceived, chunksOnTime, chunksLate, chunksMissing, bytesReceived: Int
+    public var latencyMs: Latency
+    public var firstChunkMs: Double?
+    public var parents: [ParentChange]
+    public var durationS: Double
+
+    public func write(to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+}
+
+func describeConnectError(_ error: Error) -> String {
+    let text = "\(error)"
+    if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
+    if text.contains("connectTimeout") { return "timed out" }
+    return text
+}

@@ -1,0 +1,108 @@
+import ChunkMesh
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import StreamIngest
+
+/// `lsp2p-relay source`: ingest plus the origin.
+public struct SourceService {
+    public var ingest: IngestOptions
+    public var listen: HostPort
+    public var key: ChannelKey
+    public var suite: CipherSuite
+    public var uplink: BitRate?
+    public var waitReceivers: Int
+    public var quiet: Bool
+
+    public init(ingest: IngestOptions, listen: HostPort, key: ChannelKey, suite: CipherSuite,
+                uplink: BitRate?, waitReceivers: Int, quiet: Bool) {
+        self.ingest = ingest
+        self.listen = listen
+        self.key = key
+        self.suite = suite
+        self.uplink = uplink
+        self.waitReceivers = waitReceivers
+        self.quiet = quiet
+    }
+
+    /// Runs until the input ends (or a stop signal); returns after receivers have the end of stream.
+    public func run(logger: Logger) throws {
+        let ingest: Ingest
+        do { ingest = try Ingest(options: self.ingest) } catch { throw RuntimeFailure("\(error)") }
+        logger.info("input \(self.ingest.input.location): \(ingest.streamSummary.joined(separator: ", "))")
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
+        defer { try? group.syncShutdownGracefully() }
+        var config = Origin.Configuration(listen: listen, key: key, suite: suite, uplink: uplink)
+        config.slowLinkTimeout = .seconds(10)
+        let origin = Origin(configuration: config, group: group, logger: logger)
+        let bound: SocketAddress
+        do { bound = try origin.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
+        let url = JoinURL(address: HostPort(host: advertisedHost(listen.host), port: bound.port ?? listen.port), key: key)
+        printErr("join: \(url)")
+
+        let signals = StopSignals { sig in
+            logger.notice("stopping on signal \(sig)")
+            ingest.stop()
+        }
+        defer { withExtendedLifetime(signals) {} }
+
+        if waitReceivers > 0 {
+            logger.info("waiting for \(waitReceivers) receiver(s)")
+            while !origin.waitForReceivers(waitReceivers, timeout: .milliseconds(200)) {
+                if ingest.isStopRequested { break }
+            }
+        }
+
+        let started = monotonicMicros()
+        let ticker = quiet ? nil : StatsTicker {
+            let s = origin.stats
+            let elapsed = Double(monotonicMicros() - started) / 1e6
+            printErr(String(format: "source %5.1fs | receivers %d | chunks %d | sent %@ (%@) | dropped %d",
+                            elapsed, s.receivers, s.chunksPublished,
+                            ByteCountFormatter.string(fromByteCount: Int64(s.bytesSent), countStyle: .binary),
+                            formatRate(bytes: s.bytesSent, seconds: elapsed), s.chunksDropped))
+        }
+        defer { ticker?.stop() }
+
+        let last: UInt64
+        do {
+            last = try ingest.run { origin.publish($0) }
+        } catch {
+            origin.shutdown()
+            throw RuntimeFailure("\(error)")
+        }
+        origin.publish(.endOfStream(seq: last, ingestTime: wallClockMicros()))
+        logger.info("end of stream after \(last) chunks; waiting for receivers to finish")
+        origin.finish(timeout: .seconds(10))
+        let s = origin.stats
+        logger.info("done: \(s.chunksPublished) chunks, \(s.bytesSent) bytes sent to \(s.joined) receiver(s), \(s.chunksDropped) dropped")
+    }
+}
+
+/// The host to put in a join URL: a wildcard listen address becomes this machine's first LAN address.
+func advertisedHost(_ host: String) -> String {
+    guard host == "0.0.0.0" || host == "::" else { return host }
+    let devices = (try? System.enumerateDevices()) ?? []
+    let wantV6 = host == "::"
+    for device in devices {
+        guard let ip = device.address?.ipAddress, !device.name.hasPrefix("lo") else { continue }
+        if wantV6 == ip.contains(":"), !ip.hasPrefix("fe80") { return ip }
+    }
+    return wantV6 ? "::1" : "127.0.0.1"
+}
+
+/// Calls `tick` every second on a thread of its own until stopped.
+final class StatsTicker: @unchecked Sendable {
+    private let timer: DispatchSourceTimer
+
+    init(interval: Double = 1, _ tick: @escaping @Sendable () -> Void) {
+        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "stats"))
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler(handler: tick)
+        timer.resume()
+    }
+
+    func stop() { timer.cancel() }
+}

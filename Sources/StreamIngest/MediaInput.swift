@@ -1,0 +1,112 @@
+import CFFmpeg
+import Foundation
+
+/// Where a stream comes from.
+public struct InputSpec: Equatable, Sendable {
+    /// A path, a URL, `-` for stdin, or a device such as `/dev/video0`.
+    public var location: String
+    /// A libavformat input format name (`v4l2`, `lavfi`, `mpegts`), or nil to probe.
+    public var format: String?
+
+    public init(location: String, format: String? = nil) {
+        self.location = location
+        self.format = format
+    }
+
+    /// Stdin and URLs are live already; a local file is played at its own pace only when asked.
+    public var isLocalFile: Bool {
+        location != "-" && !location.contains("://") && format == nil
+    }
+
+    var url: String { location == "-" ? "pipe:0" : location }
+}
+
+/// An opened input: owns the demuxer context and frees it with the input-side free.
+final class MediaInput {
+    let context: UnsafeMutablePointer<AVFormatContext>
+    let spec: InputSpec
+
+    init(_ spec: InputSpec) throws {
+        avdevice_register_all()
+        var format: UnsafePointer<AVInputFormat>?
+        if let name = spec.format {
+            format = av_find_input_format(name)
+            guard format != nil else { throw MediaError("unknown input format '\(name)' (see `ffmpeg -formats`)") }
+        }
+        if spec.location != "-", !spec.location.contains("://"), spec.format == nil,
+           !FileManager.default.isReadableFile(atPath: spec.location) {
+            let exists = FileManager.default.fileExists(atPath: spec.location)
+            throw MediaError("cannot open \(spec.location): \(exists ? "permission denied" : "no such file")")
+        }
+        var ctx: UnsafeMutablePointer<AVFormatContext>?
+        try check(avformat_open_input(&ctx, spec.url, format, nil), "cannot open \(spec.location)")
+        context = ctx!
+        self.spec = spec
+        do {
+            try check(avformat_find_stream_info(context, nil), "cannot read \(spec.location)")
+        } catch {
+            var c: UnsafeMutablePointer<AVFormatContext>? = context
+            avformat_close_input(&c)
+            throw error
+        }
+    }
+
+    deinit {
+        var c: UnsafeMutablePointer<AVFormatContext>? = context
+        avformat_close_input(&c)
+    }
+
+    func stream(_ index: Int) -> UnsafeMutablePointer<AVStream> { context.pointee.streams[index]! }
+
+    /// The best video and best audio stream, whichever exist.
+    func selectedStreams() throws -> [Int] {
+        var picked: [Int] = []
+        for type in [AVMEDIA_TYPE_VIDEO, AVMEDIA_TYPE_AUDIO] {
+            let index = av_find_best_stream(context, type, -1, -1, nil, 0)
+            if index >= 0 { picked.append(Int(index)) }
+        }
+        guard !picked.isEmpty else { throw MediaError("\(spec.location) has no audio or video stream") }
+        return picked
+    }
+
+    /// Start time in AV_TIME_BASE units (0 when unknown).
+    var startTime: Int64 {
+        let t = context.pointee.start_time
+        return t == noPTS ? 0 : t
+    }
+
+    /// Rewinds to the start, for `--loop`.
+    func rewind() throws {
+        try check(av_seek_frame(context, -1, startTime, AVSEEK_FLAG_BACKWARD), "cannot loop \(spec.location) (not seekable)")
+    }
+}
+
+/// An owned AVPacket.
+final class Packet {
+    let pointer: UnsafeMutablePointer<AVPacket>
+    init() { pointer = av_packet_alloc() }
+    deinit {
+        var p: UnsafeMutablePointer<AVPacket>? = pointer
+        av_packet_free(&p)
+    }
+}
+
+/// An owned AVFrame.
+final class Frame {
+    let pointer: UnsafeMutablePointer<AVFrame>
+    init() { pointer = av_frame_alloc() }
+    deinit {
+        var p: UnsafeMutablePointer<AVFrame>? = pointer
+        av_frame_free(&p)
+    }
+}
+
+/// An owned codec context.
+final class CodecContext {
+    let pointer: UnsafeMutablePointer<AVCodecContext>
+    init(codec: UnsafePointer<AVCodec>) { pointer = avcodec_alloc_context3(codec) }
+    deinit {
+        var p: UnsafeMutablePointer<AVCodecContext>? = pointer
+        avcodec_free_context(&p)
+    }
+}

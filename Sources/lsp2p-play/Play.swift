@@ -1,0 +1,62 @@
+import ArgumentParser
+import ChunkMesh
+import LSP2PKit
+
+@main
+struct Play: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lsp2p-play",
+        abstract: "Join an lsp2p channel and write the stream, in order, to a file or stdout.",
+        discussion: """
+        Chunks are put back in order; a missing chunk is waited for until its deadline \
+        (ingest time + --deadline-ms) and then skipped. Output: MPEG-TS, or MP4/MKV by file extension. \
+        Logs and the stats line go to stderr. Examples:
+          lsp2p-play 'lsp2p://127.0.0.1:7000?key=…' --output out.ts
+          lsp2p-play lsp2p://[::1]:7000 --key-file channel.key --output - | ffplay -
+        Exit codes: 0 success, 1 runtime failure (wrong key, source lost, output unwritable), 2 usage error.
+        """
+    )
+
+    @Argument(help: "Join URL: lsp2p://HOST:PORT?key=HEX64")
+    var url: String
+
+    @Option(name: .shortAndLong, help: "Output file (.ts, .mp4, .mkv) or - for stdout.")
+    var output: String
+
+    @Option(help: "Channel key file (64 hex characters), instead of ?key= in the URL.")
+    var keyFile: String?
+
+    @Option(help: "Stop after this many seconds.")
+    var duration: Double?
+
+    @Option(help: "Playout delay in milliseconds: how long after ingest a chunk is due.")
+    var deadlineMs = 2000
+
+    @Option(help: "Write a JSON report here at exit (chunk counts, latency, parents).")
+    var report: String?
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        _ = try parsedURL()
+        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
+        guard deadlineMs > 0 else { throw ValidationError("--deadline-ms must be positive") }
+    }
+
+    private func parsedURL() throws -> JoinURL {
+        do { return try JoinURL(url) } catch { throw ValidationError("\(error)") }
+    }
+
+    func run() throws {
+        let logger = common.makeLogger("lsp2p.play")
+        let url = try parsedURL()
+        let service = PlayerService(url: url, key: try resolveKey(keyFile: keyFile, url: url), output: output,
+                                    duration: duration, deadlineMs: deadlineMs, reportPath: report, quiet: common.quiet)
+        do {
+            try service.run(logger: logger)
+        } catch let failure as RuntimeFailure {
+            printErr("lsp2p-play: \(failure)")
+            throw ExitCode.failure
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import ChunkMesh
+import Foundation
+import LSP2PKit
+import StreamIngest
+
+struct Source: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ingest a live source and serve it as the origin of a channel.",
+        discussion: """
+        The input is demuxed with libavformat, transcoded to H.264/AAC only when MPEG-TS cannot carry \
+        it as is, cut into MPEG-TS chunks and sent to every joiner, encrypted per link. The join URL \
+        goes to stderr. Examples:
+          lsp2p-relay source --input samples/sample.mp4 --loop
+          lsp2p-relay source --input /dev/video0 --format v4l2 --listen 0.0.0.0:7000
+          ffmpeg -i in.mkv -c copy -f mpegts - | lsp2p-relay source --input -
+        """
+    )
+
+    @Option(name: .shortAndLong, help: "Input: a file, a URL, - for stdin, or a device with --format.")
+    var input: String
+
+    @Option(help: "Input format for libavformat (v4l2, lavfi, mpegts, ...); probed when absent.")
+    var format: String?
+
+    @Option(help: "Address to listen on, HOST:PORT ([::1]:7000 for IPv6).")
+    var listen = HostPort(host: "127.0.0.1", port: 7000)
+
+    @Option(help: "Channel key file (64 hex characters). A new key is made when absent.")
+    var keyFile: String?
+
+    @Option(help: "Target chunk duration in milliseconds.")
+    var chunkMs = 200
+
+    @Flag(help: "Start the input again when it ends.")
+    var loop = false
+
+    @Flag(inversion: .prefixedNo, help: "Pace reading to the stream clock, like ffmpeg -re. Default: on for files, off for stdin, URLs and devices.")
+    var realtime: Bool?
+
+    @Option(help: "Upload budget of the origin in bits/s (8M, 500k); chunks beyond it are dropped. Unlimited when absent.")
+    var uplink: BitRate?
+
+    @Option(help: "Link cipher: rc4 (RC4 + HMAC-SHA256) or chacha20-poly1305.")
+    var cipher: CipherSuite = .rc4HmacSHA256
+
+    @Option(help: "Hold the stream until this many receivers have joined.")
+    var waitReceivers = 0
+
+    @OptionGroup var common: CommonOptions
+
+    func validate() throws {
+        guard (20...10_000).contains(chunkMs) else { throw ValidationError("--chunk-ms must be 20 to 10000") }
+        guard waitReceivers >= 0 else { throw ValidationError("--wait-receivers cannot be negative") }
+    }
+
+    func run() throws {
+        let logger = common.makeLogger("lsp2p.source")
+        let key = try keyFile.map { try resolveKey(keyFile: $0, url: nil) } ?? ChannelKey.random()
+        let service = SourceService(
+            ingest: IngestOptions(input: InputSpec(location: input, format: format), realtime: realtime,
+                                  loop: loop, chunkDuration: Int64(chunkMs) * 1000),
+            listen: listen, key: key, suite: cipher, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
+        do {
+            try service.run(logger: logger)
+        } catch let failure as RuntimeFailure {
+            printErr("lsp2p-relay: \(failure)")
+            throw ExitCode.failure
+        }
+    }
+}
