@@ -1,0 +1,114 @@
+import ChunkMesh
+import NIOCore
+import XCTest
+
+final class PlayoutBufferTests: XCTestCase {
+    private let delay: Int64 = 2_000_000
+
+    private func chunk(_ seq: UInt64, at ingest: Int64, ra: Bool = false) -> Chunk {
+        Chunk(seq: seq, ingestTime: ingest, pts: Int64(seq) * 18_000, duration: 200_000,
+              flags: ra ? .randomAccess : [], payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 188)))
+    }
+
+    private func seqs(_ outputs: [PlayoutBuffer.Output]) -> [String] {
+        outputs.map {
+            switch $0 {
+            case .chunk(let c, let late): return c.isEndOfStream ? "eos" : "\(c.seq)\(late ? "L" : "")"
+            case .skipped(let s): return "skip\(s)"
+            }
+        }
+    }
+
+    func testInOrderChunksAreReleasedAtOnce() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        XCTAssertEqual(buffer.receive(chunk(10, at: 0, ra: true), now: 1000), .onTime)
+        XCTAssertEqual(seqs(buffer.pull(now: 1000)), ["10"])
+        XCTAssertEqual(buffer.receive(chunk(11, at: 200_000), now: 201_000), .onTime)
+        XCTAssertEqual(seqs(buffer.pull(now: 201_000)), ["11"])
+        XCTAssertEqual(buffer.stats.onTime, 2)
+        XCTAssertEqual(buffer.startSeq, 10)
+    }
+
+    func testStartsAtARandomAccessChunk() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        XCTAssertEqual(buffer.receive(chunk(4, at: 0), now: 0), .beforeStart)
+        XCTAssertEqual(buffer.receive(chunk(5, at: 0, ra: true), now: 0), .onTime)
+        XCTAssertEqual(buffer.receive(chunk(4, at: 0), now: 0), .beforeStart)
+        XCTAssertEqual(seqs(buffer.pull(now: 0)), ["5"])
+        XCTAssertEqual(buffer.stats.received, 1)
+    }
+
+    func testReordersWithinTheDeadline() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)
+        _ = buffer.receive(chunk(2, at: 400_000), now: 400_000)
+        XCTAssertEqual(seqs(buffer.pull(now: 400_000)), ["0"])
+        _ = buffer.receive(chunk(1, at: 200_000), now: 500_000)
+        XCTAssertEqual(seqs(buffer.pull(now: 500_000)), ["1", "2"])
+        XCTAssertEqual(buffer.stats.missing, 0)
+    }
+
+    func testGapIsSkippedOnlyOnceALaterChunksDeadlinePasses() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)
+        _ = buffer.receive(chunk(2, at: 400_000), now: 400_000)
+        XCTAssertEqual(seqs(buffer.pull(now: 400_000)), ["0"])
+        XCTAssertEqual(buffer.gapDeadline, 2_400_000)
+        XCTAssertEqual(seqs(buffer.pull(now: 2_399_999)), [])
+        XCTAssertEqual(seqs(buffer.pull(now: 2_400_000)), ["skip1", "2"])
+        XCTAssertEqual(buffer.stats.missing, 1)
+        // The missing chunk comes after all: too late, still missing.
+        XCTAssertEqual(buffer.receive(chunk(1, at: 200_000), now: 2_500_000), .tooLate)
+        XCTAssertEqual(buffer.stats.missing, 1)
+        XCTAssertEqual(buffer.stats.expected, 3)
+    }
+
+    func testLateChunkIsStillWrittenWhenOrderAllows() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        XCTAssertEqual(buffer.receive(chunk(0, at: 0, ra: true), now: 3_000_000), .late)
+        XCTAssertEqual(seqs(buffer.pull(now: 3_000_000)), ["0L"])
+        XCTAssertEqual(buffer.stats.late, 1)
+        XCTAssertEqual(buffer.latency.max, 3_000_000, accuracy: 3_000)
+    }
+
+    func testNoGapIsSkippedWhileNothingLaterArrived() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)
+        XCTAssertEqual(seqs(buffer.pull(now: 60_000_000)), ["0"])
+        // A stalled source is not a loss.
+        XCTAssertEqual(seqs(buffer.pull(now: 120_000_000)), [])
+        XCTAssertEqual(buffer.stats.missing, 0)
+    }
+
+    func testDuplicatesAreCountedNotReplayed() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)
+        XCTAssertEqual(buffer.receive(chunk(0, at: 0, ra: true), now: 1), .duplicate)
+        _ = buffer.pull(now: 1)
+        XCTAssertEqual(buffer.receive(chunk(0, at: 0, ra: true), now: 2), .duplicate)
+        XCTAssertEqual(buffer.stats.duplicates, 2)
+        XCTAssertEqual(buffer.stats.received, 1)
+    }
+
+    func testEndOfStreamFinishesAfterEverythingBeforeIt() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)
+        _ = buffer.receive(.endOfStream(seq: 2, ingestTime: 400_000), now: 400_000)
+        XCTAssertEqual(seqs(buffer.pull(now: 400_000)), ["0"])
+        XCTAssertFalse(buffer.finished)
+        _ = buffer.receive(chunk(1, at: 200_000), now: 500_000)
+        XCTAssertEqual(seqs(buffer.pull(now: 500_000)), ["1", "eos"])
+        XCTAssertTrue(buffer.finished)
+        XCTAssertEqual(buffer.stats.expected, 2)
+    }
+
+    func testDrainSkipsGapsAndReleasesTheRest() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)
+        _ = buffer.receive(chunk(3, at: 600_000), now: 600_000)
+        _ = buffer.receive(chunk(5, at: 1_000_000), now: 1_000_000)
+        XCTAssertEqual(seqs(buffer.pull(now: 1_000_000)), ["0"])
+        XCTAssertEqual(seqs(buffer.drain()), ["skip1", "skip2", "3", "skip4", "5"])
+        XCTAssertEqual(buffer.stats.missing, 3)
+    }
+}
