@@ -121,11 +121,14 @@ public final class Ingest: @unchecked Sendable {
             let shift = av_rescale_q(offset, timeBaseQ, tb) - av_rescale_q(start, timeBaseQ, tb)
             if p.pointee.pts != noPTS { p.pointee.pts += shift }
             if p.pointee.dts != noPTS { p.pointee.dts += shift }
+            // A pass ends where its latest frame ends (PTS: with B-frames the last DTS comes earlier).
+            let latest = max(p.pointee.pts, p.pointee.dts)
+            if latest != noPTS {
+                passEnd = max(passEnd, av_rescale_q(latest + p.pointee.duration, tb, timeBaseQ))
+            }
             let ts = p.pointee.dts != noPTS ? p.pointee.dts : p.pointee.pts
-            if ts != noPTS {
-                let us = av_rescale_q(ts, tb, timeBaseQ)
-                passEnd = max(passEnd, us + av_rescale_q(p.pointee.duration, tb, timeBaseQ))
-                if options.paced { pace(us, clockStart: &clockStart, firstDTS: &firstDTS) }
+            if ts != noPTS, options.paced {
+                pace(av_rescale_q(ts, tb, timeBaseQ), clockStart: &clockStart, firstDTS: &firstDTS)
             }
             if let transcoder = route.transcoder {
                 try transcoder.transcode(p) { encoded in try write(encoded, from: transcoder.encoderTimeBase, to: route.output) }

@@ -22,12 +22,13 @@ public struct TSChunker {
     private var partial: [UInt8] = []
     private var current = ByteBuffer()
     private var currentPTS: Int64?
+    private var currentDTS: Int64?
     private var currentRandomAccess = false
     /// Offset in `current` where a run of PSI packets (PAT, PMT, SDT) began, with nothing after it yet.
     private var psiRunStart: Int?
     private var pmtPID: Int?
     private var videoPID: Int?
-    private var lastPTS: Int64?
+    private var lastDTS: Int64?
     public private(set) var packetsSkipped = 0
 
     public init(targetDuration: Int64) {
@@ -63,11 +64,12 @@ public struct TSChunker {
     /// The last chunk, at the end of the stream.
     public mutating func flush() -> [Cut] {
         guard current.readableBytes > 0 else { return [] }
-        let end = lastPTS ?? currentPTS ?? 0
+        let start = currentDTS ?? 0
         let cut = Cut(payload: current, pts: currentPTS ?? 0,
-                      duration: max(0, ptsDelta(end, currentPTS ?? end)) * 1_000_000 / 90_000, randomAccess: currentRandomAccess)
+                      duration: max(0, ptsDelta(lastDTS ?? start, start)) * 1_000_000 / 90_000, randomAccess: currentRandomAccess)
         current = ByteBuffer()
         currentPTS = nil
+        currentDTS = nil
         psiRunStart = nil
         return [cut]
     }
@@ -101,22 +103,23 @@ public struct TSChunker {
         if isPSI {
             if psiRunStart == nil { psiRunStart = current.writerIndex }
         } else {
-            let pts = unitStart ? pesPTS(payload) : nil
-            if let pts {
+            if unitStart, let (pts, dts) = pesTimes(payload) {
                 let keyframe = pid == videoPID && randomAccessIndicator
                 let timed = videoPID == nil || pid == videoPID
-                if let start = currentPTS {
-                    let due = timed && ptsDelta(pts, start) * 1_000_000 / 90_000 >= targetDuration
+                if let start = currentDTS {
+                    // Decode time: with B-frames the PTS jumps back and forth.
+                    let due = timed && ptsDelta(dts, start) * 1_000_000 / 90_000 >= targetDuration
                     if keyframe || due {
-                        let startsWithPAT = psiRunStart != nil
-                        cut(at: pts, cuts: &cuts)
-                        currentRandomAccess = startsWithPAT && (keyframe || videoPID == nil)
+                        let startsWithPSI = psiRunStart != nil
+                        cut(at: dts, pts: pts, cuts: &cuts)
+                        currentRandomAccess = startsWithPSI && (keyframe || videoPID == nil)
                     }
                 } else {
                     currentRandomAccess = psiRunStart == 0 && (keyframe || videoPID == nil)
+                    currentDTS = dts
+                    currentPTS = pts
                 }
-                if currentPTS == nil { currentPTS = pts }
-                lastPTS = pts
+                lastDTS = timed ? dts : (lastDTS ?? dts)
             }
             psiRunStart = nil
         }
@@ -124,16 +127,17 @@ public struct TSChunker {
     }
 
     /// Ends the current chunk before the PSI run (if any) that leads up to this packet.
-    private mutating func cut(at pts: Int64, cuts: inout [Cut]) {
+    private mutating func cut(at dts: Int64, pts: Int64, cuts: inout [Cut]) {
         let split = psiRunStart ?? current.writerIndex
         let payload = current.getSlice(at: 0, length: split)!
         let carried = current.getSlice(at: split, length: current.writerIndex - split)!
-        cuts.append(Cut(payload: payload, pts: currentPTS!, duration: max(0, ptsDelta(pts, currentPTS!)) * 1_000_000 / 90_000,
+        cuts.append(Cut(payload: payload, pts: currentPTS!, duration: max(0, ptsDelta(dts, currentDTS!)) * 1_000_000 / 90_000,
                         randomAccess: currentRandomAccess))
         current = ByteBuffer()
         current.reserveCapacity(payload.readableBytes + 4096)
         current.writeImmutableBuffer(carried)
         psiRunStart = carried.readableBytes > 0 ? 0 : nil
+        currentDTS = dts
         currentPTS = pts
     }
 
@@ -179,11 +183,15 @@ public struct TSChunker {
         return Array(payload[start..<end])
     }
 
-    /// The PTS of a PES that starts in this payload, if it has one.
-    private func pesPTS(_ b: UnsafeRawBufferPointer) -> Int64? {
+    /// PTS and DTS (the PTS when absent) of a PES that starts in this payload, if it has them.
+    private func pesTimes(_ b: UnsafeRawBufferPointer) -> (pts: Int64, dts: Int64)? {
         guard b.count >= 14, b[0] == 0, b[1] == 0, b[2] == 1, b[7] & 0x80 != 0 else { return nil }
-        let p = Int64(b[9] & 0x0E) << 29 | Int64(b[10]) << 22 | Int64(b[11] & 0xFE) << 14 | Int64(b[12]) << 7 | Int64(b[13]) >> 1
-        return p
+        func timestamp(_ i: Int) -> Int64 {
+            Int64(b[i] & 0x0E) << 29 | Int64(b[i + 1]) << 22 | Int64(b[i + 2] & 0xFE) << 14 | Int64(b[i + 3]) << 7 | Int64(b[i + 4]) >> 1
+        }
+        let pts = timestamp(9)
+        let dts = b[7] & 0x40 != 0 && b.count >= 19 ? timestamp(14) : pts
+        return (pts, dts)
     }
 }
 

@@ -1,0 +1,126 @@
+import ChunkMesh
+import NIOCore
+import StreamIngest
+import XCTest
+
+final class IngestTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws { dir = try Media.tempDir() }
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    private func ingestAll(_ path: String, loop: Bool = false, maxChunks: Int = .max) throws -> [Chunk] {
+        let ingest = try Ingest(options: IngestOptions(input: InputSpec(location: path), realtime: false, loop: loop))
+        var chunks: [Chunk] = []
+        try ingest.run { chunk in
+            chunks.append(chunk)
+            if chunks.count >= maxChunks { ingest.stop() }
+        }
+        return chunks
+    }
+
+    private func write(_ chunks: [Chunk], to name: String) throws -> String {
+        let url = dir.appendingPathComponent(name)
+        try Data(chunks.flatMap { Array($0.payload.readableBytesView) }).write(to: url)
+        return url.path
+    }
+
+    func testRemuxMatchesFFmpegStreamCopyByteForByte() throws {
+        let reference = dir.appendingPathComponent("ref.ts").path
+        try Media.ffmpeg(["-i", Media.sample, "-c", "copy", "-f", "mpegts", reference])
+        let chunks = try ingestAll(Media.sample)
+        XCTAssertEqual(chunks.map(\.seq), Array(0..<UInt64(chunks.count)))
+        XCTAssertTrue(chunks[0].isRandomAccess)
+        let ours = try write(chunks, to: "ours.ts")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: ours)), try Data(contentsOf: URL(fileURLWithPath: reference)))
+    }
+
+    func testVP8AndOpusAreTranscodedToH264AndAAC() throws {
+        let webm = dir.appendingPathComponent("in.webm").path
+        try Media.ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3", "-f", "lavfi", "-i", "sine=duration=3",
+                          "-c:v", "libvpx", "-b:v", "300k", "-c:a", "libopus", webm])
+        let ingest = try Ingest(options: IngestOptions(input: InputSpec(location: webm), realtime: false))
+        XCTAssertEqual(ingest.streamSummary, ["vp8 → h264 (transcode)", "opus → aac (transcode)"])
+        var chunks: [Chunk] = []
+        try ingest.run { chunks.append($0) }
+        let out = try write(chunks, to: "out.ts")
+        let probe = try Media.probe(out)
+        XCTAssertEqual(probe.codecs, ["h264", "aac"])
+        XCTAssertEqual(probe.duration, 3, accuracy: 0.5)
+        XCTAssertEqual(try Media.decodeErrors(out), "")
+        // libx264 is set for a keyframe every second: a joiner can start within one.
+        XCTAssertGreaterThanOrEqual(chunks.filter(\.isRandomAccess).count, 3)
+    }
+
+    func testRawVideoAndPCMAreTranscodedToo() throws {
+        let avi = dir.appendingPathComponent("raw.nut").path
+        try Media.ffmpeg(["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=2", "-f", "lavfi", "-i", "sine=duration=2:sample_rate=22050",
+                          "-c:v", "rawvideo", "-pix_fmt", "rgb24", "-c:a", "pcm_s16le", avi])
+        let out = try write(try ingestAll(avi), to: "raw.ts")
+        XCTAssertEqual(try Media.probe(out).codecs, ["h264", "aac"])
+        XCTAssertEqual(try Media.decodeErrors(out), "")
+    }
+
+    func testLoopKeepsTimestampsGoing() throws {
+        let short = dir.appendingPathComponent("short.mp4").path
+        try Media.ffmpeg(["-i", Media.sample, "-t", "2", "-c", "copy", short])
+        let chunks = try ingestAll(short, loop: true, maxChunks: 40)
+        XCTAssertGreaterThanOrEqual(chunks.count, 40) // and the muxer's last chunk after stop()
+        let out = try write(chunks, to: "looped.ts")
+        XCTAssertGreaterThan(try Media.probe(out).duration, 4.5, "more than two passes of a 2 s input")
+        XCTAssertEqual(try Media.decodeErrors(out), "")
+    }
+
+    func testBadInputsFailWithAClearError() throws {
+        let missing = dir.appendingPathComponent("nope.mp4").path
+        XCTAssertThrowsError(try Ingest(options: IngestOptions(input: InputSpec(location: missing)))) {
+            XCTAssertEqual("\($0)", "cannot open \(missing): no such file")
+        }
+        let garbage = dir.appendingPathComponent("garbage.mp4")
+        var rng = SystemRandomNumberGenerator()
+        try Data((0..<100_000).map { _ in UInt8.random(in: 0...255, using: &rng) }).write(to: garbage)
+        XCTAssertThrowsError(try Ingest(options: IngestOptions(input: InputSpec(location: garbage.path)))) {
+            XCTAssertTrue("\($0)".hasPrefix("cannot open \(garbage.path): ") || "\($0)".hasPrefix("cannot read \(garbage.path): "), "\($0)")
+        }
+        XCTAssertThrowsError(try Ingest(options: IngestOptions(input: InputSpec(location: "x", format: "nosuchformat")))) {
+            XCTAssertEqual("\($0)", "unknown input format 'nosuchformat' (see `ffmpeg -formats`)")
+        }
+        let textOnly = dir.appendingPathComponent("subs.srt")
+        try "1\n00:00:00,000 --> 00:00:01,000\nhello\n".write(to: textOnly, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try Ingest(options: IngestOptions(input: InputSpec(location: textOnly.path)))) {
+            XCTAssertEqual("\($0)", "\(textOnly.path) has no audio or video stream")
+        }
+    }
+
+    func testTruncatedFileEndsCleanly() throws {
+        let cut = dir.appendingPathComponent("cut.ts")
+        let full = dir.appendingPathComponent("full.ts").path
+        try Media.ffmpeg(["-i", Media.sample, "-c", "copy", "-f", "mpegts", full])
+        let data = try Data(contentsOf: URL(fileURLWithPath: full))
+        try data.prefix(data.count / 2 + 77).write(to: cut)
+        let chunks = try ingestAll(cut.path)
+        XCTAssertGreaterThan(chunks.count, 10)
+    }
+
+    func testRemuxSinkWritesAPlayableMP4() throws {
+        let chunks = try ingestAll(Media.sample)
+        let mp4 = dir.appendingPathComponent("out.mp4").path
+        let sink = try openSink(mp4)
+        for chunk in chunks { try sink.write(chunk.payload) }
+        try sink.finish()
+        let probe = try Media.probe(mp4)
+        XCTAssertEqual(probe.codecs, ["h264", "aac"])
+        XCTAssertEqual(probe.duration, 10, accuracy: 0.5)
+        XCTAssertEqual(try Media.decodeErrors(mp4), "")
+    }
+
+    func testSinksReportUnwritableOutputs() throws {
+        XCTAssertThrowsError(try openSink("/nonexistent-dir/out.ts")) { XCTAssertTrue("\($0)".hasPrefix("cannot create /nonexistent-dir/out.ts")) }
+        let full = try FileSink(path: "/dev/full")
+        XCTAssertThrowsError(try full.write(ByteBuffer(bytes: [1, 2, 3]))) {
+            XCTAssertEqual("\($0)", "cannot write /dev/full: No space left on device")
+        }
+        let empty = try openSink(dir.appendingPathComponent("empty.mkv").path)
+        XCTAssertThrowsError(try empty.finish())
+    }
+}
