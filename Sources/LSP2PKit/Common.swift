@@ -3,6 +3,7 @@ import ChunkMesh
 import Dispatch
 import Foundation
 import Logging
+import StreamIngest
 
 extension BitRate: ExpressibleByArgument {
     public init?(argument: String) { self.init(argument) }
@@ -35,6 +36,7 @@ public struct CommonOptions: ParsableArguments {
     /// Sets up logging to stderr (stdout may carry media) and returns the command's logger.
     public func makeLogger(_ label: String) -> Logger {
         let level = logLevel
+        setFFmpegLogging(verbose: level <= .debug)
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -84,4 +86,21 @@ public final class StopSignals {
 func formatRate(bytes: Int, seconds: Double) -> String {
     guard seconds > 0 else { return "0 bit/s" }
     return BitRate(bitsPerSecond: max(1, Double(bytes) * 8 / seconds)).description + "bit/s"
+}
+
+extension ParsableCommand {
+    /// `main()` with the exit codes of design §5: usage errors exit 2 (ArgumentParser's own code is 64).
+    public static func mainWithContractExitCodes() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                printErr(fullMessage(for: error))
+                Foundation.exit(2)
+            }
+            Self.exit(withError: error)
+        }
+    }
 }

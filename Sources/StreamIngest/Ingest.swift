@@ -2,6 +2,11 @@ import CFFmpeg
 import ChunkMesh
 import Foundation
 
+/// How much FFmpeg itself may print on stderr. Quiet by default: our errors say what failed in one line.
+public func setFFmpegLogging(verbose: Bool) {
+    av_log_set_level(verbose ? AV_LOG_WARNING : AV_LOG_FATAL)
+}
+
 /// How to ingest.
 public struct IngestOptions: Sendable {
     public var input: InputSpec
@@ -43,7 +48,6 @@ public final class Ingest: @unchecked Sendable {
     public private(set) var streamSummary: [String] = []
 
     public init(options: IngestOptions) throws {
-        av_log_set_level(AV_LOG_ERROR)
         self.options = options
         input = try MediaInput(options.input)
         muxer = try TSMuxer(chunkDuration: options.chunkDuration)

@@ -4,6 +4,8 @@ import LSP2PKit
 
 @main
 struct Play: ParsableCommand {
+    static func main() { mainWithContractExitCodes() }
+
     static let configuration = CommandConfiguration(
         commandName: "lsp2p-play",
         abstract: "Join an lsp2p channel and write the stream, in order, to a file or stdout.",

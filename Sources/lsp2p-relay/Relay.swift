@@ -3,6 +3,8 @@ import LSP2PKit
 
 @main
 struct Relay: ParsableCommand {
+    static func main() { mainWithContractExitCodes() }
+
     static let configuration = CommandConfiguration(
         commandName: "lsp2p-relay",
         abstract: "Push a live stream to many peers: the origin and the mesh relays of lsp2p.",

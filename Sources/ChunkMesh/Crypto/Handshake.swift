@@ -123,6 +123,7 @@ public struct HandshakeResponder {
 
     /// Checks the joiner's proof; on success returns the link's cipher.
     public func receiveProof(_ frame: Frame) throws -> LinkCipher {
+        if frame.type == .reject { throw HandshakeError.rejected(String(buffer: frame.payload)) }
         guard frame.type == .proof, let transcript else { throw HandshakeError.unexpected(frame.type) }
         guard frame.payload.readableBytes == 32,
               constantTimeEqual(frame.payload.getBytes(at: frame.payload.readerIndex, length: 32)!,

@@ -96,9 +96,14 @@ public final class LinkSecurityHandler: ChannelDuplexHandler {
                 return
             }
         } catch {
-            if case .awaitingProof = state, error as? HandshakeError == .wrongKey {
-                writeFrame(context: context, HandshakeResponder.reject("wrong key"), promise: nil)
-                context.flush()
+            // Tell the other side why, so both logs name the key.
+            switch state {
+            case .awaitingProof, .initiating:
+                if error as? HandshakeError == .wrongKey {
+                    writeFrame(context: context, HandshakeResponder.reject("wrong key"), promise: nil)
+                    context.flush()
+                }
+            default: break
             }
             fail(context: context, error)
         }

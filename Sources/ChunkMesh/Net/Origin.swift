@@ -231,6 +231,8 @@ final class OriginLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         if established {
             origin?.unregister(self, failed: failed)
             logger.info("link closed", metadata: ["peer": "\(peer)"])
+        } else if !failed {
+            logger.notice("join abandoned during the handshake", metadata: ["peer": "\(peer)"])
         }
         self.context = nil
     }

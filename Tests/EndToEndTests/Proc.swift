@@ -1,0 +1,97 @@
+import Foundation
+import XCTest
+
+/// One of our binaries, run for real, with stdout and stderr going to files.
+final class Proc {
+    static let binDir: URL = {
+        var candidates: [URL] = []
+        if let dir = ProcessInfo.processInfo.environment["LSP2P_BIN_DIR"] { candidates.append(URL(fileURLWithPath: dir)) }
+        candidates.append(Bundle.main.bundleURL)
+        candidates.append(Bundle.main.bundleURL.deletingLastPathComponent())
+        candidates.append(Media.packageRoot.appendingPathComponent(".build/debug"))
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.appendingPathComponent("lsp2p-relay").path) }
+            ?? Media.packageRoot.appendingPathComponent(".build/debug")
+    }()
+
+    let process = Process()
+    let stdoutURL: URL
+    let stderrURL: URL
+
+    init(_ binary: String, _ args: [String], in dir: URL, name: String) throws {
+        stdoutURL = dir.appendingPathComponent("\(name).stdout")
+        stderrURL = dir.appendingPathComponent("\(name).stderr")
+        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        process.executableURL = Proc.binDir.appendingPathComponent(binary)
+        process.arguments = args
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
+        process.standardError = try FileHandle(forWritingTo: stderrURL)
+        try process.run()
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+
+    var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+
+    /// Waits for exit, up to `seconds`; kills and fails the test past that.
+    @discardableResult
+    func wait(seconds: Double = 60, file: StaticString = #filePath, line: UInt = #line) -> Int32 {
+        let end = Date().addingTimeInterval(seconds)
+        while process.isRunning {
+            if Date() > end {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                XCTFail("\(process.executableURL!.lastPathComponent) did not exit within \(seconds) s; stderr:\n\(stderr)", file: file, line: line)
+                return -1
+            }
+            usleep(20_000)
+        }
+        return process.terminationStatus
+    }
+
+    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    /// Waits until stderr has a line containing `text`; returns that line.
+    func waitForLine(containing text: String, seconds: Double = 30) -> String? {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if let line = stderr.split(separator: "\n").first(where: { $0.contains(text) }) { return String(line) }
+            if !process.isRunning { return nil }
+            usleep(20_000)
+        }
+        return nil
+    }
+}
+
+/// A source on a free loopback port, and the join URL it printed.
+struct RunningSource {
+    let proc: Proc
+    let url: String
+
+    struct NoJoinURL: Error, CustomStringConvertible { let description: String }
+
+    init(_ args: [String], listen: String = "127.0.0.1:0", in dir: URL, name: String = "source") throws {
+        proc = try Proc("lsp2p-relay", ["source", "--listen", listen] + args, in: dir, name: name)
+        guard let line = proc.waitForLine(containing: "join: ") else {
+            throw NoJoinURL(description: "source printed no join URL: \(proc.stderr)")
+        }
+        url = String(line[line.range(of: "lsp2p://")!.lowerBound...])
+    }
+}
+
+struct PlayerReport: Decodable {
+    struct Latency: Decodable { var p50, p90, p99, max: Double }
+    struct Parents: Decodable { var atS: Double; var parents: [String] }
+    var chunksExpected, chunksReceived, chunksOnTime, chunksLate, chunksMissing, bytesReceived: Int
+    var latencyMs: Latency
+    var firstChunkMs: Double?
+    var parents: [Parents]
+    var durationS: Double
+
+    static func load(_ url: URL) throws -> PlayerReport {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(PlayerReport.self, from: Data(contentsOf: url))
+    }
+}
