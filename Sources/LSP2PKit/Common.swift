@@ -15,12 +15,6 @@ extension HostPort: ExpressibleByArgument {
     public var defaultValueDescription: String { description }
 }
 
-extension CipherSuite: ExpressibleByArgument {
-    public init?(argument: String) { self.init(name: argument) }
-    public static var allValueStrings: [String] { allCases.map(\.description) }
-    public var defaultValueDescription: String { description }
-}
-
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// Options every command shares.

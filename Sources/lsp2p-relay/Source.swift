@@ -42,7 +42,7 @@ struct Source: ParsableCommand {
     var uplink: BitRate?
 
     @Option(help: "Link cipher: rc4 (RC4 + HMAC-SHA256) or chacha20-poly1305.")
-    var cipher: CipherSuite = .rc4HmacSHA256
+    var cipher = "rc4"
 
     @Option(help: "Hold the stream until this many receivers have joined.")
     var waitReceivers = 0
@@ -52,6 +52,7 @@ struct Source: ParsableCommand {
     func validate() throws {
         guard (20...10_000).contains(chunkMs) else { throw ValidationError("--chunk-ms must be 20 to 10000") }
         guard waitReceivers >= 0 else { throw ValidationError("--wait-receivers cannot be negative") }
+        guard CipherSuite(name: cipher) != nil else { throw ValidationError("--cipher must be rc4 or chacha20-poly1305") }
     }
 
     func run() throws {
@@ -60,7 +61,7 @@ struct Source: ParsableCommand {
         let service = SourceService(
             ingest: IngestOptions(input: InputSpec(location: input, format: format), realtime: realtime,
                                   loop: loop, chunkDuration: Int64(chunkMs) * 1000),
-            listen: listen, key: key, suite: cipher, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
+            listen: listen, key: key, suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
         do {
             try service.run(logger: logger)
         } catch let failure as RuntimeFailure {
