@@ -101,8 +101,10 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
             throw MediaError("cannot create \(path): \(String(cString: strerror(errno)))")
         }
         let thread = Thread { [self] in
-            do { try remux() } catch { self.error = error }
+            var failure: Error?
+            do { try remux() } catch { failure = error }
             pipe.condition.lock()
+            self.error = failure
             pipe.closed = true // a failed remux stops taking bytes
             pipe.chunks.removeAll()
             pipe.condition.unlock()

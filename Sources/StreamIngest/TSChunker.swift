@@ -47,15 +47,40 @@ public struct TSChunker {
             guard partial.count == Self.packetSize else { return [] }
             let packet = partial
             partial = []
-            packet.withUnsafeBytes { handle(packet: $0, cuts: &cuts) }
+            packet.withUnsafeBytes {
+                handle(packet: $0, cuts: &cuts)
+                flushStaged()
+            }
         }
         while bytes.count - offset >= Self.packetSize {
             handle(packet: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + Self.packetSize]), cuts: &cuts)
             offset += Self.packetSize
         }
+        flushStaged()
         if offset < bytes.count { partial += bytes[offset...] }
         return cuts
     }
+
+    /// Packets handled but not yet copied into `current`: consecutive packets of the caller's buffer,
+    /// copied in one go at a cut or at the end of `feed` (never kept past it).
+    private var staged = UnsafeRawBufferPointer(start: nil, count: 0)
+
+    private mutating func stage(_ packet: UnsafeRawBufferPointer) {
+        if let base = staged.baseAddress, base + staged.count == packet.baseAddress {
+            staged = UnsafeRawBufferPointer(start: base, count: staged.count + packet.count)
+        } else {
+            flushStaged()
+            staged = packet
+        }
+    }
+
+    private mutating func flushStaged() {
+        if staged.count > 0 { current.writeBytes(staged) }
+        staged = UnsafeRawBufferPointer(start: nil, count: 0)
+    }
+
+    /// Where the next packet will sit in `current`.
+    private var position: Int { current.writerIndex + staged.count }
 
     public mutating func feed(_ bytes: [UInt8]) -> [Cut] {
         bytes.withUnsafeBytes { feed($0) }
@@ -101,7 +126,7 @@ public struct TSChunker {
         if unitStart, pid == pmtPID { parsePMT(payload) }
 
         if isPSI {
-            if psiRunStart == nil { psiRunStart = current.writerIndex }
+            if psiRunStart == nil { psiRunStart = position }
         } else {
             if unitStart, let (pts, dts) = pesTimes(payload) {
                 let keyframe = pid == videoPID && randomAccessIndicator
@@ -123,11 +148,12 @@ public struct TSChunker {
             }
             psiRunStart = nil
         }
-        current.writeBytes(p)
+        stage(p)
     }
 
     /// Ends the current chunk before the PSI run (if any) that leads up to this packet.
     private mutating func cut(at dts: Int64, pts: Int64, cuts: inout [Cut]) {
+        flushStaged()
         let split = psiRunStart ?? current.writerIndex
         let payload = current.getSlice(at: 0, length: split)!
         let carried = current.getSlice(at: split, length: current.writerIndex - split)!

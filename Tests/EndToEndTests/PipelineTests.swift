@@ -74,6 +74,18 @@ final class PipelineTests: XCTestCase {
         try assertPlays(path("out.mp4"), duration: 4)
     }
 
+    func testStdinSourceIsReadAsFastAsItComes() throws {
+        let ts = path("in.ts")
+        try Media.ffmpeg(["-i", Media.sample, "-t", "4", "-c", "copy", "-f", "mpegts", ts])
+        let source = try RunningSource(["--input", "-", "--key-file", keyFile, "--wait-receivers", "1"], in: dir,
+                                       stdin: URL(fileURLWithPath: ts))
+        let player = try Proc("lsp2p-play", [source.url, "--output", path("out.ts"), "--report", path("r.json")], in: dir, name: "p")
+        XCTAssertEqual(player.wait(), 0, player.stderr)
+        XCTAssertEqual(source.proc.wait(seconds: 20), 0, source.proc.stderr)
+        try assertPlays(path("out.ts"), duration: 4)
+        XCTAssertEqual(try PlayerReport.load(dir.appendingPathComponent("r.json")).chunksMissing, 0)
+    }
+
     func testWrongKeyFailsThatPlayerAndTheSourceServesOthers() throws {
         let source = try RunningSource(["--input", try clip(seconds: 3), "--key-file", keyFile, "--loop"], in: dir)
         let wrongKey = path("wrong.key")

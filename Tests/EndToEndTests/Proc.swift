@@ -17,14 +17,14 @@ final class Proc {
     let stdoutURL: URL
     let stderrURL: URL
 
-    init(_ binary: String, _ args: [String], in dir: URL, name: String) throws {
+    init(_ binary: String, _ args: [String], in dir: URL, name: String, stdin: URL? = nil) throws {
         stdoutURL = dir.appendingPathComponent("\(name).stdout")
         stderrURL = dir.appendingPathComponent("\(name).stderr")
         _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
         process.executableURL = Proc.binDir.appendingPathComponent(binary)
         process.arguments = args
-        process.standardInput = FileHandle.nullDevice
+        process.standardInput = try stdin.map(FileHandle.init(forReadingFrom:)) ?? FileHandle.nullDevice
         process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
         process.standardError = try FileHandle(forWritingTo: stderrURL)
         try process.run()
@@ -71,8 +71,8 @@ struct RunningSource {
 
     struct NoJoinURL: Error, CustomStringConvertible { let description: String }
 
-    init(_ args: [String], listen: String = "127.0.0.1:0", in dir: URL, name: String = "source") throws {
-        proc = try Proc("lsp2p-relay", ["source", "--listen", listen] + args, in: dir, name: name)
+    init(_ args: [String], listen: String = "127.0.0.1:0", in dir: URL, name: String = "source", stdin: URL? = nil) throws {
+        proc = try Proc("lsp2p-relay", ["source", "--listen", listen] + args, in: dir, name: name, stdin: stdin)
         guard let line = proc.waitForLine(containing: "join: ") else {
             throw NoJoinURL(description: "source printed no join URL: \(proc.stderr)")
         }

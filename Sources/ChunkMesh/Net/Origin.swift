@@ -70,7 +70,8 @@ public final class Origin: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandlers([
                         ByteToMessageHandler(FrameDecoder(maxPayload: config.maxFramePayload)),
                         LinkSecurityHandler(.responder(key: config.key, suite: config.suite)),
-                        OriginLinkHandler(origin: self, logger: logger, slowLinkTimeout: config.slowLinkTimeout),
+                        OriginLinkHandler(origin: self, eventLoop: channel.eventLoop, logger: logger,
+                                          slowLinkTimeout: config.slowLinkTimeout),
                     ])
                 }
             }
@@ -181,6 +182,8 @@ final class OriginLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Message
 
     private weak var origin: Origin?
+    /// The link's loop: everything but `enqueue` and `close` runs on it.
+    private let eventLoop: EventLoop
     private let logger: Logger
     private let slowLinkTimeout: TimeAmount
     private var context: ChannelHandlerContext?
@@ -189,8 +192,9 @@ final class OriginLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private var fullSince: NIODeadline?
     private var failed = false
 
-    init(origin: Origin, logger: Logger, slowLinkTimeout: TimeAmount) {
+    init(origin: Origin, eventLoop: EventLoop, logger: Logger, slowLinkTimeout: TimeAmount) {
         self.origin = origin
+        self.eventLoop = eventLoop
         self.logger = logger
         self.slowLinkTimeout = slowLinkTimeout
     }
@@ -239,15 +243,14 @@ final class OriginLinkHandler: ChannelInboundHandler, @unchecked Sendable {
 
     /// From any thread: queue a chunk for this link.
     func enqueue(_ message: EncodedMessage, isEndOfStream: Bool) {
-        guard let loop = context?.eventLoop else { return }
-        loop.execute { [self] in
+        eventLoop.execute { [self] in
             send(message, isEndOfStream: isEndOfStream)
             context?.flush()
         }
     }
 
     func close() {
-        context?.eventLoop.execute { [self] in
+        eventLoop.execute { [self] in
             guard let context else { return }
             context.writeAndFlush(wrapOutbound(.bye("origin closing")), promise: nil)
             context.close(promise: nil)
