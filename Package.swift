@@ -72,7 +72,9 @@ let package = Package(
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "StreamIngestTests", dependencies: ["StreamIngest", "ChunkMesh"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["ChunkMesh"]),
+        /// The committed sample, temp folders, and ffmpeg/ffprobe checks, for the media and end-to-end tests.
+        .target(name: "TestMedia", path: "Tests/TestMedia"),
+        .testTarget(name: "StreamIngestTests", dependencies: ["StreamIngest", "ChunkMesh", "TestMedia"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestMedia"]),
     ]
 )

@@ -13,13 +13,13 @@ let package = Package(
     ],
     targets: [
         .executableTarget(
-            name: "Crypto",
+            name: "LinkCrypto",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "ChunkMesh", package: "lsp2p"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            path: "Benchmarks/Crypto",
+            path: "Benchmarks/LinkCrypto",
             swiftSettings: [.swiftLanguageMode(.v5)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import TestMedia
 import XCTest
 
 /// The real binaries over loopback: source → players, checked with ffprobe and ffmpeg.

@@ -1,4 +1,5 @@
 import Foundation
+import TestMedia
 import XCTest
 
 /// One of our binaries, run for real, with stdout and stderr going to files.

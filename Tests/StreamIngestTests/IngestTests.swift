@@ -1,6 +1,7 @@
 import ChunkMesh
 import NIOCore
 import StreamIngest
+import TestMedia
 import XCTest
 
 final class IngestTests: XCTestCase {

@@ -1,6 +1,7 @@
 import ChunkMesh
 import NIOCore
 @testable import StreamIngest
+import TestMedia
 import XCTest
 
 final class TSChunkerTests: XCTestCase {
