@@ -34,10 +34,11 @@ public struct RC4 {
     public mutating func apply(to bytes: UnsafeMutableRawBufferPointer) {
         guard let base = bytes.baseAddress else { return }
         let count = bytes.count
-        var i = self.i
-        var j = self.j
-        s.withUnsafeMutableBufferPointer { sp in
+        // Indices live inside the closure: captured from outside, they would stay in memory.
+        (i, j) = s.withUnsafeMutableBufferPointer { [i, j] sp in
             let s = sp.baseAddress!
+            var i = i
+            var j = j
             @inline(__always) func next() -> UInt64 {
                 i = (i &+ 1) & 0xFF
                 let si = s[i]
@@ -67,9 +68,8 @@ public struct RC4 {
                                 toByteOffset: n, as: UInt8.self)
                 n += 1
             }
+            return (i, j)
         }
-        self.i = i
-        self.j = j
     }
 
     public mutating func apply(to bytes: inout [UInt8]) {
