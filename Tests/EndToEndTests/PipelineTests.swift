@@ -134,6 +134,20 @@ final class PipelineTests: XCTestCase {
         try assertPlays(path("s.ts"), duration: 4)
     }
 
+    func testAStalledReceiverHoldsUpNoOtherAndTheSourceStillEnds() throws {
+        let source = try RunningSource(["--input", try clip(seconds: 3), "--key-file", keyFile, "--wait-receivers", "2"], in: dir)
+        let stalled = try Proc("lsp2p-play", [source.url, "--output", path("st.ts")], in: dir, name: "stalled")
+        let survivor = try Proc("lsp2p-play", [source.url, "--output", path("s.ts"), "--report", path("s.json")], in: dir, name: "s")
+        XCTAssertNotNil(stalled.waitForLine(containing: "joined"), stalled.stderr)
+        stalled.signal(SIGSTOP)
+        defer { stalled.signal(SIGKILL) }
+        XCTAssertEqual(survivor.wait(), 0, survivor.stderr)
+        XCTAssertEqual(try PlayerReport.load(dir.appendingPathComponent("s.json")).chunksMissing, 0)
+        // It waits a bounded time for the stalled one to take the end of stream, then closes it and exits.
+        XCTAssertEqual(source.proc.wait(seconds: 30), 0, source.proc.stderr)
+        try assertPlays(path("s.ts"), duration: 3)
+    }
+
     func testSIGINTLeavesAPlayableMP4AndAReport() throws {
         let source = try RunningSource(["--input", try clip(seconds: 3), "--key-file", keyFile, "--loop"], in: dir)
         let player = try Proc("lsp2p-play", [source.url, "--output", path("x.mp4"), "--report", path("x.json")], in: dir, name: "x")
