@@ -2,16 +2,20 @@ import ChunkMesh
 import XCTest
 
 final class ParentSelectorTests: XCTestCase {
+    /// A candidate that receives every substream at delay `d`, with `ancestors` upstream in all of them.
     private func candidate(_ id: String, d: Int64, link: Int64 = 1000, sched: Int64 = 1000, units: Int,
-                           ancestors: Set<String> = []) -> CandidateParent {
-        CandidateParent(id: id, delayFromSource: d, linkDelay: link, scheduleDelay: sched, residualUnits: units, ancestors: ancestors)
+                           ancestors: Set<String> = [], substreams: [Int] = [0, 1, 2, 3]) -> CandidateParent {
+        CandidateParent(id: id, delays: Dictionary(uniqueKeysWithValues: substreams.map { ($0, d) }), linkDelay: link,
+                        scheduleDelay: sched, residualUnits: units,
+                        ancestors: Dictionary(uniqueKeysWithValues: substreams.map { ($0, ancestors) }))
     }
 
     func testPowerIsResidualOverDelay() {
         let c = candidate("a", d: 8000, units: 3)
-        XCTAssertEqual(c.delayVia, 10_000)
-        XCTAssertEqual(c.power(needing: 4), 3.0 / 10_000)
-        XCTAssertEqual(c.power(needing: 2), 2.0 / 10_000)
+        XCTAssertEqual(c.delayVia(0), 10_000)
+        XCTAssertEqual(c.power(needing: [0, 1, 2, 3], me: "me"), 3.0 / 10_000)
+        XCTAssertEqual(c.power(needing: [0, 1], me: "me"), 2.0 / 10_000)
+        XCTAssertEqual(candidate("b", d: 0, units: 4, substreams: [2]).power(needing: [0, 1], me: "me"), 0)
     }
 
     func testGreedySelectionTakesTheMostPowerfulFirst() {
@@ -34,6 +38,14 @@ final class ParentSelectorTests: XCTestCase {
         XCTAssertEqual(plan, [0: "ok"]) // substream 1 found no parent
     }
 
+    func testTreesArePerSubstream() {
+        // My child in substream 0 may feed me substream 1: the trees are separate.
+        var child = candidate("child", d: 5000, units: 2)
+        child.ancestors[0] = ["origin", "me"]
+        let plan = ParentSelector.select(needed: [0, 1], from: [child], me: "me")
+        XCTAssertEqual(plan, [1: "child"])
+    }
+
     func testImprovementMovesTheWorstSubstreamBeyondTheMargin() {
         let parents = [0: candidate("a", d: 5000, units: 1), 1: candidate("slow", d: 60_000, units: 1)]
         XCTAssertEqual(ParentSelector.delay(parents: parents), 62_000)
@@ -47,6 +59,20 @@ final class ParentSelectorTests: XCTestCase {
         // A candidate that has me upstream is never a move, however fast.
         let loop = candidate("d", d: 0, units: 4, ancestors: ["me"])
         XCTAssertNil(ParentSelector.improvement(parents: parents, candidates: [loop], me: "me", margin: 5000))
+    }
+
+    func testImprovementMovesOneSubstreamAtATimeEvenWhenOneParentFeedsAll() {
+        let slow = candidate("slow", d: 60_000, units: 0)
+        var parents = [0: slow, 1: slow, 2: slow, 3: slow]
+        let fast = candidate("fast", d: 2_000, units: 4)
+        var moves: [Int] = []
+        while let move = ParentSelector.improvement(parents: parents, candidates: [fast, slow], me: "me", margin: 2_000) {
+            XCTAssertEqual(move.to, "fast")
+            moves.append(move.substream)
+            parents[move.substream] = fast
+        }
+        XCTAssertEqual(moves.sorted(), [0, 1, 2, 3])
+        XCTAssertEqual(ParentSelector.delay(parents: parents), 4_000)
     }
 
     func testSubstreamPlan() {

@@ -1,84 +1,97 @@
 /// A peer's name in the mesh: the address it listens on, `HOST:PORT`.
 public typealias PeerID = String
 
-/// What a peer knows of a candidate parent (design §3).
+/// What a peer knows of a candidate parent (design §3). The mesh is `k` trees, one per substream, so delay
+/// and ancestry are per substream.
 public struct CandidateParent: Equatable, Sendable {
     public var id: PeerID
-    /// D(p): the candidate's own delay from the source, µs. 0 for the origin.
-    public var delayFromSource: Int64
+    /// D_s(p): the candidate's delay from the source in each substream it receives, µs. The origin has 0 in all.
+    public var delays: [Int: Int64]
     /// link(p→me): measured one-way delay (RTT/2), µs.
     public var linkDelay: Int64
     /// sched(p): the time p needs to push one chunk of one substream at its uplink, µs.
     public var scheduleDelay: Int64
     /// Units p can still serve.
     public var residualUnits: Int
-    /// Peers upstream of p. A peer never takes a parent that has it upstream.
-    public var ancestors: Set<PeerID>
+    /// Peers upstream of p in each substream's tree. A peer never takes a parent that has it upstream.
+    public var ancestors: [Int: Set<PeerID>]
 
-    public init(id: PeerID, delayFromSource: Int64, linkDelay: Int64, scheduleDelay: Int64, residualUnits: Int,
-                ancestors: Set<PeerID> = []) {
+    public init(id: PeerID, delays: [Int: Int64], linkDelay: Int64, scheduleDelay: Int64, residualUnits: Int,
+                ancestors: [Int: Set<PeerID>] = [:]) {
         self.id = id
-        self.delayFromSource = delayFromSource
+        self.delays = delays
         self.linkDelay = linkDelay
         self.scheduleDelay = scheduleDelay
         self.residualUnits = residualUnits
         self.ancestors = ancestors
     }
 
-    /// My delay from the source through this parent: `D(p) + link(p→me) + sched(p)`.
-    public var delayVia: Int64 { delayFromSource + linkDelay + scheduleDelay }
+    /// Whether `me` may take this candidate as parent of `substream`: it receives it, and not through `me`.
+    public func canFeed(_ substream: Int, to me: PeerID) -> Bool {
+        id != me && delays[substream] != nil && !(ancestors[substream]?.contains(me) ?? false)
+    }
 
-    /// `power(p) = min(residual(p), n) / (D(p) + link(p→me) + sched(p))` for a peer that still needs `n` units.
-    public func power(needing n: Int) -> Double {
-        Double(min(residualUnits, n)) / Double(max(1, delayVia))
+    /// My delay in `substream` through this parent: `D_s(p) + link(p→me) + sched(p)`.
+    public func delayVia(_ substream: Int) -> Int64 {
+        (delays[substream] ?? .max / 4) + linkDelay + scheduleDelay
+    }
+
+    /// `power(p) = min(residual(p), n) / delay` for a peer that still needs the substreams `needed`:
+    /// n counts those p can feed, and the delay is the longest through p among them.
+    public func power(needing needed: [Int], me: PeerID) -> Double {
+        let feedable = needed.filter { canFeed($0, to: me) }
+        guard !feedable.isEmpty, residualUnits > 0 else { return 0 }
+        let delay = feedable.map(delayVia).max()!
+        return Double(min(residualUnits, feedable.count)) / Double(max(1, delay))
     }
 }
 
 /// Parent choice by power, as Fast-Mesh makes it. Pure functions: the peer core calls them with what it knows.
 public enum ParentSelector {
-    /// Assigns each substream in `needed` a parent, greedily by power: the most powerful candidate takes as
-    /// many substreams as it has residual units, then power is recomputed for what is left.
-    /// Candidates that are `me`, have `me` upstream, or have no residual units are never taken.
-    /// Substreams left out of the result found no parent.
+    /// Assigns each substream in `needed` a parent, greedily by power: the most powerful candidate takes as many
+    /// substreams as it has residual units (those it can feed, fastest first), then power is recomputed for
+    /// what is left. Substreams left out of the result found no parent.
     public static func select(needed: [Int], from candidates: [CandidateParent], me: PeerID) -> [Int: PeerID] {
-        var pool = candidates.filter { $0.id != me && !$0.ancestors.contains(me) && $0.residualUnits > 0 }
+        var pool = candidates.filter { $0.id != me && $0.residualUnits > 0 }
         var left = needed.sorted()
         var plan: [Int: PeerID] = [:]
-        while !left.isEmpty, !pool.isEmpty {
-            let n = left.count
-            let best = pool.indices.max { a, b in
-                let (pa, pb) = (pool[a].power(needing: n), pool[b].power(needing: n))
-                return pa != pb ? pa < pb : pool[a].id > pool[b].id // ties: the smaller id wins, for determinism
-            }!
-            let take = min(pool[best].residualUnits, n)
-            for substream in left.prefix(take) { plan[substream] = pool[best].id }
-            left.removeFirst(take)
+        while !left.isEmpty {
+            let scored = pool.indices.map { ($0, pool[$0].power(needing: left, me: me)) }.filter { $0.1 > 0 }
+            guard let (best, _) = scored.max(by: { a, b in
+                a.1 != b.1 ? a.1 < b.1 : pool[a.0].id > pool[b.0].id // ties: the smaller id wins, for determinism
+            }) else { break }
+            let chosen = pool[best]
+            let take = left.filter { chosen.canFeed($0, to: me) }
+                .sorted { (chosen.delayVia($0), $0) < (chosen.delayVia($1), $1) }
+                .prefix(chosen.residualUnits)
+            for substream in take { plan[substream] = chosen.id }
+            left.removeAll { take.contains($0) }
             pool.remove(at: best)
         }
         return plan
     }
 
-    /// A peer's delay from the source: the longest over its parents, since it needs every substream.
+    /// A peer's delay from the source: the longest over its substreams, since it needs every one.
     public static func delay(parents: [Int: CandidateParent]) -> Int64 {
-        parents.values.map(\.delayVia).max() ?? 0
+        parents.map { $0.value.delayVia($0.key) }.max() ?? 0
     }
 
-    /// One move of continuous improvement: the substream behind the peer's delay moves to the candidate that
-    /// lowers that delay most, if it lowers it by more than `margin`. Nil at a local minimum.
+    /// One move of continuous improvement: the substream with the longest delay moves to the candidate that
+    /// lowers that substream's delay most, if by more than `margin`. Moves repeat until the peer's delay, the
+    /// longest over its substreams, sits at a local minimum. Nil when no move helps.
     public static func improvement(parents: [Int: CandidateParent], candidates: [CandidateParent], me: PeerID,
                                    margin: Int64) -> (substream: Int, to: PeerID)? {
         guard let (worst, worstParent) = parents.max(by: { a, b in
-            a.value.delayVia != b.value.delayVia ? a.value.delayVia < b.value.delayVia : a.key > b.key
+            let (da, db) = (a.value.delayVia(a.key), b.value.delayVia(b.key))
+            return da != db ? da < db : a.key > b.key
         }) else { return nil }
-        let others = parents.filter { $0.key != worst }.values.map(\.delayVia).max() ?? 0
-        let current = worstParent.delayVia
+        let current = worstParent.delayVia(worst)
         let options = candidates.filter {
-            $0.id != me && $0.id != worstParent.id && !$0.ancestors.contains(me) && $0.residualUnits > 0
-                && max(others, $0.delayVia) < current - margin
+            $0.id != worstParent.id && $0.residualUnits > 0 && $0.canFeed(worst, to: me) && $0.delayVia(worst) < current - margin
         }
-        guard let best = options.min(by: { a, b in a.delayVia != b.delayVia ? a.delayVia < b.delayVia : a.id < b.id }) else {
-            return nil
-        }
+        guard let best = options.min(by: { a, b in
+            (a.delayVia(worst), a.id) < (b.delayVia(worst), b.id)
+        }) else { return nil }
         return (worst, best.id)
     }
 }

@@ -9,9 +9,11 @@ public enum Message: Equatable, Sendable {
     case pong(Int64)
     /// A peer leaves on purpose, with a reason for the log.
     case bye(String)
+    /// Mesh control: membership, gossip, subscriptions, repair.
+    case mesh(MeshMessage)
 
     private enum Tag: UInt8 {
-        case welcome = 1, chunk = 2, ping = 3, pong = 4, bye = 5
+        case welcome = 1, chunk = 2, ping = 3, pong = 4, bye = 5, mesh = 6
     }
 
     public func encode(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
@@ -33,6 +35,10 @@ public enum Message: Equatable, Sendable {
             out = allocator.buffer(capacity: 1 + reason.utf8.count)
             out.writeInteger(Tag.bye.rawValue)
             out.writeString(reason)
+        case .mesh(let message):
+            out = allocator.buffer(capacity: 64)
+            out.writeInteger(Tag.mesh.rawValue)
+            message.write(to: &out)
         }
         return out
     }
@@ -52,6 +58,10 @@ public enum Message: Equatable, Sendable {
             return tag == .ping ? .ping(t) : .pong(t)
         case .bye:
             return .bye(buffer.readString(length: buffer.readableBytes) ?? "")
+        case .mesh:
+            let message = try MeshMessage.read(from: &buffer)
+            guard buffer.readableBytes == 0 else { throw WireError.malformed("trailing bytes after mesh message") }
+            return .mesh(message)
         }
     }
 }

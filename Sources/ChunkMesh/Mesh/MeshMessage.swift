@@ -1,0 +1,146 @@
+import NIOCore
+
+/// What a peer tells others about itself: enough to compute its power as a parent, per substream tree.
+public struct PeerInfo: Equatable, Sendable {
+    public var id: PeerID
+    /// D_s: its delay from the source in each substream, µs; nil for a substream it does not receive yet.
+    public var delays: [Int64?]
+    public var residualUnits: Int
+    /// sched(p), µs: time to push one chunk of one substream at its uplink.
+    public var scheduleDelay: Int64
+    /// Its ancestors in each substream's tree, up to the origin: a peer never takes a parent that has it upstream.
+    public var ancestors: [[PeerID]]
+
+    public init(id: PeerID, delays: [Int64?], residualUnits: Int, scheduleDelay: Int64, ancestors: [[PeerID]]) {
+        self.id = id
+        self.delays = delays
+        self.residualUnits = residualUnits
+        self.scheduleDelay = scheduleDelay
+        self.ancestors = ancestors
+    }
+
+    /// Longest ancestry carried per substream; deeper trees than this lose loop protection at their bottom.
+    static let maxAncestors = 64
+
+    func write(to out: inout ByteBuffer) {
+        writeShortString(id, to: &out)
+        out.writeInteger(UInt16(clamping: residualUnits))
+        out.writeInteger(scheduleDelay)
+        out.writeInteger(UInt8(clamping: delays.count))
+        for (i, delay) in delays.prefix(255).enumerated() {
+            out.writeInteger(delay ?? -1)
+            let kept = (i < ancestors.count ? ancestors[i] : []).prefix(Self.maxAncestors)
+            out.writeInteger(UInt8(kept.count))
+            for a in kept { writeShortString(a, to: &out) }
+        }
+    }
+
+    static func read(from buffer: inout ByteBuffer) throws -> PeerInfo {
+        let id = try readShortString(&buffer)
+        guard let residual = buffer.readInteger(as: UInt16.self), let sched = buffer.readInteger(as: Int64.self),
+              let count = buffer.readInteger(as: UInt8.self)
+        else { throw WireError.malformed("peer info truncated") }
+        var delays: [Int64?] = []
+        var ancestors: [[PeerID]] = []
+        for _ in 0..<count {
+            guard let delay = buffer.readInteger(as: Int64.self), let n = buffer.readInteger(as: UInt8.self) else {
+                throw WireError.malformed("peer info truncated")
+            }
+            delays.append(delay < 0 ? nil : delay)
+            ancestors.append(try (0..<n).map { _ in try readShortString(&buffer) })
+        }
+        return PeerInfo(id: id, delays: delays, residualUnits: Int(residual), scheduleDelay: sched, ancestors: ancestors)
+    }
+}
+
+/// The mesh's own messages, carried inside `Message.mesh`.
+public enum MeshMessage: Equatable, Sendable {
+    /// Who I am now; `wantPeers` asks for a `peers` answer (gossip).
+    case announce(PeerInfo, wantPeers: Bool)
+    case peers([PeerInfo])
+    /// Child to parent: send me these substreams, from `fromSeq` on (what you hold of it first).
+    case subscribe([Int], fromSeq: UInt64)
+    case unsubscribe([Int])
+    case accept([Int])
+    case refuse([Int])
+    /// Send me this chunk if you hold it (repair).
+    case repair(UInt64)
+    /// I am leaving: move away from me.
+    case leaving
+
+    private enum Tag: UInt8 { case announce = 1, peers, subscribe, unsubscribe, accept, refuse, repair, leaving }
+
+    func write(to out: inout ByteBuffer) {
+        func substreams(_ tag: Tag, _ list: [Int]) {
+            out.writeInteger(tag.rawValue)
+            out.writeInteger(UInt8(clamping: list.count))
+            for s in list.prefix(255) { out.writeInteger(UInt8(clamping: s)) }
+        }
+        switch self {
+        case .announce(let info, let want):
+            out.writeInteger(Tag.announce.rawValue)
+            out.writeInteger(UInt8(want ? 1 : 0))
+            info.write(to: &out)
+        case .peers(let list):
+            out.writeInteger(Tag.peers.rawValue)
+            let kept = list.prefix(64)
+            out.writeInteger(UInt8(kept.count))
+            for p in kept { p.write(to: &out) }
+        case .subscribe(let list, let from):
+            substreams(.subscribe, list)
+            out.writeInteger(from)
+        case .unsubscribe(let list): substreams(.unsubscribe, list)
+        case .accept(let list): substreams(.accept, list)
+        case .refuse(let list): substreams(.refuse, list)
+        case .repair(let seq):
+            out.writeInteger(Tag.repair.rawValue)
+            out.writeInteger(seq)
+        case .leaving:
+            out.writeInteger(Tag.leaving.rawValue)
+        }
+    }
+
+    static func read(from buffer: inout ByteBuffer) throws -> MeshMessage {
+        guard let raw = buffer.readInteger(as: UInt8.self), let tag = Tag(rawValue: raw) else {
+            throw WireError.malformed("unknown mesh message")
+        }
+        func substreams() throws -> [Int] {
+            guard let n = buffer.readInteger(as: UInt8.self), let bytes = buffer.readBytes(length: Int(n)) else {
+                throw WireError.malformed("substream list truncated")
+            }
+            return bytes.map(Int.init)
+        }
+        switch tag {
+        case .announce:
+            guard let want = buffer.readInteger(as: UInt8.self) else { throw WireError.malformed("announce truncated") }
+            return .announce(try PeerInfo.read(from: &buffer), wantPeers: want != 0)
+        case .peers:
+            guard let n = buffer.readInteger(as: UInt8.self) else { throw WireError.malformed("peers truncated") }
+            return .peers(try (0..<n).map { _ in try PeerInfo.read(from: &buffer) })
+        case .subscribe:
+            let list = try substreams()
+            guard let from = buffer.readInteger(as: UInt64.self) else { throw WireError.malformed("subscribe truncated") }
+            return .subscribe(list, fromSeq: from)
+        case .unsubscribe: return .unsubscribe(try substreams())
+        case .accept: return .accept(try substreams())
+        case .refuse: return .refuse(try substreams())
+        case .repair:
+            guard let seq = buffer.readInteger(as: UInt64.self) else { throw WireError.malformed("repair truncated") }
+            return .repair(seq)
+        case .leaving: return .leaving
+        }
+    }
+}
+
+private func writeShortString(_ s: String, to out: inout ByteBuffer) {
+    let bytes = Array(s.utf8.prefix(255))
+    out.writeInteger(UInt8(bytes.count))
+    out.writeBytes(bytes)
+}
+
+private func readShortString(_ buffer: inout ByteBuffer) throws -> String {
+    guard let n = buffer.readInteger(as: UInt8.self), let s = buffer.readString(length: Int(n)) else {
+        throw WireError.malformed("string truncated")
+    }
+    return s
+}

@@ -1,0 +1,457 @@
+/// How a mesh peer behaves. Times in µs.
+public struct MeshPeerConfig: Sendable {
+    public var me: PeerID
+    /// The origin is the root of every substream's tree and never takes parents.
+    public var isOrigin: Bool
+    /// Where a joiner first asks for candidates (the origin, or any peer).
+    public var bootstrap: PeerID?
+    public var plan = SubstreamPlan()
+    /// Substream units this peer can serve in all (its uplink over one unit's rate).
+    public var capacityUnits: Int
+    /// sched: time to push one chunk of one substream at this peer's uplink.
+    public var scheduleDelay: Int64
+    public var chunkDuration: Int64 = 200_000
+    /// Continuous improvement: how often a peer looks for a better parent (jittered ±25 %).
+    public var improvementPeriod: Int64 = 5_000_000
+    /// A move must lower the peer's delay by more than this.
+    public var hysteresis: Int64 = 2_000
+    /// A parent that sends nothing for this long is dropped (it may be alive but not forwarding).
+    public var parentTimeout: Int64
+    public var announcePeriod: Int64 = 1_000_000
+    /// Chunks kept for children joining, switching or repairing.
+    public var windowChunks = 256
+    /// Link delay assumed for a candidate not yet measured.
+    public var assumedLinkDelay: Int64 = 1_000
+    public var seed: UInt64
+
+    public init(me: PeerID, isOrigin: Bool, bootstrap: PeerID?, capacityUnits: Int, scheduleDelay: Int64, seed: UInt64) {
+        self.me = me
+        self.isOrigin = isOrigin
+        self.bootstrap = bootstrap
+        self.capacityUnits = capacityUnits
+        self.scheduleDelay = scheduleDelay
+        self.seed = seed
+        self.parentTimeout = max(2_000_000, 3 * Int64(plan.count) * chunkDuration)
+    }
+}
+
+/// What happens to a peer.
+public enum MeshEvent: Equatable, Sendable {
+    case start
+    /// A link to this peer is up (we connected, or it announced itself on a link it opened).
+    case connected(PeerID)
+    case connectFailed(PeerID)
+    case disconnected(PeerID)
+    case message(from: PeerID, MeshMessage)
+    /// A chunk from a peer, or from the local source when `from` is nil (the origin).
+    case chunk(from: PeerID?, Chunk)
+    /// Measured one-way delay to a linked peer (RTT/2).
+    case linkDelay(PeerID, Int64)
+    case tick
+    /// Leave on purpose: children are told first.
+    case leave
+}
+
+/// What a peer asks its driver to do.
+public enum MeshAction: Equatable, Sendable {
+    case connect(PeerID)
+    case disconnect(PeerID)
+    case send(PeerID, MeshMessage)
+    case sendChunk(PeerID, Chunk)
+    /// A chunk seen for the first time: to the local player, if any.
+    case deliver(Chunk)
+    /// The parent of each substream changed (for reports and logs).
+    case parentsChanged([Int: PeerID])
+}
+
+/// The Fast-Mesh peer (design §3) as a pure state machine: events and `now` in, actions out.
+/// It never reads a clock, never touches a socket, and takes its randomness from the seed.
+public struct MeshPeer {
+    private struct Known {
+        var info: PeerInfo
+        var linkDelay: Int64?
+        var heardAt: Int64
+    }
+
+    /// News of a peer not linked to us is forgotten after this long without a refresh.
+    static let forgetAfter: Int64 = 15_000_000
+
+    public let config: MeshPeerConfig
+    private var rng: SplitMixRandom
+    private var known: [PeerID: Known] = [:]
+    private var connected: Set<PeerID> = []
+    public private(set) var parents: [Int: PeerID] = [:]
+    private var pending: [Int: (peer: PeerID, since: Int64)] = [:]
+    /// Substreams to ask for once a link comes up.
+    private var awaitingLink: [PeerID: Set<Int>] = [:]
+    public private(set) var children: [PeerID: Set<Int>] = [:]
+    /// When each peer last sent us a chunk: a parent that stays connected but forwards nothing is dropped.
+    private var lastChunkFrom: [PeerID: Int64] = [:]
+    private var window: [UInt64: Chunk] = [:]
+    private var windowLow: UInt64 = 0
+    private var lastSeqOf: [Int: UInt64] = [:]
+    private var repairTried: [UInt64: Int64] = [:]
+    public private(set) var highestSeq: UInt64?
+    private var nextImprovement: Int64 = 0
+    private var nextAnnounce: Int64 = 0
+    private var nextBootstrapTry: Int64 = 0
+    /// Peers not to take as parents until a time: they failed to connect, or stopped forwarding.
+    private var avoid: [PeerID: Int64] = [:]
+    private var lastDownstreamAnnounce: Int64 = .min / 2
+    private var downstreamAnnounceDue = false
+    public private(set) var parentChanges = 0
+    public private(set) var leaving = false
+
+    public init(config: MeshPeerConfig) {
+        self.config = config
+        self.rng = SplitMixRandom(seed: config.seed)
+    }
+
+    // MARK: what the peer is
+
+    public var usedUnits: Int { children.values.reduce(0) { $0 + $1.count } }
+    public var residualUnits: Int { max(0, config.capacityUnits - usedUnits) }
+    public var hasAllParents: Bool { config.isOrigin || parents.count == config.plan.count }
+
+    /// D_s(me): my delay from the source in one substream, nil while it has no parent.
+    public func delay(of substream: Int) -> Int64? {
+        if config.isOrigin { return 0 }
+        guard let p = parents[substream], let c = candidate(p) else { return nil }
+        return c.delayVia(substream)
+    }
+
+    /// D(me): the longest over my substreams, or nil without a full set of parents.
+    public var delayFromSource: Int64? {
+        let delays = config.plan.all.map { delay(of: $0) }
+        guard delays.allSatisfy({ $0 != nil }) else { return nil }
+        return delays.compactMap { $0 }.max()
+    }
+
+    /// Who is upstream of me in a substream's tree, for loop checks.
+    public func ancestors(of substream: Int) -> [PeerID] {
+        guard let p = parents[substream] else { return [] }
+        let theirs = known[p]?.info.ancestors
+        return [p] + (theirs.flatMap { substream < $0.count ? $0[substream] : nil } ?? [])
+    }
+
+    public var info: PeerInfo {
+        PeerInfo(id: config.me, delays: config.plan.all.map { delay(of: $0) }, residualUnits: leaving ? 0 : residualUnits,
+                 scheduleDelay: config.scheduleDelay, ancestors: config.plan.all.map { ancestors(of: $0) })
+    }
+
+    public var debugState: String {
+        "parents \(parents) pending \(pending.mapValues(\.peer)) known \(known.values.map { "\($0.info.id):\($0.info.residualUnits)" }.sorted()) connected \(connected.sorted()) avoid \(avoid.keys.sorted())"
+    }
+
+    /// What this peer knows of others, for a mesh report.
+    public var knownPeers: [PeerInfo] { known.values.map(\.info).sorted { $0.id < $1.id } }
+
+    // MARK: events
+
+    public mutating func handle(_ event: MeshEvent, now: Int64) -> [MeshAction] {
+        var out: [MeshAction] = []
+        switch event {
+        case .start:
+            nextImprovement = now + jittered(config.improvementPeriod)
+            if let bootstrap = config.bootstrap, bootstrap != config.me { out.append(.connect(bootstrap)) }
+        case .connected(let peer):
+            connected.insert(peer)
+            out.append(.send(peer, .announce(info, wantPeers: !config.isOrigin)))
+            if let wanted = awaitingLink.removeValue(forKey: peer) {
+                out.append(.send(peer, .subscribe(wanted.sorted(), fromSeq: resumeSeq(for: wanted))))
+            }
+        case .connectFailed(let peer):
+            avoid[peer] = now + 10_000_000
+            out += lose(peer, now: now)
+            known.removeValue(forKey: peer)
+        case .disconnected(let peer):
+            out += lose(peer, now: now)
+            known.removeValue(forKey: peer)
+        case .linkDelay(let peer, let delay):
+            known[peer]?.linkDelay = delay
+        case .message(let peer, let message):
+            out += receive(message, from: peer, now: now)
+        case .chunk(let from, let chunk):
+            out += receive(chunk, from: from, now: now)
+        case .tick:
+            out += tick(now: now)
+        case .leave:
+            leaving = true
+            for child in children.keys.sorted() { out.append(.send(child, .leaving)) }
+            for parent in Set(parents.values).sorted() { out.append(.send(parent, .unsubscribe(parents.filter { $0.value == parent }.map(\.key).sorted()))) }
+        }
+        return out
+    }
+
+    private mutating func receive(_ message: MeshMessage, from peer: PeerID, now: Int64) -> [MeshAction] {
+        var out: [MeshAction] = []
+        switch message {
+        case .announce(let info, let wantPeers):
+            guard info.id == peer else { return [] } // a peer speaks only for itself
+            let delay = known[peer]?.linkDelay
+            let before = info
+            known[peer] = Known(info: info, linkDelay: delay, heardAt: now)
+            // A loop formed from moves made at once on stale news: leave that parent there, choose again.
+            let looped = parents.filter { s, p in p == peer && s < info.ancestors.count && info.ancestors[s].contains(config.me) }
+                .map(\.key).sorted()
+            if !looped.isEmpty {
+                out.append(.send(peer, .unsubscribe(looped)))
+                out += orphan(looped, now: now)
+            } else if parents.values.contains(peer), self.info != before {
+                out += announceDownstream(now: now)
+            }
+            if wantPeers {
+                // Only first-hand news: peers linked to us, so the dead drop out of everyone's lists.
+                let sample = connected.compactMap { known[$0]?.info }.filter { $0.id != peer && $0.delays.contains { $0 != nil } }
+                out.append(.send(peer, .peers(Array(sample.shuffled(using: &rng).prefix(16)) + [self.info])))
+            }
+            out += selectParents(now: now)
+        case .peers(let list):
+            for info in list where info.id != config.me && !connected.contains(info.id) {
+                // What a linked peer says of itself beats hearsay; hearsay refreshes the rest.
+                known[info.id] = Known(info: info, linkDelay: known[info.id]?.linkDelay, heardAt: now)
+            }
+            out += selectParents(now: now)
+        case .subscribe(let substreams, let fromSeq):
+            out += subscribe(peer, to: substreams, fromSeq: fromSeq)
+        case .unsubscribe(let substreams):
+            children[peer]?.subtract(substreams)
+            if children[peer]?.isEmpty == true { children.removeValue(forKey: peer) }
+        case .accept(let substreams):
+            var changed = false
+            for s in substreams where pending[s]?.peer == peer {
+                pending.removeValue(forKey: s)
+                let old = parents[s]
+                parents[s] = peer
+                changed = true
+                // Make-before-break: the old parent goes only once the new one has said yes.
+                if let old, old != peer { out.append(.send(old, .unsubscribe([s]))) }
+            }
+            if changed {
+                if lastChunkFrom[peer] == nil { lastChunkFrom[peer] = now }
+                parentChanges += 1
+                out.append(.parentsChanged(parents))
+                out += announceDownstream(now: now)
+            }
+        case .refuse(let substreams):
+            for s in substreams where pending[s]?.peer == peer { pending.removeValue(forKey: s) }
+            known[peer]?.info.residualUnits = 0
+            out += selectParents(now: now)
+        case .repair(let seq):
+            if let chunk = window[seq] { out.append(.sendChunk(peer, chunk)) }
+        case .leaving:
+            out += orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
+            known[peer]?.info.residualUnits = 0
+        }
+        return out
+    }
+
+    private mutating func subscribe(_ child: PeerID, to substreams: [Int], fromSeq: UInt64) -> [MeshAction] {
+        let valid = substreams.filter { $0 >= 0 && $0 < config.plan.count }
+        let new = valid.filter { !(children[child]?.contains($0) ?? false) }
+        // Never serve an ancestor (a loop), a substream not received, or more than the uplink allows.
+        let feedable = valid.allSatisfy { delay(of: $0) != nil && !ancestors(of: $0).contains(child) }
+        guard !leaving, feedable, child != config.me, new.count <= residualUnits, valid.count == substreams.count, !valid.isEmpty else {
+            return [.send(child, .refuse(substreams))]
+        }
+        children[child, default: []].formUnion(valid)
+        var out: [MeshAction] = [.send(child, .accept(valid))]
+        // What the child missed: from `fromSeq`, or for a newcomer from the newest random-access chunk.
+        let start = fromSeq > 0 ? fromSeq : (window.values.filter(\.isRandomAccess).map(\.seq).max() ?? UInt64.max)
+        for seq in window.keys.sorted() where seq >= start && valid.contains(config.plan.substream(of: seq)) {
+            out.append(.sendChunk(child, window[seq]!))
+        }
+        return out
+    }
+
+    private mutating func receive(_ chunk: Chunk, from: PeerID?, now: Int64) -> [MeshAction] {
+        if let from { lastChunkFrom[from] = now }
+        guard window[chunk.seq] == nil, chunk.seq >= windowLow else { return [] }
+        window[chunk.seq] = chunk
+        repairTried.removeValue(forKey: chunk.seq)
+        highestSeq = max(highestSeq ?? chunk.seq, chunk.seq)
+        let s = config.plan.substream(of: chunk.seq)
+        lastSeqOf[s] = max(lastSeqOf[s] ?? chunk.seq, chunk.seq)
+        if window.count > config.windowChunks, let high = highestSeq {
+            windowLow = high >= UInt64(config.windowChunks) ? high - UInt64(config.windowChunks) + 1 : 0
+            window = window.filter { $0.key >= windowLow }
+            repairTried = repairTried.filter { $0.key >= windowLow }
+        }
+        var out: [MeshAction] = [.deliver(chunk)]
+        for (child, subs) in children.sorted(by: { $0.key < $1.key }) where child != from && (subs.contains(s) || chunk.isEndOfStream) {
+            out.append(.sendChunk(child, chunk))
+        }
+        return out
+    }
+
+    private mutating func tick(now: Int64) -> [MeshAction] {
+        var out: [MeshAction] = []
+        guard !config.isOrigin else { return announce(now: now) }
+        avoid = avoid.filter { $0.value > now }
+        known = known.filter { connected.contains($0.key) || now - $0.value.heardAt < Self.forgetAfter }
+        if let bootstrap = config.bootstrap, !connected.contains(bootstrap), now >= nextBootstrapTry {
+            nextBootstrapTry = now + 2_000_000
+            out.append(.connect(bootstrap))
+        }
+        // A parent that stays connected but stops forwarding is as good as gone.
+        for parent in Set(parents.values).sorted() where now - (lastChunkFrom[parent] ?? now) > config.parentTimeout {
+            avoid[parent] = now + 30_000_000
+            out += lose(parent, now: now)
+            known.removeValue(forKey: parent)
+            out.append(.disconnect(parent))
+        }
+        for (s, p) in pending where now - p.since > 2_000_000 {
+            pending.removeValue(forKey: s)
+            known[p.peer]?.info.residualUnits = 0
+        }
+        out += selectParents(now: now)
+        if now >= nextImprovement {
+            nextImprovement = now + jittered(config.improvementPeriod)
+            out += improve(now: now)
+        }
+        if downstreamAnnounceDue { out += announceDownstream(now: now) }
+        out += announce(now: now)
+        out += repair(now: now)
+        return out
+    }
+
+    private mutating func announce(now: Int64) -> [MeshAction] {
+        guard now >= nextAnnounce else { return [] }
+        nextAnnounce = now + config.announcePeriod
+        let me = info
+        let peers = connected.sorted()
+        // Gossip: ask one neighbour a round for the peers it knows.
+        let asked = peers.isEmpty || config.isOrigin ? nil : peers[Int(rng.next() % UInt64(peers.count))]
+        return peers.map { .send($0, .announce(me, wantPeers: $0 == asked)) }
+    }
+
+    /// Pulls chunks missing behind the newest ones from a parent, while they can still be on time.
+    private mutating func repair(now: Int64) -> [MeshAction] {
+        guard let high = highestSeq, !parents.isEmpty else { return [] }
+        let k = UInt64(config.plan.count)
+        guard high > k else { return [] }
+        let low = max(windowLow, lastSeqOf.values.min().map { $0 > k * 4 ? $0 - k * 4 : 0 } ?? windowLow)
+        var out: [MeshAction] = []
+        let sources = Set(parents.values).sorted()
+        var seq = low
+        while seq + k <= high, out.count < 8 {
+            if window[seq] == nil, repairTried[seq].map({ now - $0 > 2 * config.chunkDuration }) ?? true {
+                repairTried[seq] = now
+                out.append(.send(sources[Int(seq % UInt64(sources.count))], .repair(seq)))
+            }
+            seq += 1
+        }
+        return out
+    }
+
+    /// Gives every substream without a parent one, by power.
+    private mutating func selectParents(now: Int64) -> [MeshAction] {
+        guard !config.isOrigin, !leaving else { return [] }
+        let needed = config.plan.all.filter { parents[$0] == nil && pending[$0] == nil }
+        guard !needed.isEmpty else { return [] }
+        let plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
+        return ask(plan, now: now)
+    }
+
+    /// One move towards a lower delay, make-before-break.
+    private mutating func improve(now: Int64) -> [MeshAction] {
+        guard hasAllParents, pending.isEmpty else { return [] }
+        let current = Dictionary(uniqueKeysWithValues: parents.compactMap { s, p in candidate(p).map { (s, $0) } })
+        guard current.count == parents.count else { return [] }
+        guard let move = ParentSelector.improvement(parents: current, candidates: candidates(), me: config.me,
+                                                    margin: config.hysteresis) else { return [] }
+        return ask([move.substream: move.to], now: now)
+    }
+
+    private mutating func ask(_ plan: [Int: PeerID], now: Int64) -> [MeshAction] {
+        var out: [MeshAction] = []
+        var byPeer: [PeerID: [Int]] = [:]
+        for (s, p) in plan { byPeer[p, default: []].append(s) }
+        for (peer, substreams) in byPeer.sorted(by: { $0.key < $1.key }) {
+            for s in substreams { pending[s] = (peer, now) }
+            known[peer]?.info.residualUnits -= substreams.count
+            if connected.contains(peer) {
+                out.append(.send(peer, .subscribe(substreams.sorted(), fromSeq: resumeSeq(for: Set(substreams)))))
+            } else {
+                if awaitingLink[peer] == nil { out.append(.connect(peer)) }
+                awaitingLink[peer, default: []].formUnion(substreams)
+            }
+        }
+        return out
+    }
+
+    /// Where a (re)subscription should start: just after what we hold of those substreams, or 0 for a newcomer.
+    private func resumeSeq(for substreams: Set<Int>) -> UInt64 {
+        let last = substreams.compactMap { lastSeqOf[$0] }
+        guard last.count == substreams.count, let low = last.min() else { return highestSeq.map { $0 + 1 } ?? 0 }
+        return low + 1
+    }
+
+    /// A link is gone: its children go, and the substreams it fed are re-parented at once.
+    private mutating func lose(_ peer: PeerID, now: Int64) -> [MeshAction] {
+        connected.remove(peer)
+        children.removeValue(forKey: peer)
+        lastChunkFrom.removeValue(forKey: peer)
+        awaitingLink.removeValue(forKey: peer)
+        for (s, p) in pending where p.peer == peer { pending.removeValue(forKey: s) }
+        return orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
+    }
+
+    /// These substreams lost their parent: find new ones at once.
+    private mutating func orphan(_ orphaned: [Int], now: Int64) -> [MeshAction] {
+        guard !orphaned.isEmpty else { return [] }
+        for s in orphaned { parents.removeValue(forKey: s) }
+        parentChanges += 1
+        return [.parentsChanged(parents)] + announceDownstream(now: now) + selectParents(now: now)
+    }
+
+    /// Children learn a new ancestry at once, not at the next announce: stale ancestry is how loops form.
+    /// At most once per `downstreamSpacing`; a change inside that spacing goes out at the next tick.
+    private mutating func announceDownstream(now: Int64) -> [MeshAction] {
+        guard now - lastDownstreamAnnounce >= Self.downstreamSpacing else {
+            downstreamAnnounceDue = true
+            return []
+        }
+        lastDownstreamAnnounce = now
+        downstreamAnnounceDue = false
+        let me = info
+        return children.keys.sorted().map { .send($0, .announce(me, wantPeers: false)) }
+    }
+
+    static let downstreamSpacing: Int64 = 50_000
+
+    private func candidate(_ id: PeerID) -> CandidateParent? {
+        guard let k = known[id], avoid[id] == nil else { return nil }
+        var delays: [Int: Int64] = [:]
+        var ancestors: [Int: Set<PeerID>] = [:]
+        for s in config.plan.all {
+            if s < k.info.delays.count, let d = k.info.delays[s] { delays[s] = d }
+            var up = Set(s < k.info.ancestors.count ? k.info.ancestors[s] : [])
+            // My own child in a substream is below me there, whatever its news says.
+            if children[id]?.contains(s) == true { up.insert(config.me) }
+            ancestors[s] = up
+        }
+        guard !delays.isEmpty else { return nil }
+        return CandidateParent(id: id, delays: delays, linkDelay: k.linkDelay ?? config.assumedLinkDelay,
+                               scheduleDelay: k.info.scheduleDelay, residualUnits: k.info.residualUnits, ancestors: ancestors)
+    }
+
+    private func candidates() -> [CandidateParent] { known.keys.sorted().compactMap { candidate($0) } }
+
+    private mutating func jittered(_ period: Int64) -> Int64 {
+        period * 3 / 4 + Int64(rng.next() % UInt64(max(1, period / 2)))
+    }
+}
+
+/// SplitMix64: small, seeded, the same on every platform.
+public struct SplitMixRandom: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
