@@ -45,7 +45,7 @@ final class MeshSim {
     /// SIGKILL: gone without a word; its neighbours see the link drop.
     func kill(_ id: PeerID) {
         alive.remove(id)
-        for link in links where link.contains(id) {
+        for link in links.sorted(by: { $0.joined() < $1.joined() }) where link.contains(id) {
             links.remove(link)
             let other = link[0] == id ? link[1] : link[0]
             schedule(other, .disconnected(id), after: oneWayDelay(id, other))
@@ -63,15 +63,16 @@ final class MeshSim {
         queue.append(Pending(at: now + delay, order: order, target: target, event: event))
     }
 
-    /// Events handled so far; a run stops (and says so) past `maxEvents`, so a message storm cannot hang a test.
+    /// Events handled in one `run`; a run stops (and says so) past `maxEvents`, so a message storm cannot hang a test.
     private(set) var events = 0
-    let maxEvents = 300_000
+    let maxEvents = 2_000_000
     private(set) var overran = false
     var messageCounts: [String: Int] = [:]
 
     /// Runs the world for `duration` µs: the origin cuts a chunk every `chunkDuration`, every peer ticks every 100 ms.
     func run(for duration: Int64) {
         let end = now + duration
+        events = 0
         while !overran {
             events += 1
             if events > maxEvents { overran = true }

@@ -85,8 +85,9 @@ public struct MeshPeer {
     /// Substreams to ask for once a link comes up.
     private var awaitingLink: [PeerID: Set<Int>] = [:]
     public private(set) var children: [PeerID: Set<Int>] = [:]
-    /// When each peer last sent us a chunk: a parent that stays connected but forwards nothing is dropped.
-    private var lastChunkFrom: [PeerID: Int64] = [:]
+    /// When each substream last brought a new chunk from its parent. A substream whose parent forwards nothing
+    /// (a peer gone mute, or a loop cut off from the source) is re-parented; repairs do not count.
+    private var lastFed: [Int: Int64] = [:]
     private var window: [UInt64: Chunk] = [:]
     private var windowLow: UInt64 = 0
     private var lastSeqOf: [Int: UInt64] = [:]
@@ -202,7 +203,7 @@ public struct MeshPeer {
             }
             if wantPeers {
                 // Only first-hand news: peers linked to us, so the dead drop out of everyone's lists.
-                let sample = connected.compactMap { known[$0]?.info }.filter { $0.id != peer && $0.delays.contains { $0 != nil } }
+                let sample = connected.sorted().compactMap { known[$0]?.info }.filter { $0.id != peer && $0.delays.contains { $0 != nil } }
                 out.append(.send(peer, .peers(Array(sample.shuffled(using: &rng).prefix(16)) + [self.info])))
             }
             out += selectParents(now: now)
@@ -223,12 +224,12 @@ public struct MeshPeer {
                 pending.removeValue(forKey: s)
                 let old = parents[s]
                 parents[s] = peer
+                lastFed[s] = now
                 changed = true
                 // Make-before-break: the old parent goes only once the new one has said yes.
                 if let old, old != peer { out.append(.send(old, .unsubscribe([s]))) }
             }
             if changed {
-                if lastChunkFrom[peer] == nil { lastChunkFrom[peer] = now }
                 parentChanges += 1
                 out.append(.parentsChanged(parents))
                 out += announceDownstream(now: now)
@@ -265,8 +266,8 @@ public struct MeshPeer {
     }
 
     private mutating func receive(_ chunk: Chunk, from: PeerID?, now: Int64) -> [MeshAction] {
-        if let from { lastChunkFrom[from] = now }
         guard window[chunk.seq] == nil, chunk.seq >= windowLow else { return [] }
+        if let from, parents[config.plan.substream(of: chunk.seq)] == from { lastFed[config.plan.substream(of: chunk.seq)] = now }
         window[chunk.seq] = chunk
         repairTried.removeValue(forKey: chunk.seq)
         highestSeq = max(highestSeq ?? chunk.seq, chunk.seq)
@@ -293,14 +294,19 @@ public struct MeshPeer {
             nextBootstrapTry = now + 2_000_000
             out.append(.connect(bootstrap))
         }
-        // A parent that stays connected but stops forwarding is as good as gone.
-        for parent in Set(parents.values).sorted() where now - (lastChunkFrom[parent] ?? now) > config.parentTimeout {
-            avoid[parent] = now + 30_000_000
-            out += lose(parent, now: now)
-            known.removeValue(forKey: parent)
-            out.append(.disconnect(parent))
+        // A substream whose parent stays connected but forwards nothing is as good as orphaned.
+        let starved = parents.filter { s, _ in now - (lastFed[s] ?? now) > config.parentTimeout }.map(\.key).sorted()
+        if !starved.isEmpty {
+            var byParent: [PeerID: [Int]] = [:]
+            for s in starved { byParent[parents[s]!, default: []].append(s) }
+            for (parent, substreams) in byParent.sorted(by: { $0.key < $1.key }) {
+                out.append(.send(parent, .unsubscribe(substreams)))
+                // It did not deliver: not a parent to take again for a while.
+                avoid[parent] = now + 30_000_000
+            }
+            out += orphan(starved, now: now)
         }
-        for (s, p) in pending where now - p.since > 2_000_000 {
+        for (s, p) in pending.sorted(by: { $0.key < $1.key }) where now - p.since > 2_000_000 {
             pending.removeValue(forKey: s)
             known[p.peer]?.info.residualUnits = 0
         }
@@ -391,7 +397,6 @@ public struct MeshPeer {
     private mutating func lose(_ peer: PeerID, now: Int64) -> [MeshAction] {
         connected.remove(peer)
         children.removeValue(forKey: peer)
-        lastChunkFrom.removeValue(forKey: peer)
         awaitingLink.removeValue(forKey: peer)
         for (s, p) in pending where p.peer == peer { pending.removeValue(forKey: s) }
         return orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
@@ -400,7 +405,10 @@ public struct MeshPeer {
     /// These substreams lost their parent: find new ones at once.
     private mutating func orphan(_ orphaned: [Int], now: Int64) -> [MeshAction] {
         guard !orphaned.isEmpty else { return [] }
-        for s in orphaned { parents.removeValue(forKey: s) }
+        for s in orphaned {
+            parents.removeValue(forKey: s)
+            lastFed.removeValue(forKey: s)
+        }
         parentChanges += 1
         return [.parentsChanged(parents)] + announceDownstream(now: now) + selectParents(now: now)
     }
@@ -418,7 +426,7 @@ public struct MeshPeer {
         return children.keys.sorted().map { .send($0, .announce(me, wantPeers: false)) }
     }
 
-    static let downstreamSpacing: Int64 = 50_000
+    static let downstreamSpacing: Int64 = 20_000
 
     private func candidate(_ id: PeerID) -> CandidateParent? {
         guard let k = known[id], avoid[id] == nil else { return nil }
