@@ -58,9 +58,16 @@ final class MeshSim {
         kill(id)
     }
 
+    /// Kept sorted latest first, so the next event is popped from the end.
     private func schedule(_ target: PeerID, _ event: MeshEvent, after delay: Int64) {
         order += 1
-        queue.append(Pending(at: now + delay, order: order, target: target, event: event))
+        let item = Pending(at: now + delay, order: order, target: target, event: event)
+        var lo = 0, hi = queue.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if (queue[mid].at, queue[mid].order) > (item.at, item.order) { lo = mid + 1 } else { hi = mid }
+        }
+        queue.insert(item, at: lo)
     }
 
     /// Events handled in one `run`; a run stops (and says so) past `maxEvents`, so a message storm cannot hang a test.
@@ -76,7 +83,7 @@ final class MeshSim {
         while !overran {
             events += 1
             if events > maxEvents { overran = true }
-            let nextEvent = queue.min { ($0.at, $0.order) < ($1.at, $1.order) }
+            let nextEvent = queue.last
             let t = min(nextEvent?.at ?? .max, nextChunkAt, nextTickAt)
             guard t <= end else { break }
             now = t
@@ -90,7 +97,7 @@ final class MeshSim {
                 nextTickAt += 100_000
                 for id in alive.sorted() { apply(peers[id]!.handle(.tick, now: now), from: id) }
             } else if let e = nextEvent {
-                queue.removeAll { $0.order == e.order }
+                queue.removeLast()
                 guard alive.contains(e.target) else { continue }
                 apply(peers[e.target]!.handle(e.event, now: now), from: e.target)
             }
