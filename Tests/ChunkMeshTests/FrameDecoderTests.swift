@@ -116,3 +116,28 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+final class MeshMessageTests: XCTestCase {
+    func testMeshMessagesRoundTrip() throws {
+        let info = PeerInfo(id: "[::1]:7001", delays: [0, 12_000, nil, 9_000], residualUnits: 6, scheduleDelay: 2_500,
+                            ancestors: [["origin"], ["a", "origin"], [], ["b", "origin"]])
+        let messages: [MeshMessage] = [
+            .announce(info, wantPeers: true), .peers([info, PeerInfo(id: "x", delays: [], residualUnits: 0, scheduleDelay: 0, ancestors: [])]),
+            .subscribe([0, 2], fromSeq: 77), .unsubscribe([1]), .accept([0, 2]), .refuse([3]), .repair(12), .leaving,
+        ]
+        for message in messages {
+            XCTAssertEqual(try Message.decode(Message.mesh(message).encode()), .mesh(message))
+        }
+    }
+
+    func testTruncatedMeshMessagesAreRejected() {
+        let full = Message.mesh(.announce(PeerInfo(id: "peer", delays: [1, 2], residualUnits: 1, scheduleDelay: 1,
+                                                   ancestors: [["o"], ["o"]]), wantPeers: false)).encode()
+        for length in 1..<full.readableBytes {
+            XCTAssertThrowsError(try Message.decode(full.getSlice(at: 0, length: length)!), "length \(length)")
+        }
+        var trailing = full
+        trailing.writeInteger(UInt8(0))
+        XCTAssertThrowsError(try Message.decode(trailing))
+    }
+}
