@@ -20,6 +20,8 @@ public struct MeshPeerConfig: Sendable {
     public var announcePeriod: Int64 = 1_000_000
     /// Chunks kept for children joining, switching or repairing.
     public var windowChunks = 256
+    /// How far behind the newest chunk a missing one is still pulled from a parent.
+    public var repairHorizon = 32
     /// Link delay assumed for a candidate not yet measured.
     public var assumedLinkDelay: Int64 = 1_000
     public var seed: UInt64
@@ -336,7 +338,9 @@ public struct MeshPeer {
         guard let high = highestSeq, !parents.isEmpty else { return [] }
         let k = UInt64(config.plan.count)
         guard high > k else { return [] }
-        let low = max(windowLow, lastSeqOf.values.min().map { $0 > k * 4 ? $0 - k * 4 : 0 } ?? windowLow)
+        // Worth pulling: the last `repairHorizon` chunks (past that a playout deadline has surely gone by).
+        let horizon = UInt64(config.repairHorizon)
+        let low = max(windowLow, high > horizon ? high - horizon : 0)
         var out: [MeshAction] = []
         let sources = Set(parents.values).sorted()
         var seq = low

@@ -1,0 +1,227 @@
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The NIO driver of a `MeshPeer`: it turns socket reads, link changes and timer fires into events, and
+/// executes the core's actions. All of it runs on one event loop, so the core needs no lock.
+public final class MeshNode: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var listen: HostPort
+        public var key: ChannelKey
+        public var suite: CipherSuite = .rc4HmacSHA256
+        public var isOrigin: Bool
+        public var bootstrap: HostPort?
+        public var capacityUnits: Int
+        public var scheduleDelay: Int64
+        public var seed: UInt64
+        /// The upload budget; nil for none. Chunks beyond it are dropped (a child repairs them).
+        public var uplink: BitRate?
+
+        public init(listen: HostPort, key: ChannelKey, isOrigin: Bool, bootstrap: HostPort?, capacityUnits: Int,
+                    scheduleDelay: Int64, seed: UInt64, uplink: BitRate? = nil) {
+            self.listen = listen
+            self.key = key
+            self.isOrigin = isOrigin
+            self.bootstrap = bootstrap
+            self.capacityUnits = capacityUnits
+            self.scheduleDelay = scheduleDelay
+            self.seed = seed
+            self.uplink = uplink
+        }
+    }
+
+    public let configuration: Configuration
+    public let loop: EventLoop
+    private let group: EventLoopGroup
+    private let logger: Logger
+    private let onDeliver: @Sendable (Chunk) -> Void
+    private var peer: MeshPeer!
+    private var links: [PeerID: Channel] = [:]
+    private var serverChannel: Channel?
+    private var tasks: [RepeatedTask] = []
+    private var bucket: TokenBucket?
+    private var encoded: (seq: UInt64, message: EncodedMessage)?
+    public private(set) var id: PeerID = ""
+    private var stopped = false
+
+    public init(configuration: Configuration, group: EventLoopGroup, logger: Logger,
+                onDeliver: @escaping @Sendable (Chunk) -> Void = { _ in }) {
+        self.configuration = configuration
+        self.group = group
+        self.loop = group.next()
+        self.logger = logger
+        self.onDeliver = onDeliver
+        if let uplink = configuration.uplink {
+            bucket = TokenBucket(bytesPerSecond: uplink.bytesPerSecond, burst: max(uplink.bytesPerSecond, Double(1 << 20)))
+        }
+    }
+
+    /// Binds, starts the core, and returns this node's id (its advertised `HOST:PORT`).
+    @discardableResult
+    public func start() throws -> PeerID {
+        let config = configuration
+        let server = try ServerBootstrap(group: loop)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(FrameDecoder()),
+                        LinkSecurityHandler(.responder(key: config.key, suite: config.suite)),
+                        MeshLinkHandler(node: self, peer: nil),
+                    ])
+                }
+            }
+            .bind(host: config.listen.host, port: config.listen.port).wait()
+        serverChannel = server
+        let id = HostPort(host: config.listen.host, port: server.localAddress?.port ?? config.listen.port).description
+        try loop.submit { [self] in
+            self.id = id
+            peer = MeshPeer(config: MeshPeerConfig(me: id, isOrigin: config.isOrigin, bootstrap: config.bootstrap?.description,
+                                                   capacityUnits: config.capacityUnits, scheduleDelay: config.scheduleDelay,
+                                                   seed: config.seed))
+            handle(.start)
+            tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [self] _ in
+                handle(.tick)
+            })
+            tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+                for channel in links.values { channel.writeAndFlush(EncodedMessage(.ping(monotonicMicros())), promise: nil) }
+            })
+        }.wait()
+        return id
+    }
+
+    /// The origin's input: a chunk from the local source. Safe from any thread.
+    public func publish(_ chunk: Chunk) {
+        loop.execute { [self] in handle(.chunk(from: nil, chunk)) }
+    }
+
+    /// Leaves: children are told, then every link closes.
+    public func stop(gracefully: Bool = true) {
+        try? loop.submit { [self] in
+            if gracefully, !stopped { handle(.leave) }
+            stopped = true
+            for task in tasks { task.cancel() }
+            for channel in links.values { channel.close(promise: nil) }
+            links.removeAll()
+        }.wait()
+        try? serverChannel?.close().wait()
+    }
+
+    /// The core's view, read on its loop.
+    public func snapshot() -> (parents: [Int: PeerID], children: [PeerID: Set<Int>], delay: Int64?, changes: Int) {
+        (try? loop.submit { [self] in (peer.parents, peer.children, peer.delayFromSource, peer.parentChanges) }.wait())
+            ?? ([:], [:], nil, 0)
+    }
+
+    // MARK: on the loop
+
+    func handle(_ event: MeshEvent) {
+        guard !stopped || event == .leave else { return }
+        for action in peer.handle(event, now: monotonicMicros()) { execute(action) }
+    }
+
+    private func execute(_ action: MeshAction) {
+        switch action {
+        case .connect(let id):
+            guard let address = HostPort(id) else { return handle(.connectFailed(id)) }
+            let node = self
+            ClientBootstrap(group: loop)
+                .connectTimeout(.seconds(3))
+                .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(FrameDecoder()),
+                            LinkSecurityHandler(.initiator(HandshakeInitiator(key: node.configuration.key, role: .relay, nonce: randomNonce()))),
+                            MeshLinkHandler(node: node, peer: id),
+                        ])
+                    }
+                }
+                .connect(host: address.host, port: address.port)
+                .whenFailure { [self] error in
+                    logger.debug("cannot connect to \(id): \(error)")
+                    handle(.connectFailed(id))
+                }
+        case .disconnect(let id):
+            links.removeValue(forKey: id)?.close(promise: nil)
+        case .send(let id, let message):
+            links[id]?.writeAndFlush(EncodedMessage(.mesh(message)), promise: nil)
+        case .sendChunk(let id, let chunk):
+            guard let channel = links[id] else { return }
+            if encoded?.seq != chunk.seq { encoded = (chunk.seq, EncodedMessage(.chunk(chunk))) }
+            let message = encoded!.message
+            if var bucket {
+                let ok = bucket.take(message.bytes.readableBytes, now: monotonicMicros())
+                self.bucket = bucket
+                guard ok || chunk.isEndOfStream else { return }
+            }
+            channel.writeAndFlush(message, promise: nil)
+        case .deliver(let chunk):
+            onDeliver(chunk)
+        case .parentsChanged(let parents):
+            logger.debug("parents \(parents.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" })")
+        }
+    }
+
+    /// A link finished its handshake; an inbound one is named once its first announce arrives.
+    func linkUp(_ channel: Channel, as id: PeerID) {
+        if let old = links[id], old !== channel { old.close(promise: nil) }
+        links[id] = channel
+        handle(.connected(id))
+    }
+
+    func linkDown(_ channel: Channel, id: PeerID?) {
+        guard let id, links[id] === channel else { return }
+        links.removeValue(forKey: id)
+        handle(.disconnected(id))
+    }
+}
+
+/// One link of a mesh node.
+final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = Message
+    private let node: MeshNode
+    private var peer: PeerID?
+    private let outbound: Bool
+
+    init(node: MeshNode, peer: PeerID?) {
+        self.node = node
+        self.peer = peer
+        self.outbound = peer != nil
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is LinkEvent, outbound, let peer { node.linkUp(context.channel, as: peer) }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .mesh(let message):
+            if peer == nil, case .announce(let info, _) = message {
+                peer = info.id
+                node.linkUp(context.channel, as: info.id)
+            }
+            guard let peer else { return }
+            node.handle(.message(from: peer, message))
+        case .chunk(let chunk):
+            guard let peer else { return }
+            node.handle(.chunk(from: peer, chunk))
+        case .ping(let t):
+            context.writeAndFlush(NIOAny(EncodedMessage(.pong(t))), promise: nil)
+        case .pong(let t):
+            if let peer { node.handle(.linkDelay(peer, max(1, (monotonicMicros() - t) / 2))) }
+        case .welcome, .bye:
+            break
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        node.linkDown(context.channel, id: peer)
+    }
+}

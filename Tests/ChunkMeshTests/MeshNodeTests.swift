@@ -1,0 +1,84 @@
+import ChunkMesh
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import XCTest
+
+/// Mesh nodes driven by NIO over real TCP on loopback, in one process: the origin, relays and leaves.
+final class MeshNodeTests: XCTestCase {
+    let key = ChannelKey.random()
+    var group: MultiThreadedEventLoopGroup!
+    var logger = Logger(label: "test.mesh")
+
+    override func setUp() {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        logger.logLevel = .critical
+    }
+
+    override func tearDownWithError() throws { try group.syncShutdownGracefully() }
+
+    private func node(origin: Bool = false, bootstrap: HostPort?, units: Int, seed: UInt64,
+                      got: NIOLockedValueBox<Set<UInt64>>? = nil) throws -> MeshNode {
+        let node = MeshNode(configuration: .init(listen: HostPort(host: "127.0.0.1", port: 0), key: key, isOrigin: origin,
+                                                 bootstrap: bootstrap, capacityUnits: units, scheduleDelay: 1_000, seed: seed),
+                            group: group, logger: logger) { chunk in got?.withLockedValue { _ = $0.insert(chunk.seq) } }
+        try node.start()
+        return node
+    }
+
+    private func chunk(_ seq: UInt64) -> Chunk {
+        Chunk(seq: seq, ingestTime: wallClockMicros(), pts: 0, duration: 50_000, flags: seq % 10 == 0 ? .randomAccess : [],
+              payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 188 * 20)))
+    }
+
+    private func waitUntil(_ what: String, seconds: Double = 20, _ condition: () -> Bool) -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while !condition() {
+            if Date() > end {
+                XCTFail("timed out waiting for \(what)")
+                return false
+            }
+            usleep(20_000)
+        }
+        return true
+    }
+
+    func testRelaysCarryWhatTheOriginsUplinkCannotAndSurviveAKill() throws {
+        // The origin serves one stream's worth (4 units); three relays carry the rest to four leaves.
+        let origin = try node(origin: true, bootstrap: nil, units: 4, seed: 1)
+        defer { origin.stop() }
+        let bootstrap = HostPort(origin.id)!
+        let relays = try (0..<3).map { try node(bootstrap: bootstrap, units: 16, seed: UInt64(10 + $0)) }
+        defer { relays.forEach { $0.stop() } }
+        var seq: UInt64 = 0
+        func publish(_ n: Int) {
+            for _ in 0..<n {
+                origin.publish(chunk(seq))
+                seq += 1
+                usleep(50_000)
+            }
+        }
+        publish(20) // relays settle on their parents
+        let leaves = (0..<4).map { _ in NIOLockedValueBox<Set<UInt64>>([]) }
+        let leafNodes = try leaves.enumerated().map { try node(bootstrap: bootstrap, units: 0, seed: UInt64(20 + $0.offset), got: $0.element) }
+        defer { leafNodes.forEach { $0.stop() } }
+        publish(60)
+        XCTAssertTrue(leafNodes.allSatisfy { $0.snapshot().parents.count == 4 })
+        XCTAssertLessThanOrEqual(origin.snapshot().children.values.reduce(0) { $0 + $1.count }, 4, "origin within its uplink")
+
+        // Kill the relay that feeds most, without a goodbye; the leaves re-parent and keep getting chunks.
+        let busiest = relays.max { $0.snapshot().children.count < $1.snapshot().children.count }!
+        busiest.stop(gracefully: false)
+        let afterKill = seq
+        publish(60)
+        let last = seq - 1
+        for (i, got) in leaves.enumerated() {
+            XCTAssertTrue(waitUntil("leaf \(i) to get chunk \(last)") { got.withLockedValue { $0.contains(last) } })
+            let have = got.withLockedValue { $0 }
+            let missing = (afterKill..<seq).filter { !have.contains($0) }
+            XCTAssertLessThanOrEqual(missing.count, 3, "leaf \(i) missed \(missing) after the kill")
+            XCTAssertFalse(leafNodes[i].snapshot().parents.values.contains(busiest.id))
+        }
+    }
+}
