@@ -68,7 +68,7 @@ final class FrameDecoderTests: XCTestCase {
     }
 
     func testRandomBytesNeverCrash() {
-        var rng = SplitMix64(seed: 42)
+        var rng = SplitMixRandom(seed: 42)
         var outcomes = (frames: 0, errors: 0, waiting: 0)
         for _ in 0..<2000 {
             let count = Int(rng.next() % 64)
@@ -101,19 +101,6 @@ final class FrameDecoderTests: XCTestCase {
         XCTAssertThrowsError(try Message.decode(bad))
         bad = Message.chunk(Chunk(seq: 1, ingestTime: 0, pts: 0, duration: 0, flags: [], payload: ByteBuffer(bytes: [1, 2, 3]))).encode()
         XCTAssertThrowsError(try Message.decode(bad)) // not whole TS packets
-    }
-}
-
-/// A small seeded generator, so randomized tests repeat.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
