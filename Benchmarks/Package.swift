@@ -10,6 +10,8 @@ let package = Package(
         .package(name: "lsp2p", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .executableTarget(
@@ -22,6 +24,20 @@ let package = Package(
             path: "Benchmarks/LinkCrypto",
             swiftSettings: [.swiftLanguageMode(.v5)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        /// Per-hop latency and CPU of the mesh over loopback: `swift run -c release mesh-chain [N ...]`.
+        .executableTarget(
+            name: "mesh-chain",
+            dependencies: [
+                .product(name: "ChunkMesh", package: "lsp2p"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/MeshChain",
+            swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]
 )
