@@ -63,6 +63,7 @@ final class PlayerSession: @unchecked Sendable {
     private var parents: [Report.ParentChange] = []
     private var failure: RuntimeFailure?
     private var sawEndOfStream = false
+    private var endOfStreamArrived = false
     private var done = false
     private var tasks: [RepeatedTask] = []
     private let writeFailure = NIOLockedValueBox<String?>(nil)
@@ -128,6 +129,7 @@ final class PlayerSession: @unchecked Sendable {
             let rtt = now - (establishedAt ?? now)
             clockOffset = originClock + rtt / 2 - now
         case .message(.chunk(let chunk)):
+            if chunk.isEndOfStream { endOfStreamArrived = true }
             _ = buffer.receive(chunk, now: originNow)
             release(buffer.pull(now: originNow))
         case .message(.ping(let t)):
@@ -143,6 +145,8 @@ final class PlayerSession: @unchecked Sendable {
                 finish(failure: "link to \(source) failed: \(error)")
             }
         case .closed:
+            // The end of stream came, only gaps held it back: what is buffered is all there will be.
+            if endOfStreamArrived { return finish(failure: nil) }
             if !sawEndOfStream {
                 finish(failure: "lost the source at \(source): connection closed before end of stream")
             }
