@@ -193,8 +193,9 @@ final class PlayerSession: @unchecked Sendable {
 
     private func finish(failure: String?) {
         guard !done else { return }
-        if !sawEndOfStream { release(buffer.drain()) }
         done = true
+        // Write out what is buffered; an end of stream met here calls back in and returns at once.
+        if !sawEndOfStream { release(buffer.drain()) }
         self.failure = failure.map(RuntimeFailure.init)
         for task in tasks { task.cancel() }
         if let channel, channel.isActive {
