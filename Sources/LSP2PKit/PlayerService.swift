@@ -15,6 +15,11 @@ public struct PlayerService: Sendable {
     public var deadlineMs: Int
     public var reportPath: String?
     public var quiet: Bool
+    /// Upload offered to other peers: nil gives one stream's worth, zero makes a pure leaf.
+    public var uplink: BitRate?
+    public var noUpload = false
+    /// Where to listen for peers; nil picks the interface that reaches the join address.
+    public var listen: HostPort?
 
     public init(url: JoinURL, key: ChannelKey, output: String, duration: Double?, deadlineMs: Int,
                 reportPath: String?, quiet: Bool) {
@@ -36,7 +41,7 @@ public struct PlayerService: Sendable {
         let session = PlayerSession(service: self, sink: sink, loop: group.next(), logger: logger)
         let signals = StopSignals { sig in session.stop(reason: "signal \(sig)") }
         defer { withExtendedLifetime(signals) {} }
-        session.start(group: group)
+        try session.start(group: group)
         let outcome = session.wait()
         if let reportPath {
             do { try session.report().write(to: reportPath) } catch { throw RuntimeFailure("cannot write report \(reportPath): \(error)") }
@@ -45,7 +50,8 @@ public struct PlayerService: Sendable {
     }
 }
 
-/// One player's run. Everything but the writes happens on `loop`.
+/// One player's run: a mesh peer whose chunks go through the playout buffer to the sink.
+/// Everything but the writes happens on `loop`, the mesh node's loop.
 final class PlayerSession: @unchecked Sendable {
     private let service: PlayerService
     private let sink: MediaSink
@@ -55,10 +61,11 @@ final class PlayerSession: @unchecked Sendable {
     private let finished: EventLoopPromise<Void>
 
     private var buffer: PlayoutBuffer
-    private var channel: Channel?
+    private var node: MeshNode?
     private var clockOffset: Int64 = 0
-    private var establishedAt: Int64?
     private let joinedAt = monotonicMicros()
+    private var joined = false
+    private var lastChunkAt = monotonicMicros()
     private var firstChunkMs: Double?
     private var parents: [Report.ParentChange] = []
     private var failure: RuntimeFailure?
@@ -68,6 +75,8 @@ final class PlayerSession: @unchecked Sendable {
     private var tasks: [RepeatedTask] = []
     private let writeFailure = NIOLockedValueBox<String?>(nil)
     private let outputClosed = NIOLockedValueBox(false)
+    /// Silence this long after joining, with no end of stream, means the stream is lost.
+    static let silenceLimit: Int64 = 10_000_000
 
     init(service: PlayerService, sink: MediaSink, loop: EventLoop, logger: Logger) {
         self.service = service
@@ -81,15 +90,19 @@ final class PlayerSession: @unchecked Sendable {
     private var originNow: Int64 { wallClockMicros() + clockOffset }
     private var source: String { service.url.address.description }
 
-    func start(group: EventLoopGroup) {
-        join(service.url.address, key: service.key, role: .player, group: loop) { [self] event in
-            loop.execute { self.handle(event) }
-        }.whenComplete { [self] result in
-            switch result {
-            case .success(let channel): self.channel = channel
-            case .failure(let error): finish(failure: "cannot connect to \(source): \(describeConnectError(error))")
-            }
-        }
+    func start(group: EventLoopGroup) throws {
+        let plan = SubstreamPlan()
+        let bootstrap = service.url.address
+        let listen = service.listen ?? HostPort(host: isLoopback(bootstrap.host) ? bootstrap.host : (bootstrap.host.contains(":") ? "::" : "0.0.0.0"), port: 0)
+        var config = MeshNode.Configuration(listen: listen, key: service.key, isOrigin: false, bootstrap: bootstrap,
+                                            capacityUnits: service.noUpload ? 0 : plan.count, scheduleDelay: 1_000,
+                                            seed: UInt64.random(in: 0...UInt64.max), uplink: service.noUpload ? nil : service.uplink)
+        config.advertise = advertisedHost(listen.host)
+        let node = MeshNode(configuration: config, group: loop, logger: logger,
+                            onEvent: { [self] event in handle(event) },
+                            onDeliver: { [self] chunk in deliver(chunk) })
+        self.node = node
+        do { try node.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
         loop.execute { [self] in
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in tick() })
             if !service.quiet {
@@ -116,41 +129,46 @@ final class PlayerSession: @unchecked Sendable {
         }
     }
 
-    private func handle(_ event: JoinEvent) {
+    private func handle(_ event: MeshNodeEvent) {
         guard !done else { return }
         switch event {
-        case .established(let suite):
-            establishedAt = wallClockMicros()
+        case .linkUp(let peer, true, let suite) where peer == source:
+            joined = true
+            lastChunkAt = monotonicMicros()
             logger.info("joined \(source) (\(suite))")
-            parents.append(.init(atS: elapsed, parents: [source]))
-        case .message(.welcome(let originClock)):
-            // Half the proof-to-welcome round trip is the best guess of the one-way delay.
-            let now = wallClockMicros()
-            let rtt = now - (establishedAt ?? now)
-            clockOffset = originClock + rtt / 2 - now
-        case .message(.chunk(let chunk)):
-            if chunk.isEndOfStream { endOfStreamArrived = true }
-            _ = buffer.receive(chunk, now: originNow)
-            release(buffer.pull(now: originNow))
-        case .message(.ping(let t)):
-            channel?.writeAndFlush(EncodedMessage(.pong(t)), promise: nil)
-        case .message(.bye(let reason)):
-            logger.info("\(source) says bye: \(reason)")
-        case .message:
+        case .linkUp:
             break
-        case .failed(let error):
+        case .welcome(let peer, let originClock, let streamRate, let receivedAt, let rtt) where peer == source:
+            // Half the handshake-to-welcome round trip is the best guess of the one-way delay.
+            clockOffset = originClock + rtt / 2 - receivedAt
+            node?.clockOffset = clockOffset
+            if let uplink = service.uplink, !service.noUpload, streamRate > 0 {
+                node?.setCapacity(SubstreamPlan().units(uplink: uplink, streamRate: BitRate(bitsPerSecond: Double(streamRate))))
+            }
+        case .welcome:
+            break
+        case .linkFailed(let peer, let error) where peer == source && !joined:
             if error as? HandshakeError == .wrongKey || error as? HandshakeError == .rejected("wrong key") {
                 finish(failure: "wrong key: \(source) does not hold the channel key (\(service.key))")
-            } else {
+            } else if error is HandshakeError || error is WireError || error is LinkCipherError {
                 finish(failure: "link to \(source) failed: \(error)")
+            } else {
+                finish(failure: "cannot connect to \(source): \(describeConnectError(error))")
             }
-        case .closed:
-            // The end of stream came, only gaps held it back: what is buffered is all there will be.
-            if endOfStreamArrived { return finish(failure: nil) }
-            if !sawEndOfStream {
-                finish(failure: "lost the source at \(source): connection closed before end of stream")
-            }
+        case .linkFailed, .linkDown:
+            break
+        case .parentsChanged(let map):
+            let now = Array(Set(map.values)).sorted()
+            if parents.last?.parents != now { parents.append(.init(atS: elapsed, parents: now)) }
         }
+    }
+
+    private func deliver(_ chunk: Chunk) {
+        guard !done else { return }
+        lastChunkAt = monotonicMicros()
+        if chunk.isEndOfStream { endOfStreamArrived = true }
+        _ = buffer.receive(chunk, now: originNow)
+        release(buffer.pull(now: originNow))
     }
 
     private func tick() {
@@ -161,7 +179,11 @@ final class PlayerSession: @unchecked Sendable {
             return finish(failure: nil)
         }
         release(buffer.pull(now: originNow))
-        if let duration = service.duration, elapsed >= duration { finish(failure: nil) }
+        if let duration = service.duration, elapsed >= duration { return finish(failure: nil) }
+        if joined, monotonicMicros() - lastChunkAt > Self.silenceLimit {
+            if endOfStreamArrived { return finish(failure: nil) }
+            finish(failure: "lost the stream: nothing from \(source) or any peer for \(Self.silenceLimit / 1_000_000) s")
+        }
     }
 
     private func release(_ outputs: [PlayoutBuffer.Output]) {
@@ -198,11 +220,9 @@ final class PlayerSession: @unchecked Sendable {
         if !sawEndOfStream { release(buffer.drain()) }
         self.failure = failure.map(RuntimeFailure.init)
         for task in tasks { task.cancel() }
-        if let channel, channel.isActive {
-            channel.writeAndFlush(EncodedMessage(.bye(failure == nil ? "done" : "failed")), promise: nil)
-            channel.close(promise: nil)
-        }
         writer.async { [self] in
+            // Leave the mesh (children are told); off the loop, since stopping waits on it.
+            node?.stop()
             var result = self.failure
             if result == nil, let writeError = writeFailure.withLockedValue({ $0 }) { result = RuntimeFailure(writeError) }
             do { try sink.finish() } catch { if result == nil { result = RuntimeFailure("\(error)") } }
@@ -260,6 +280,8 @@ public struct Report: Codable, Equatable {
         try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }
+
+func isLoopback(_ host: String) -> Bool { host.hasPrefix("127.") || host == "::1" || host == "localhost" }
 
 func describeConnectError(_ error: Error) -> String {
     let text = "\(error)"

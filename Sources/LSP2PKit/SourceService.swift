@@ -34,12 +34,28 @@ public struct SourceService {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         defer { try? group.syncShutdownGracefully() }
-        var config = Origin.Configuration(listen: listen, key: key, suite: suite, uplink: uplink)
-        config.slowLinkTimeout = .seconds(10)
-        let origin = Origin(configuration: config, group: group, logger: logger)
-        let bound: SocketAddress
-        do { bound = try origin.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
-        let url = JoinURL(address: HostPort(host: advertisedHost(listen.host), port: bound.port ?? listen.port), key: key)
+        let plan = SubstreamPlan()
+        let rate = ingest.nominalBitRate
+        // Units the origin serves: its uplink over one substream's rate; without an uplink, as many as come.
+        let units: Int
+        var sched: Int64 = 1_000
+        if let uplink {
+            let streamRate = BitRate(bitsPerSecond: Double(rate > 0 ? rate : 4_000_000))
+            units = plan.units(uplink: uplink, streamRate: streamRate)
+            sched = Int64(streamRate.bitsPerSecond * Double(self.ingest.chunkDuration) / uplink.bitsPerSecond)
+            logger.info("uplink \(uplink)bit/s serves \(units) substream units of \(streamRate)bit/s / \(plan.count)")
+        } else {
+            units = 100_000
+        }
+        var config = MeshNode.Configuration(listen: listen, key: key, isOrigin: true, bootstrap: nil, capacityUnits: units,
+                                            scheduleDelay: sched, seed: UInt64.random(in: 0...UInt64.max), uplink: uplink)
+        config.suite = suite
+        config.advertise = advertisedHost(listen.host)
+        let origin = MeshNode(configuration: config, group: group, logger: logger)
+        origin.streamRate = rate
+        let id: PeerID
+        do { id = try origin.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
+        let url = JoinURL(address: HostPort(id)!, key: key)
         printErr("join: \(url)")
 
         let signals = StopSignals { sig in
@@ -50,17 +66,15 @@ public struct SourceService {
 
         if waitReceivers > 0 {
             logger.info("waiting for \(waitReceivers) receiver(s)")
-            while !origin.waitForReceivers(waitReceivers, timeout: .milliseconds(200)) {
-                if ingest.isStopRequested { break }
-            }
+            while origin.stats.links < waitReceivers, !ingest.isStopRequested { usleep(20_000) }
         }
 
         let started = monotonicMicros()
         let ticker = quiet ? nil : StatsTicker {
             let s = origin.stats
             let elapsed = Double(monotonicMicros() - started) / 1e6
-            printErr(String(format: "source %5.1fs | receivers %d | chunks %d | sent %@ (%@) | dropped %d",
-                            elapsed, s.receivers, s.chunksPublished,
+            printErr(String(format: "source %5.1fs | links %d | sent %@ (%@) | dropped %d",
+                            elapsed, s.links,
                             ByteCountFormatter.string(fromByteCount: Int64(s.bytesSent), countStyle: .binary),
                             formatRate(bytes: s.bytesSent, seconds: elapsed), s.chunksDropped))
         }
@@ -70,14 +84,17 @@ public struct SourceService {
         do {
             last = try ingest.run { origin.publish($0) }
         } catch {
-            origin.shutdown()
+            origin.stop()
             throw RuntimeFailure("\(error)")
         }
         origin.publish(.endOfStream(seq: last, ingestTime: wallClockMicros()))
-        logger.info("end of stream after \(last) chunks; waiting for receivers to finish")
-        origin.finish(timeout: .seconds(10))
+        logger.info("end of stream after \(last) chunks; waiting for peers to finish")
+        // Peers leave once they have the end of stream; a stalled one is not waited for past 10 s.
+        let deadline = monotonicMicros() + 10_000_000
+        while origin.stats.links > 0, monotonicMicros() < deadline { usleep(20_000) }
+        origin.stop()
         let s = origin.stats
-        logger.info("done: \(s.chunksPublished) chunks, \(s.bytesSent) bytes sent to \(s.joined) receiver(s), \(s.chunksDropped) dropped")
+        logger.info("done: \(last) chunks, \(s.bytesSent) bytes sent over \(s.joined) link(s), \(s.chunksDropped) dropped")
     }
 }
 

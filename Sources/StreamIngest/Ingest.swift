@@ -100,7 +100,8 @@ public final class Ingest: @unchecked Sendable {
         let p = packet.pointer
         let start = input.startTime
         var offset: Int64 = 0 // µs added to every timestamp, grows by one pass per loop
-        var passEnd: Int64 = 0 // µs, latest end of a packet in this pass
+        var passEnd: Int64 = 0 // µs, latest end of a packet so far
+        var passStart: Int64? // µs, earliest timestamp of this pass
         var clockStart: Int64?
         var firstDTS: Int64?
         let timeBaseQ = lsp2p_time_base_q()
@@ -109,9 +110,11 @@ public final class Ingest: @unchecked Sendable {
             let r = av_read_frame(input.context, p)
             if r < 0 {
                 if r == AVError.eof || r == lsp2p_averror(EIO) || input.spec.location != "-" {
-                    if options.loop, passEnd > 0 {
+                    if options.loop, let start = passStart, passEnd > start {
                         try input.rewind()
-                        offset = passEnd
+                        // The next pass starts where this one ended, priming packets (negative times) included.
+                        offset += passEnd - start
+                        passStart = nil
                         continue
                     }
                     break
@@ -130,6 +133,8 @@ public final class Ingest: @unchecked Sendable {
             if latest != noPTS {
                 passEnd = max(passEnd, av_rescale_q(latest + p.pointee.duration, tb, timeBaseQ))
             }
+            let earliest = [p.pointee.pts, p.pointee.dts].filter { $0 != noPTS }.min()
+            if let earliest { passStart = min(passStart ?? .max, av_rescale_q(earliest, tb, timeBaseQ)) }
             let ts = p.pointee.dts != noPTS ? p.pointee.dts : p.pointee.pts
             if ts != noPTS, options.paced {
                 pace(av_rescale_q(ts, tb, timeBaseQ), clockStart: &clockStart, firstDTS: &firstDTS)
@@ -172,4 +177,7 @@ public final class Ingest: @unchecked Sendable {
     }
 
     public var bytesMuxed: Int { muxer.bytesWritten }
+
+    /// The input's nominal rate in bits/s as libavformat knows it, 0 when unknown (a live source).
+    public var nominalBitRate: Int64 { max(0, input.context.pointee.bit_rate) }
 }

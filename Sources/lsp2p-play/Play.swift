@@ -37,12 +37,22 @@ struct Play: ParsableCommand {
     @Option(help: "Write a JSON report here at exit (chunk counts, latency, parents).")
     var report: String?
 
+    @Option(help: "Upload offered to other peers in bits/s (8M, 500k). Default: one stream's worth.")
+    var uplink: BitRate?
+
+    @Flag(help: "Upload nothing: a pure leaf of the mesh.")
+    var noUpload = false
+
+    @Option(help: "Address to listen on for peers, HOST:PORT. Default: the interface that reaches the join address, any port.")
+    var listen: HostPort?
+
     @OptionGroup var common: CommonOptions
 
     func validate() throws {
         _ = try parsedURL()
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         guard deadlineMs > 0 else { throw ValidationError("--deadline-ms must be positive") }
+        if noUpload, uplink != nil { throw ValidationError("--no-upload and --uplink exclude each other") }
     }
 
     private func parsedURL() throws -> JoinURL {
@@ -52,8 +62,11 @@ struct Play: ParsableCommand {
     func run() throws {
         let logger = common.makeLogger("lsp2p.play")
         let url = try parsedURL()
-        let service = PlayerService(url: url, key: try resolveKey(keyFile: keyFile, url: url), output: output,
+        var service = PlayerService(url: url, key: try resolveKey(keyFile: keyFile, url: url), output: output,
                                     duration: duration, deadlineMs: deadlineMs, reportPath: report, quiet: common.quiet)
+        service.uplink = uplink
+        service.noUpload = noUpload
+        service.listen = listen
         do {
             try service.run(logger: logger)
         } catch let failure as RuntimeFailure {

@@ -93,7 +93,7 @@ final class FrameDecoderTests: XCTestCase {
     func testMessagesRoundTrip() throws {
         let chunk = Chunk(seq: 7, ingestTime: 123_456, pts: 90_000, duration: 200_000, flags: [.randomAccess],
                           payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 376)))
-        for message in [Message.welcome(originClock: 99), .chunk(chunk), .ping(5), .pong(6), .bye("done"),
+        for message in [Message.welcome(originClock: 99, streamRate: 8_000_000), .chunk(chunk), .ping(5), .pong(6), .bye("done"),
                         .chunk(.endOfStream(seq: 8, ingestTime: 1))] {
             XCTAssertEqual(try Message.decode(message.encode()), message)
         }

@@ -22,7 +22,7 @@ final class MeshNodeTests: XCTestCase {
                       got: NIOLockedValueBox<Set<UInt64>>? = nil) throws -> MeshNode {
         let node = MeshNode(configuration: .init(listen: HostPort(host: "127.0.0.1", port: 0), key: key, isOrigin: origin,
                                                  bootstrap: bootstrap, capacityUnits: units, scheduleDelay: 1_000, seed: seed),
-                            group: group, logger: logger) { chunk in got?.withLockedValue { _ = $0.insert(chunk.seq) } }
+                            group: group, logger: logger, onDeliver: { chunk in got?.withLockedValue { _ = $0.insert(chunk.seq) } })
         try node.start()
         return node
     }

@@ -72,6 +72,14 @@ final class IngestTests: XCTestCase {
         XCTAssertEqual(try Media.decodeErrors(out), "")
     }
 
+    func testTheWholeSampleLoops() throws {
+        // Its AAC starts with a priming packet at a negative time: the next pass must still come after the last.
+        let chunks = try ingestAll(Media.sample, loop: true, maxChunks: 120)
+        let out = try write(chunks, to: "sample-looped.ts")
+        XCTAssertGreaterThan(try Media.probe(out).duration, 20)
+        XCTAssertEqual(try Media.decodeErrors(out), "")
+    }
+
     func testBadInputsFailWithAClearError() throws {
         let missing = dir.appendingPathComponent("nope.mp4").path
         XCTAssertThrowsError(try Ingest(options: IngestOptions(input: InputSpec(location: missing)))) {

@@ -52,6 +52,8 @@ public enum MeshEvent: Equatable, Sendable {
     case tick
     /// Leave on purpose: children are told first.
     case leave
+    /// The upload capacity changed (the stream's rate became known, say).
+    case setCapacity(Int)
 }
 
 /// What a peer asks its driver to do.
@@ -78,7 +80,7 @@ public struct MeshPeer {
     /// News of a peer not linked to us is forgotten after this long without a refresh.
     static let forgetAfter: Int64 = 15_000_000
 
-    public let config: MeshPeerConfig
+    public private(set) var config: MeshPeerConfig
     private var rng: SplitMixRandom
     private var known: [PeerID: Known] = [:]
     private var connected: Set<PeerID> = []
@@ -178,6 +180,8 @@ public struct MeshPeer {
             out += receive(chunk, from: from, now: now)
         case .tick:
             out += tick(now: now)
+        case .setCapacity(let units):
+            config.capacityUnits = max(0, units)
         case .leave:
             leaving = true
             for child in children.keys.sorted() { out.append(.send(child, .leaving)) }

@@ -1,6 +1,18 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+
+/// What a node tells its owner, on the node's loop.
+public enum MeshNodeEvent: Sendable {
+    case linkUp(PeerID, outbound: Bool, suite: CipherSuite)
+    /// A link failed: refused, wrong key, bad frame, bad tag. `peer` is nil for an inbound link not yet named.
+    case linkFailed(PeerID?, Error)
+    case linkDown(PeerID)
+    /// The other side's welcome: its origin-clock estimate and the stream rate; `rtt` from handshake to welcome.
+    case welcome(PeerID, originClock: Int64, streamRate: Int64, receivedAt: Int64, rtt: Int64)
+    case parentsChanged([Int: PeerID])
+}
 
 /// The NIO driver of a `MeshPeer`: it turns socket reads, link changes and timer fires into events, and
 /// executes the core's actions. All of it runs on one event loop, so the core needs no lock.
@@ -16,6 +28,10 @@ public final class MeshNode: @unchecked Sendable {
         public var seed: UInt64
         /// The upload budget; nil for none. Chunks beyond it are dropped (a child repairs them).
         public var uplink: BitRate?
+        /// The host others reach this node at, when `listen` is a wildcard.
+        public var advertise: String?
+        /// A link whose socket stays full this long is closed as too slow.
+        public var slowLinkTimeout: Int64 = 10_000_000
 
         public init(listen: HostPort, key: ChannelKey, isOrigin: Bool, bootstrap: HostPort?, capacityUnits: Int,
                     scheduleDelay: Int64, seed: UInt64, uplink: BitRate? = nil) {
@@ -35,6 +51,32 @@ public final class MeshNode: @unchecked Sendable {
     private let group: EventLoopGroup
     private let logger: Logger
     private let onDeliver: @Sendable (Chunk) -> Void
+    private let onEvent: @Sendable (MeshNodeEvent) -> Void
+    private var fullSince: [PeerID: Int64] = [:]
+
+    public struct Stats: Sendable {
+        public var links = 0
+        public var joined = 0
+        public var bytesSent = 0
+        /// Chunks not sent: a child's socket was full or the uplink was spent.
+        public var chunksDropped = 0
+        public var linksFailed = 0
+    }
+
+    private let statsBox = NIOLockedValueBox(Stats())
+    public var stats: Stats { statsBox.withLockedValue { $0 } }
+    private let rateBox = NIOLockedValueBox<Int64>(0)
+    /// The stream's nominal rate, bits/s, told to joiners in the welcome (the origin sets it).
+    public var streamRate: Int64 {
+        get { rateBox.withLockedValue { $0 } }
+        set { rateBox.withLockedValue { $0 = newValue } }
+    }
+    private let clockOffsetBox = NIOLockedValueBox<Int64>(0)
+    /// This node's estimate of (origin clock − wall clock), µs; 0 at the origin.
+    public var clockOffset: Int64 {
+        get { clockOffsetBox.withLockedValue { $0 } }
+        set { clockOffsetBox.withLockedValue { $0 = newValue } }
+    }
     private var peer: MeshPeer!
     private var links: [PeerID: Channel] = [:]
     private var serverChannel: Channel?
@@ -45,11 +87,13 @@ public final class MeshNode: @unchecked Sendable {
     private var stopped = false
 
     public init(configuration: Configuration, group: EventLoopGroup, logger: Logger,
+                onEvent: @escaping @Sendable (MeshNodeEvent) -> Void = { _ in },
                 onDeliver: @escaping @Sendable (Chunk) -> Void = { _ in }) {
         self.configuration = configuration
         self.group = group
         self.loop = group.next()
         self.logger = logger
+        self.onEvent = onEvent
         self.onDeliver = onDeliver
         if let uplink = configuration.uplink {
             bucket = TokenBucket(bytesPerSecond: uplink.bytesPerSecond, burst: max(uplink.bytesPerSecond, Double(1 << 20)))
@@ -63,6 +107,7 @@ public final class MeshNode: @unchecked Sendable {
         let server = try ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 1 << 20, high: 2 << 20))
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
@@ -74,7 +119,7 @@ public final class MeshNode: @unchecked Sendable {
             }
             .bind(host: config.listen.host, port: config.listen.port).wait()
         serverChannel = server
-        let id = HostPort(host: config.listen.host, port: server.localAddress?.port ?? config.listen.port).description
+        let id = HostPort(host: config.advertise ?? config.listen.host, port: server.localAddress?.port ?? config.listen.port).description
         try loop.submit { [self] in
             self.id = id
             peer = MeshPeer(config: MeshPeerConfig(me: id, isOrigin: config.isOrigin, bootstrap: config.bootstrap?.description,
@@ -106,6 +151,11 @@ public final class MeshNode: @unchecked Sendable {
             links.removeAll()
         }.wait()
         try? serverChannel?.close().wait()
+    }
+
+    /// Sets the upload capacity in units (the stream's rate became known).
+    public func setCapacity(_ units: Int) {
+        loop.execute { [self] in handle(.setCapacity(units)) }
     }
 
     /// The core's view, read on its loop.
@@ -141,6 +191,7 @@ public final class MeshNode: @unchecked Sendable {
                 .connect(host: address.host, port: address.port)
                 .whenFailure { [self] error in
                     logger.debug("cannot connect to \(id): \(error)")
+                    onEvent(.linkFailed(id, error))
                     handle(.connectFailed(id))
                 }
         case .disconnect(let id):
@@ -151,30 +202,71 @@ public final class MeshNode: @unchecked Sendable {
             guard let channel = links[id] else { return }
             if encoded?.seq != chunk.seq { encoded = (chunk.seq, EncodedMessage(.chunk(chunk))) }
             let message = encoded!.message
-            if var bucket {
-                let ok = bucket.take(message.bytes.readableBytes, now: monotonicMicros())
-                self.bucket = bucket
-                guard ok || chunk.isEndOfStream else { return }
+            let now = monotonicMicros()
+            if !channel.isWritable && !chunk.isEndOfStream {
+                // Live: a peer that cannot keep up loses chunks (it may repair them), never the others their stream.
+                let since = fullSince[id] ?? now
+                fullSince[id] = since
+                statsBox.withLockedValue { $0.chunksDropped += 1 }
+                if now - since > configuration.slowLinkTimeout {
+                    logger.warning("closing link: too slow (socket full for \(configuration.slowLinkTimeout / 1_000_000) s)", metadata: ["peer": "\(id)"])
+                    channel.close(promise: nil)
+                }
+                return
             }
+            fullSince.removeValue(forKey: id)
+            if var bucket {
+                let ok = bucket.take(message.bytes.readableBytes, now: now)
+                self.bucket = bucket
+                guard ok || chunk.isEndOfStream else {
+                    statsBox.withLockedValue { $0.chunksDropped += 1 }
+                    return
+                }
+            }
+            statsBox.withLockedValue { $0.bytesSent += message.bytes.readableBytes }
             channel.writeAndFlush(message, promise: nil)
         case .deliver(let chunk):
             onDeliver(chunk)
         case .parentsChanged(let parents):
             logger.debug("parents \(parents.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" })")
+            onEvent(.parentsChanged(parents))
         }
     }
 
     /// A link finished its handshake; an inbound one is named once its first announce arrives.
-    func linkUp(_ channel: Channel, as id: PeerID) {
+    func linkUp(_ channel: Channel, as id: PeerID, outbound: Bool, suite: CipherSuite) {
         if let old = links[id], old !== channel { old.close(promise: nil) }
         links[id] = channel
+        statsBox.withLockedValue {
+            $0.links = links.count
+            $0.joined += 1
+        }
+        onEvent(.linkUp(id, outbound: outbound, suite: suite))
         handle(.connected(id))
+    }
+
+    func linkFailed(_ id: PeerID?, _ error: Error) {
+        statsBox.withLockedValue { $0.linksFailed += 1 }
+        logger.warning("closing link: \(error)", metadata: ["peer": "\(id ?? "unnamed")"])
+        onEvent(.linkFailed(id, error))
     }
 
     func linkDown(_ channel: Channel, id: PeerID?) {
         guard let id, links[id] === channel else { return }
         links.removeValue(forKey: id)
+        fullSince.removeValue(forKey: id)
+        statsBox.withLockedValue { $0.links = links.count }
+        onEvent(.linkDown(id))
         handle(.disconnected(id))
+    }
+
+    func welcome(from id: PeerID, originClock: Int64, streamRate: Int64, rtt: Int64) {
+        onEvent(.welcome(id, originClock: originClock, streamRate: streamRate, receivedAt: wallClockMicros(), rtt: rtt))
+    }
+
+    /// What this node tells a joiner first: its origin-clock estimate and the stream rate.
+    var welcomeMessage: EncodedMessage {
+        EncodedMessage(.welcome(originClock: wallClockMicros() + clockOffset, streamRate: streamRate))
     }
 }
 
@@ -184,6 +276,9 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private let node: MeshNode
     private var peer: PeerID?
     private let outbound: Bool
+    private var suite = CipherSuite.rc4HmacSHA256
+    private var establishedAt: Int64 = 0
+    private var failed = false
 
     init(node: MeshNode, peer: PeerID?) {
         self.node = node
@@ -192,7 +287,15 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is LinkEvent, outbound, let peer { node.linkUp(context.channel, as: peer) }
+        if case .established(let suite, _)? = event as? LinkEvent {
+            self.suite = suite
+            establishedAt = monotonicMicros()
+            if outbound, let peer {
+                node.linkUp(context.channel, as: peer, outbound: true, suite: suite)
+            } else {
+                context.writeAndFlush(NIOAny(node.welcomeMessage), promise: nil)
+            }
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -201,7 +304,7 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         case .mesh(let message):
             if peer == nil, case .announce(let info, _) = message {
                 peer = info.id
-                node.linkUp(context.channel, as: info.id)
+                node.linkUp(context.channel, as: info.id, outbound: false, suite: suite)
             }
             guard let peer else { return }
             node.handle(.message(from: peer, message))
@@ -212,12 +315,18 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             context.writeAndFlush(NIOAny(EncodedMessage(.pong(t))), promise: nil)
         case .pong(let t):
             if let peer { node.handle(.linkDelay(peer, max(1, (monotonicMicros() - t) / 2))) }
-        case .welcome, .bye:
+        case .welcome(let clock, let rate):
+            if let peer { node.welcome(from: peer, originClock: clock, streamRate: rate, rtt: monotonicMicros() - establishedAt) }
+        case .bye:
             break
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if !failed {
+            failed = true
+            node.linkFailed(peer, error)
+        }
         context.close(promise: nil)
     }
 

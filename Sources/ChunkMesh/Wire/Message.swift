@@ -2,8 +2,9 @@ import NIOCore
 
 /// What established links say to each other, inside sealed frames.
 public enum Message: Equatable, Sendable {
-    /// Origin to joiner after the handshake: the origin's clock, for deadline bookkeeping across machines.
-    case welcome(originClock: Int64)
+    /// Accepting side to joiner after the handshake: its estimate of the origin's clock (for deadlines across
+    /// machines) and the stream's nominal rate in bits/s (0 if unknown), for sizing upload units.
+    case welcome(originClock: Int64, streamRate: Int64)
     case chunk(Chunk)
     case ping(Int64)
     case pong(Int64)
@@ -19,10 +20,11 @@ public enum Message: Equatable, Sendable {
     public func encode(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         var out: ByteBuffer
         switch self {
-        case .welcome(let clock):
-            out = allocator.buffer(capacity: 9)
+        case .welcome(let clock, let rate):
+            out = allocator.buffer(capacity: 17)
             out.writeInteger(Tag.welcome.rawValue)
             out.writeInteger(clock)
+            out.writeInteger(rate)
         case .chunk(let chunk):
             out = allocator.buffer(capacity: 1 + Chunk.headerLength + chunk.payload.readableBytes)
             out.writeInteger(Tag.chunk.rawValue)
@@ -49,8 +51,10 @@ public enum Message: Equatable, Sendable {
         guard let tag = Tag(rawValue: raw) else { throw WireError.malformed("unknown message type \(raw)") }
         switch tag {
         case .welcome:
-            guard let clock = buffer.readInteger(as: Int64.self) else { throw WireError.malformed("welcome truncated") }
-            return .welcome(originClock: clock)
+            guard let clock = buffer.readInteger(as: Int64.self), let rate = buffer.readInteger(as: Int64.self) else {
+                throw WireError.malformed("welcome truncated")
+            }
+            return .welcome(originClock: clock, streamRate: rate)
         case .chunk:
             return .chunk(try Chunk.read(from: &buffer))
         case .ping, .pong:

@@ -1,0 +1,87 @@
+import ChunkMesh
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// `lsp2p-relay relay`: a mesh node that only forwards.
+public struct RelayService {
+    public var url: JoinURL
+    public var key: ChannelKey
+    public var listen: HostPort?
+    public var uplink: BitRate?
+    public var quiet: Bool
+
+    public init(url: JoinURL, key: ChannelKey, listen: HostPort?, uplink: BitRate?, quiet: Bool) {
+        self.url = url
+        self.key = key
+        self.listen = listen
+        self.uplink = uplink
+        self.quiet = quiet
+    }
+
+    /// Runs until SIGINT/SIGTERM; leaves the mesh on the way out.
+    public func run(logger: Logger) throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let plan = SubstreamPlan()
+        let bootstrap = url.address
+        let listen = self.listen ?? HostPort(host: isLoopback(bootstrap.host) ? bootstrap.host : (bootstrap.host.contains(":") ? "::" : "0.0.0.0"), port: 0)
+        var config = MeshNode.Configuration(listen: listen, key: key, isOrigin: false, bootstrap: bootstrap,
+                                            capacityUnits: 2 * plan.count, scheduleDelay: 1_000,
+                                            seed: UInt64.random(in: 0...UInt64.max), uplink: uplink)
+        config.advertise = advertisedHost(listen.host)
+        let failure = NIOLockedValueBox<String?>(nil)
+        let joined = NIOLockedValueBox(false)
+        let source = bootstrap.description
+        let box = NIOLockedValueBox<MeshNode?>(nil)
+        let node = MeshNode(configuration: config, group: group, logger: logger, onEvent: { event in
+            guard let node = box.withLockedValue({ $0 }) else { return }
+            switch event {
+            case .linkUp(let peer, true, let suite) where peer == source:
+                joined.withLockedValue { $0 = true }
+                logger.info("joined \(source) (\(suite))")
+            case .linkFailed(let peer, let error) where peer == source && !joined.withLockedValue({ $0 }):
+                let wrongKey = error as? HandshakeError == .wrongKey || error as? HandshakeError == .rejected("wrong key")
+                failure.withLockedValue { $0 = wrongKey ? "wrong key: \(source) does not hold the channel key (\(key))"
+                                                        : "cannot join \(source): \(describeConnectError(error))" }
+            case .welcome(let peer, let clock, let rate, let receivedAt, let rtt) where peer == source:
+                node.clockOffset = clock + rtt / 2 - receivedAt
+                // Units: the uplink over one substream's rate; without an uplink, two streams' worth.
+                if let uplink, rate > 0 { node.setCapacity(plan.units(uplink: uplink, streamRate: BitRate(bitsPerSecond: Double(rate)))) }
+            default:
+                break
+            }
+        })
+        box.withLockedValue { $0 = node }
+        let id: PeerID
+        do { id = try node.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
+        logger.info("relay \(id) joining \(source)")
+        let stop = NIOLockedValueBox(false)
+        let signals = StopSignals { sig in
+            logger.notice("stopping on signal \(sig)")
+            stop.withLockedValue { $0 = true }
+        }
+        defer { withExtendedLifetime(signals) {} }
+        let started = monotonicMicros()
+        let ticker = quiet ? nil : StatsTicker {
+            let s = node.stats
+            let snap = node.snapshot()
+            let elapsed = Double(monotonicMicros() - started) / 1e6
+            printErr(String(format: "relay %5.1fs | parents %d | children %d | delay %@ | sent %@ | dropped %d",
+                            elapsed, Set(snap.parents.values).count, snap.children.count,
+                            snap.delay.map { String(format: "%.1f ms", Double($0) / 1000) } ?? "-",
+                            formatRate(bytes: s.bytesSent, seconds: elapsed), s.chunksDropped))
+        }
+        defer { ticker?.stop() }
+        while !stop.withLockedValue({ $0 }) {
+            if let message = failure.withLockedValue({ $0 }) {
+                node.stop(gracefully: false)
+                throw RuntimeFailure(message)
+            }
+            usleep(50_000)
+        }
+        node.stop()
+    }
+}
