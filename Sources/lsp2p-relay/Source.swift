@@ -38,7 +38,7 @@ struct Source: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Pace reading to the stream clock, like ffmpeg -re. Default: on for files, off for stdin, URLs and devices.")
     var realtime: Bool?
 
-    @Option(help: "Upload budget of the origin in bits/s (8M, 500k); chunks beyond it are dropped. Unlimited when absent.")
+    @Option(help: "Upload budget of the origin in bits/s (8M, 500k): it feeds that much of the mesh directly, relays and players carry the rest. Unlimited when absent.")
     var uplink: BitRate?
 
     @Option(help: "Link cipher: rc4 (RC4 + HMAC-SHA256) or chacha20-poly1305.")
