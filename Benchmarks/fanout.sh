@@ -22,7 +22,7 @@ spid=$!
 for _ in $(seq 100); do grep -q "join:" "$work/source.log" && break; sleep 0.1; done
 url=$(grep -o "lsp2p://[^ ]*" "$work/source.log" | head -1)
 for i in $(seq "$players"); do
-  "$bin/lsp2p-play" "$url" --output /dev/null --duration "$seconds" --report "$work/p$i.json" --quiet 2> "$work/p$i.log" &
+  "$bin/lsp2p-play" "$url" --output /dev/null --duration "$seconds" --report "$work/p$i.json" --quiet ${PLAYER_ARGS:---no-upload} 2> "$work/p$i.log" &
 done
 # Source CPU over the run, from /proc (clock ticks).
 ticks() { awk '{print $14 + $15}' "/proc/$spid/stat"; }
