@@ -104,6 +104,7 @@ public struct MeshPeer {
     private var avoid: [PeerID: Int64] = [:]
     private var lastDownstreamAnnounce: Int64 = .min / 2
     private var downstreamAnnounceDue = false
+    private var nextPeerAsk: Int64 = 0
     public private(set) var parentChanges = 0
     public private(set) var leaving = false
 
@@ -322,6 +323,11 @@ public struct MeshPeer {
             out += improve(now: now)
         }
         if downstreamAnnounceDue { out += announceDownstream(now: now) }
+        // Short of parents: ask the bootstrap for candidates more often than the gossip round does.
+        if !hasAllParents, let bootstrap = config.bootstrap, connected.contains(bootstrap), now >= nextPeerAsk {
+            nextPeerAsk = now + 300_000
+            out.append(.send(bootstrap, .announce(info, wantPeers: true)))
+        }
         out += announce(now: now)
         out += repair(now: now)
         return out
@@ -422,6 +428,7 @@ public struct MeshPeer {
     }
 
     /// Children learn a new ancestry at once, not at the next announce: stale ancestry is how loops form.
+    /// Others learn a new delay at once too, so joiners find this peer as a candidate sooner.
     /// At most once per `downstreamSpacing`; a change inside that spacing goes out at the next tick.
     private mutating func announceDownstream(now: Int64) -> [MeshAction] {
         guard now - lastDownstreamAnnounce >= Self.downstreamSpacing else {
@@ -431,7 +438,8 @@ public struct MeshPeer {
         lastDownstreamAnnounce = now
         downstreamAnnounceDue = false
         let me = info
-        return children.keys.sorted().map { .send($0, .announce(me, wantPeers: false)) }
+        // Every linked peer, not only children: the origin and neighbours hand this news to joiners at once.
+        return connected.sorted().map { .send($0, .announce(me, wantPeers: false)) }
     }
 
     static let downstreamSpacing: Int64 = 20_000
