@@ -98,3 +98,16 @@ extension ParsableCommand {
         }
     }
 }
+
+/// Where a peer listens by default: on loopback when the join address is, else on every interface.
+func defaultListen(joining bootstrap: HostPort) -> HostPort {
+    if bootstrap.host.hasPrefix("127.") || bootstrap.host == "::1" || bootstrap.host == "localhost" {
+        return HostPort(host: bootstrap.host, port: 0)
+    }
+    return HostPort(host: bootstrap.host.contains(":") ? "::" : "0.0.0.0", port: 0)
+}
+
+/// Whether a link failed because one side does not hold the channel key (ours found out, or theirs told us).
+func isWrongKey(_ error: Error) -> Bool {
+    error as? HandshakeError == .wrongKey || error as? HandshakeError == .rejected("wrong key")
+}

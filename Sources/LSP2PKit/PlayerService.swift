@@ -93,7 +93,7 @@ final class PlayerSession: @unchecked Sendable {
     func start(group: EventLoopGroup) throws {
         let plan = SubstreamPlan()
         let bootstrap = service.url.address
-        let listen = service.listen ?? HostPort(host: isLoopback(bootstrap.host) ? bootstrap.host : (bootstrap.host.contains(":") ? "::" : "0.0.0.0"), port: 0)
+        let listen = service.listen ?? defaultListen(joining: bootstrap)
         var config = MeshNode.Configuration(listen: listen, key: service.key, isOrigin: false, bootstrap: bootstrap,
                                             capacityUnits: service.noUpload ? 0 : plan.count, scheduleDelay: 1_000,
                                             seed: UInt64.random(in: 0...UInt64.max), uplink: service.noUpload ? nil : service.uplink)
@@ -148,7 +148,7 @@ final class PlayerSession: @unchecked Sendable {
         case .welcome:
             break
         case .linkFailed(let peer, let error) where peer == source && !joined:
-            if error as? HandshakeError == .wrongKey || error as? HandshakeError == .rejected("wrong key") {
+            if isWrongKey(error) {
                 finish(failure: "wrong key: \(source) does not hold the channel key (\(service.key))")
             } else if error is HandshakeError || error is WireError || error is LinkCipherError {
                 finish(failure: "link to \(source) failed: \(error)")
@@ -280,8 +280,6 @@ public struct Report: Codable, Equatable {
         try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }
-
-func isLoopback(_ host: String) -> Bool { host.hasPrefix("127.") || host == "::1" || host == "localhost" }
 
 func describeConnectError(_ error: Error) -> String {
     let text = "\(error)"

@@ -27,7 +27,7 @@ public struct RelayService {
         defer { try? group.syncShutdownGracefully() }
         let plan = SubstreamPlan()
         let bootstrap = url.address
-        let listen = self.listen ?? HostPort(host: isLoopback(bootstrap.host) ? bootstrap.host : (bootstrap.host.contains(":") ? "::" : "0.0.0.0"), port: 0)
+        let listen = self.listen ?? defaultListen(joining: bootstrap)
         var config = MeshNode.Configuration(listen: listen, key: key, isOrigin: false, bootstrap: bootstrap,
                                             capacityUnits: 2 * plan.count, scheduleDelay: 1_000,
                                             seed: UInt64.random(in: 0...UInt64.max), uplink: uplink)
@@ -43,8 +43,7 @@ public struct RelayService {
                 joined.withLockedValue { $0 = true }
                 logger.info("joined \(source) (\(suite))")
             case .linkFailed(let peer, let error) where peer == source && !joined.withLockedValue({ $0 }):
-                let wrongKey = error as? HandshakeError == .wrongKey || error as? HandshakeError == .rejected("wrong key")
-                failure.withLockedValue { $0 = wrongKey ? "wrong key: \(source) does not hold the channel key (\(key))"
+                failure.withLockedValue { $0 = isWrongKey(error) ? "wrong key: \(source) does not hold the channel key (\(key))"
                                                         : "cannot join \(source): \(describeConnectError(error))" }
             case .welcome(let peer, let clock, let rate, let receivedAt, let rtt) where peer == source:
                 node.clockOffset = clock + rtt / 2 - receivedAt

@@ -3,22 +3,7 @@ import TestMedia
 import XCTest
 
 /// The mesh with real processes on loopback: an origin that can feed two streams' worth, relays, players.
-final class MeshTests: XCTestCase {
-    var dir: URL!
-    var keyFile: String!
-
-    override func setUpWithError() throws {
-        dir = try Media.tempDir()
-        keyFile = dir.appendingPathComponent("channel.key").path
-        let keygen = try Proc("lsp2p-relay", ["keygen"], in: dir, name: "keygen")
-        XCTAssertEqual(keygen.wait(), 0)
-        try FileManager.default.copyItem(atPath: keygen.stdoutURL.path, toPath: keyFile)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    private func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
+final class MeshTests: ChannelTestCase {
     func testTwelveRelaysFourPlayersAndFourRelaysKilled() throws {
         // The sample is about 1.07 Mbit/s: the origin can feed two streams, each relay four.
         let source = try RunningSource(["--input", Media.sample, "--loop", "--key-file", keyFile, "--uplink", "2.2M",

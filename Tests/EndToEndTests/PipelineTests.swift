@@ -3,22 +3,7 @@ import TestMedia
 import XCTest
 
 /// The real binaries over loopback: source → players, checked with ffprobe and ffmpeg.
-final class PipelineTests: XCTestCase {
-    var dir: URL!
-    var keyFile: String!
-
-    override func setUpWithError() throws {
-        dir = try Media.tempDir()
-        keyFile = dir.appendingPathComponent("channel.key").path
-        let keygen = try Proc("lsp2p-relay", ["keygen"], in: dir, name: "keygen")
-        XCTAssertEqual(keygen.wait(), 0)
-        try FileManager.default.copyItem(atPath: keygen.stdoutURL.path, toPath: keyFile)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
-
-    private func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
-
+final class PipelineTests: ChannelTestCase {
     private func assertPlays(_ file: String, duration: Double, codecs: [String] = ["h264", "aac"],
                              file f: StaticString = #filePath, line: UInt = #line) throws {
         let probe = try Media.probe(file)

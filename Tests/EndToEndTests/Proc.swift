@@ -96,3 +96,21 @@ struct PlayerReport: Decodable {
         return try decoder.decode(PlayerReport.self, from: Data(contentsOf: url))
     }
 }
+
+/// A test with a temporary folder and a fresh channel key made by `lsp2p-relay keygen`.
+class ChannelTestCase: XCTestCase {
+    var dir: URL!
+    var keyFile: String!
+
+    override func setUpWithError() throws {
+        dir = try Media.tempDir()
+        keyFile = dir.appendingPathComponent("channel.key").path
+        let keygen = try Proc("lsp2p-relay", ["keygen"], in: dir, name: "keygen")
+        XCTAssertEqual(keygen.wait(), 0)
+        try FileManager.default.copyItem(atPath: keygen.stdoutURL.path, toPath: keyFile)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
+}
