@@ -99,6 +99,15 @@ extension ParsableCommand {
     }
 }
 
+/// A mesh peer that joins through `bootstrap`: listens where it can be reached and advertises that address.
+func joinerConfiguration(bootstrap: HostPort, key: ChannelKey, listen: HostPort?, units: Int, uplink: BitRate?) -> MeshNode.Configuration {
+    let listen = listen ?? defaultListen(joining: bootstrap)
+    var config = MeshNode.Configuration(listen: listen, key: key, isOrigin: false, bootstrap: bootstrap, capacityUnits: units,
+                                        scheduleDelay: 1_000, seed: UInt64.random(in: 0...UInt64.max), uplink: uplink)
+    config.advertise = advertisedHost(listen.host)
+    return config
+}
+
 /// Where a peer listens by default: on loopback when the join address is, else on every interface.
 func defaultListen(joining bootstrap: HostPort) -> HostPort {
     if bootstrap.host.hasPrefix("127.") || bootstrap.host == "::1" || bootstrap.host == "localhost" {

@@ -62,7 +62,6 @@ final class PlayerSession: @unchecked Sendable {
 
     private var buffer: PlayoutBuffer
     private var node: MeshNode?
-    private var clockOffset: Int64 = 0
     private let joinedAt = monotonicMicros()
     private var joined = false
     private var lastChunkAt = monotonicMicros()
@@ -87,22 +86,18 @@ final class PlayerSession: @unchecked Sendable {
         self.finished = loop.makePromise()
     }
 
-    private var originNow: Int64 { wallClockMicros() + clockOffset }
+    private var originNow: Int64 { wallClockMicros() + (node?.clockOffset ?? 0) }
     private var source: String { service.url.address.description }
 
     func start(group: EventLoopGroup) throws {
-        let plan = SubstreamPlan()
-        let bootstrap = service.url.address
-        let listen = service.listen ?? defaultListen(joining: bootstrap)
-        var config = MeshNode.Configuration(listen: listen, key: service.key, isOrigin: false, bootstrap: bootstrap,
-                                            capacityUnits: service.noUpload ? 0 : plan.count, scheduleDelay: 1_000,
-                                            seed: UInt64.random(in: 0...UInt64.max), uplink: service.noUpload ? nil : service.uplink)
-        config.advertise = advertisedHost(listen.host)
+        let config = joinerConfiguration(bootstrap: service.url.address, key: service.key, listen: service.listen,
+                                         units: service.noUpload ? 0 : SubstreamPlan().count,
+                                         uplink: service.noUpload ? nil : service.uplink)
         let node = MeshNode(configuration: config, group: loop, logger: logger,
                             onEvent: { [self] event in handle(event) },
                             onDeliver: { [self] chunk in deliver(chunk) })
         self.node = node
-        do { try node.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
+        do { try node.start() } catch { throw RuntimeFailure("cannot listen on \(config.listen): \(error)") }
         loop.execute { [self] in
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in tick() })
             if !service.quiet {
@@ -138,15 +133,8 @@ final class PlayerSession: @unchecked Sendable {
             logger.info("joined \(source) (\(suite))")
         case .linkUp:
             break
-        case .welcome(let peer, let originClock, let streamRate, let receivedAt, let rtt) where peer == source:
-            // Half the handshake-to-welcome round trip is the best guess of the one-way delay.
-            clockOffset = originClock + rtt / 2 - receivedAt
-            node?.clockOffset = clockOffset
-            if let uplink = service.uplink, !service.noUpload, streamRate > 0 {
-                node?.setCapacity(SubstreamPlan().units(uplink: uplink, streamRate: BitRate(bitsPerSecond: Double(streamRate))))
-            }
         case .welcome:
-            break
+            break // the node took the origin clock from its bootstrap
         case .linkFailed(let peer, let error) where peer == source && !joined:
             if isWrongKey(error) {
                 finish(failure: "wrong key: \(source) does not hold the channel key (\(service.key))")

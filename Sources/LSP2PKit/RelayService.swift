@@ -25,19 +25,13 @@ public struct RelayService {
     public func run(logger: Logger) throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let plan = SubstreamPlan()
         let bootstrap = url.address
-        let listen = self.listen ?? defaultListen(joining: bootstrap)
-        var config = MeshNode.Configuration(listen: listen, key: key, isOrigin: false, bootstrap: bootstrap,
-                                            capacityUnits: 2 * plan.count, scheduleDelay: 1_000,
-                                            seed: UInt64.random(in: 0...UInt64.max), uplink: uplink)
-        config.advertise = advertisedHost(listen.host)
+        // Without an uplink, two streams' worth; with one, the node sizes itself from the welcome.
+        let config = joinerConfiguration(bootstrap: bootstrap, key: key, listen: listen, units: 2 * SubstreamPlan().count, uplink: uplink)
         let failure = NIOLockedValueBox<String?>(nil)
         let joined = NIOLockedValueBox(false)
         let source = bootstrap.description
-        let box = NIOLockedValueBox<MeshNode?>(nil)
         let node = MeshNode(configuration: config, group: group, logger: logger, onEvent: { event in
-            guard let node = box.withLockedValue({ $0 }) else { return }
             switch event {
             case .linkUp(let peer, true, let suite) where peer == source:
                 joined.withLockedValue { $0 = true }
@@ -45,17 +39,12 @@ public struct RelayService {
             case .linkFailed(let peer, let error) where peer == source && !joined.withLockedValue({ $0 }):
                 failure.withLockedValue { $0 = isWrongKey(error) ? "wrong key: \(source) does not hold the channel key (\(key))"
                                                         : "cannot join \(source): \(describeConnectError(error))" }
-            case .welcome(let peer, let clock, let rate, let receivedAt, let rtt) where peer == source:
-                node.clockOffset = clock + rtt / 2 - receivedAt
-                // Units: the uplink over one substream's rate; without an uplink, two streams' worth.
-                if let uplink, rate > 0 { node.setCapacity(plan.units(uplink: uplink, streamRate: BitRate(bitsPerSecond: Double(rate)))) }
             default:
                 break
             }
         })
-        box.withLockedValue { $0 = node }
         let id: PeerID
-        do { id = try node.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
+        do { id = try node.start() } catch { throw RuntimeFailure("cannot listen on \(config.listen): \(error)") }
         logger.info("relay \(id) joining \(source)")
         let stop = NIOLockedValueBox(false)
         let signals = StopSignals { sig in

@@ -176,8 +176,6 @@ public final class Ingest: @unchecked Sendable {
         }
     }
 
-    public var bytesMuxed: Int { muxer.bytesWritten }
-
     /// The input's nominal rate in bits/s as libavformat knows it, 0 when unknown (a live source).
     public var nominalBitRate: Int64 { max(0, input.context.pointee.bit_rate) }
 }

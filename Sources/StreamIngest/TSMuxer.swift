@@ -7,7 +7,6 @@ final class TSMuxer {
     private final class Sink {
         var chunker: TSChunker
         var cuts: [TSChunker.Cut] = []
-        var bytes = 0
         init(chunker: TSChunker) { self.chunker = chunker }
     }
 
@@ -30,7 +29,6 @@ final class TSMuxer {
         // Inferred closure types: `uint8_t *` before FFmpeg 7, `const uint8_t *` after.
         let pb = avio_alloc_context(buffer, size, 1, opaque, nil, { opaque, buf, size in
             let sink = Unmanaged<Sink>.fromOpaque(opaque!).takeUnretainedValue()
-            sink.bytes += Int(size)
             sink.cuts += sink.chunker.feed(UnsafeRawBufferPointer(start: buf, count: Int(size)))
             return size
         }, nil)
@@ -93,6 +91,4 @@ final class TSMuxer {
         defer { sink.cuts.removeAll(keepingCapacity: true) }
         return sink.cuts
     }
-
-    var bytesWritten: Int { sink.bytes }
 }

@@ -149,8 +149,6 @@ public struct MeshPeer {
         "parents \(parents) pending \(pending.mapValues(\.peer)) known \(known.values.map { "\($0.info.id):\($0.info.residualUnits)" }.sorted()) connected \(connected.sorted()) avoid \(avoid.keys.sorted())"
     }
 
-    /// What this peer knows of others, for a mesh report.
-    public var knownPeers: [PeerInfo] { known.values.map(\.info).sorted { $0.id < $1.id } }
 
     // MARK: events
 

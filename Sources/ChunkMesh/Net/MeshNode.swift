@@ -26,7 +26,8 @@ public final class MeshNode: @unchecked Sendable {
         public var capacityUnits: Int
         public var scheduleDelay: Int64
         public var seed: UInt64
-        /// The upload budget; nil for none. Chunks beyond it are dropped (a child repairs them).
+        /// The upload budget; nil for none. Chunks beyond it are dropped (a child repairs them). A joiner turns it
+        /// into substream units once its bootstrap's welcome tells the stream rate.
         public var uplink: BitRate?
         /// The host others reach this node at, when `listen` is a wildcard.
         public var advertise: String?
@@ -260,8 +261,17 @@ public final class MeshNode: @unchecked Sendable {
         handle(.disconnected(id))
     }
 
+    /// The bootstrap's welcome sets this node's origin clock and, with an uplink, its units from the stream rate.
     func welcome(from id: PeerID, originClock: Int64, streamRate: Int64, rtt: Int64) {
-        onEvent(.welcome(id, originClock: originClock, streamRate: streamRate, receivedAt: wallClockMicros(), rtt: rtt))
+        let receivedAt = wallClockMicros()
+        if id == configuration.bootstrap?.description {
+            // Half the handshake-to-welcome round trip is the best guess of the one-way delay.
+            clockOffset = originClock + rtt / 2 - receivedAt
+            if let uplink = configuration.uplink, streamRate > 0 {
+                handle(.setCapacity(peer.config.plan.units(uplink: uplink, streamRate: BitRate(bitsPerSecond: Double(streamRate)))))
+            }
+        }
+        onEvent(.welcome(id, originClock: originClock, streamRate: streamRate, receivedAt: receivedAt, rtt: rtt))
     }
 
     /// What this node tells a joiner first: its origin-clock estimate and the stream rate.
