@@ -3,6 +3,16 @@
 // Run: cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
 import PackageDescription
 
+/// What the in-process mesh benchmarks use.
+let meshDependencies: [Target.Dependency] = [
+    .product(name: "ChunkMesh", package: "lsp2p"),
+    .product(name: "NIOCore", package: "swift-nio"),
+    .product(name: "NIOPosix", package: "swift-nio"),
+    .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+    .product(name: "Histogram", package: "hdrhistogram-swift"),
+    .product(name: "Logging", package: "swift-log"),
+]
+
 let package = Package(
     name: "lsp2p-benchmarks",
     platforms: [.macOS(.v13)],
@@ -28,15 +38,15 @@ let package = Package(
         /// Per-hop latency and CPU of the mesh over loopback: `swift run -c release mesh-chain [N ...]`.
         .executableTarget(
             name: "mesh-chain",
-            dependencies: [
-                .product(name: "ChunkMesh", package: "lsp2p"),
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
+            dependencies: meshDependencies,
             path: "Benchmarks/MeshChain",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        /// Time from a relay's death to its children's next chunk: `swift run -c release mesh-recovery [ROUNDS]`.
+        .executableTarget(
+            name: "mesh-recovery",
+            dependencies: meshDependencies,
+            path: "Benchmarks/MeshRecovery",
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
     ]

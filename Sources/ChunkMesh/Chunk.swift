@@ -13,8 +13,11 @@ public struct Chunk: Equatable, Sendable {
         public static let endOfStream = Flags(rawValue: 1 << 2)
     }
 
-    /// Gap-free sequence number from the origin.
+    /// Gap-free sequence number from the origin, from 0 in each epoch.
     public var seq: UInt64
+    /// Which run of the origin cut it (its start time, µs): a restarted origin starts a new epoch, and peers
+    /// drop what they hold of the old one.
+    public var epoch: UInt64
     /// Origin wall clock when the chunk was cut, in microseconds since the Unix epoch.
     public var ingestTime: Int64
     /// PTS of its first PES, 90 kHz.
@@ -25,8 +28,9 @@ public struct Chunk: Equatable, Sendable {
     /// A whole number of 188-byte TS packets.
     public var payload: ByteBuffer
 
-    public init(seq: UInt64, ingestTime: Int64, pts: Int64, duration: Int64, flags: Flags, payload: ByteBuffer) {
+    public init(seq: UInt64, epoch: UInt64 = 0, ingestTime: Int64, pts: Int64, duration: Int64, flags: Flags, payload: ByteBuffer) {
         self.seq = seq
+        self.epoch = epoch
         self.ingestTime = ingestTime
         self.pts = pts
         self.duration = duration
@@ -42,10 +46,11 @@ public struct Chunk: Equatable, Sendable {
         Chunk(seq: seq, ingestTime: ingestTime, pts: 0, duration: 0, flags: .endOfStream, payload: ByteBuffer())
     }
 
-    static let headerLength = 8 + 8 + 8 + 8 + 1
+    static let headerLength = 8 + 8 + 8 + 8 + 8 + 1
 
     func write(to buffer: inout ByteBuffer) {
         buffer.writeInteger(seq)
+        buffer.writeInteger(epoch)
         buffer.writeInteger(ingestTime)
         buffer.writeInteger(pts)
         buffer.writeInteger(duration)
@@ -55,6 +60,7 @@ public struct Chunk: Equatable, Sendable {
 
     static func read(from buffer: inout ByteBuffer) throws -> Chunk {
         guard let seq = buffer.readInteger(as: UInt64.self),
+              let epoch = buffer.readInteger(as: UInt64.self),
               let ingestTime = buffer.readInteger(as: Int64.self),
               let pts = buffer.readInteger(as: Int64.self),
               let duration = buffer.readInteger(as: Int64.self),
@@ -64,7 +70,7 @@ public struct Chunk: Equatable, Sendable {
         guard payload.readableBytes % 188 == 0 else {
             throw WireError.malformed("chunk payload of \(payload.readableBytes) bytes is not whole TS packets")
         }
-        return Chunk(seq: seq, ingestTime: ingestTime, pts: pts, duration: duration,
+        return Chunk(seq: seq, epoch: epoch, ingestTime: ingestTime, pts: pts, duration: duration,
                      flags: Flags(rawValue: flags), payload: payload)
     }
 }

@@ -197,6 +197,8 @@ final class PlayerSession: @unchecked Sendable {
                 }
             case .skipped(let seq):
                 logger.debug("skipped chunk \(seq): deadline passed")
+            case .restarted:
+                logger.notice("the origin restarted: playing its new run")
             }
         }
     }
@@ -241,7 +243,8 @@ final class PlayerSession: @unchecked Sendable {
                       chunksMissing: s.missing, bytesReceived: s.bytesReceived,
                       latencyMs: .init(p50: ms(h.valueAtPercentile(50)), p90: ms(h.valueAtPercentile(90)),
                                        p99: ms(h.valueAtPercentile(99)), max: ms(h.max)),
-                      firstChunkMs: firstChunkMs, parents: parents, durationS: (elapsed * 1000).rounded() / 1000)
+                      firstChunkMs: firstChunkMs, parents: parents, originRestarts: s.restarts,
+                      durationS: (elapsed * 1000).rounded() / 1000)
     }
 }
 
@@ -259,6 +262,8 @@ public struct Report: Codable, Equatable {
     public var latencyMs: Latency
     public var firstChunkMs: Double?
     public var parents: [ParentChange]
+    /// Times the origin restarted (a new run, timestamps from zero) while this player kept playing.
+    public var originRestarts: Int
     public var durationS: Double
 
     public func write(to path: String) throws {

@@ -176,11 +176,14 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
         let p = packet.pointer
         // Start the output at the first timestamp the receiver got, keeping audio and video in step.
         let start = inCtx.pointee.start_time == noPTS ? 0 : inCtx.pointee.start_time
+        var timeline = Timeline()
         while av_read_frame(inCtx, p) >= 0 {
             defer { av_packet_unref(p) }
             guard let o = map[p.pointee.stream_index] else { continue }
             let inTB = inCtx.pointee.streams[Int(p.pointee.stream_index)]!.pointee.time_base
-            let base = av_rescale_q(start, lsp2p_time_base_q(), inTB)
+            let dts = p.pointee.dts == noPTS ? nil : av_rescale_q(p.pointee.dts, inTB, lsp2p_time_base_q()) - start
+            guard let shift = timeline.shift(stream: p.pointee.stream_index, dts: dts) else { continue }
+            let base = av_rescale_q(start - shift, lsp2p_time_base_q(), inTB)
             if p.pointee.pts != noPTS { p.pointee.pts -= base }
             if p.pointee.dts != noPTS { p.pointee.dts -= base }
             p.pointee.stream_index = o.pointee.index
@@ -189,5 +192,40 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
             try check(av_interleaved_write_frame(outCtx, p), "cannot write \(path)")
         }
         try check(av_write_trailer(outCtx), "cannot finish \(path)")
+    }
+}
+
+/// Keeps an output's timestamps going forward when the input's jump back (a restarted origin starts its
+/// clock again): each run is shifted to start a little after the latest time written so far, audio and video
+/// by the same amount. Times in µs.
+struct Timeline {
+    /// A stream whose DTS falls back by more than this has met a new run; smaller steps back are dropped.
+    static let jumpBack: Int64 = 1_000_000
+    /// Room left between runs, more than audio and video of one run are apart in the stream.
+    static let gap: Int64 = 1_000_000
+
+    private var shifts: [Int64] = [0]
+    private var run: [Int32: Int] = [:]
+    private var lastDTS: [Int32: Int64] = [:]
+    private var latest: Int64 = .min
+
+    /// The shift for a packet of `stream` with this DTS, or nil to drop it (it would go backwards).
+    mutating func shift(stream: Int32, dts: Int64?) -> Int64? {
+        var mine = run[stream] ?? 0
+        guard let dts else { return shifts[mine] }
+        if let last = lastDTS[stream], dts + shifts[mine] < last - Self.jumpBack {
+            if mine + 1 < shifts.count {
+                mine += 1 // another stream has started the new run already: keep in step with it
+            } else {
+                shifts.append(latest + Self.gap - dts)
+                mine = shifts.count - 1
+            }
+            run[stream] = mine
+        }
+        let shifted = dts + shifts[mine]
+        if let last = lastDTS[stream], shifted < last { return nil }
+        lastDTS[stream] = shifted
+        latest = max(latest, shifted)
+        return shifts[mine]
     }
 }

@@ -91,7 +91,7 @@ final class FrameDecoderTests: XCTestCase {
     }
 
     func testMessagesRoundTrip() throws {
-        let chunk = Chunk(seq: 7, ingestTime: 123_456, pts: 90_000, duration: 200_000, flags: [.randomAccess],
+        let chunk = Chunk(seq: 7, epoch: 1_795_000_000_000_000, ingestTime: 123_456, pts: 90_000, duration: 200_000, flags: [.randomAccess],
                           payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 376)))
         for message in [Message.welcome(originClock: 99, streamRate: 8_000_000), .chunk(chunk), .ping(5), .pong(6), .bye("done"),
                         .chunk(.endOfStream(seq: 8, ingestTime: 1))] {
@@ -107,10 +107,11 @@ final class FrameDecoderTests: XCTestCase {
 final class MeshMessageTests: XCTestCase {
     func testMeshMessagesRoundTrip() throws {
         let info = PeerInfo(id: "[::1]:7001", delays: [0, 12_000, nil, 9_000], residualUnits: 6, scheduleDelay: 2_500,
-                            ancestors: [["origin"], ["a", "origin"], [], ["b", "origin"]])
+                            ancestors: [["origin"], ["a", "origin"], [], ["b", "origin"]], epoch: 1_795_000_000_000_000)
         let messages: [MeshMessage] = [
             .announce(info, wantPeers: true), .peers([info, PeerInfo(id: "x", delays: [], residualUnits: 0, scheduleDelay: 0, ancestors: [])]),
             .subscribe([0, 2], fromSeq: 77), .unsubscribe([1]), .accept([0, 2]), .refuse([3]), .repair(12), .leaving,
+            .viewRequest, .view([info, info]), .view([]),
         ]
         for message in messages {
             XCTAssertEqual(try Message.decode(Message.mesh(message).encode()), .mesh(message))

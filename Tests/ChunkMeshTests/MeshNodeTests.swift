@@ -1,4 +1,4 @@
-import ChunkMesh
+@testable import ChunkMesh
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -19,10 +19,17 @@ final class MeshNodeTests: XCTestCase {
     override func tearDownWithError() throws { try group.syncShutdownGracefully() }
 
     private func node(origin: Bool = false, bootstrap: HostPort?, units: Int, seed: UInt64,
-                      got: NIOLockedValueBox<Set<UInt64>>? = nil) throws -> MeshNode {
-        let node = MeshNode(configuration: .init(listen: HostPort(host: "127.0.0.1", port: 0), key: key, isOrigin: origin,
-                                                 bootstrap: bootstrap, capacityUnits: units, scheduleDelay: 1_000, seed: seed),
-                            group: group, logger: logger, onDeliver: { chunk in got?.withLockedValue { _ = $0.insert(chunk.seq) } })
+                      got: NIOLockedValueBox<Set<UInt64>>? = nil, faults: Faults = Faults(),
+                      parentsSeen: NIOLockedValueBox<Set<PeerID>>? = nil) throws -> MeshNode {
+        var config = MeshNode.Configuration(listen: HostPort(host: "127.0.0.1", port: 0), key: key, isOrigin: origin,
+                                            bootstrap: bootstrap, capacityUnits: units, scheduleDelay: 1_000, seed: seed)
+        config.faults = faults
+        let node = MeshNode(configuration: config,
+                            group: group, logger: logger,
+                            onEvent: { event in
+                                if case .parentsChanged(let map) = event { parentsSeen?.withLockedValue { $0.formUnion(map.values) } }
+                            },
+                            onDeliver: { chunk in got?.withLockedValue { _ = $0.insert(chunk.seq) } })
         try node.start()
         return node
     }
@@ -30,6 +37,15 @@ final class MeshNodeTests: XCTestCase {
     private func chunk(_ seq: UInt64) -> Chunk {
         Chunk(seq: seq, ingestTime: wallClockMicros(), pts: 0, duration: 50_000, flags: seq % 10 == 0 ? .randomAccess : [],
               payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 188 * 20)))
+    }
+
+    /// Publishes `n` chunks from `seq` on, one each 50 ms.
+    private func publish(_ n: Int, from origin: MeshNode, seq: inout UInt64) {
+        for _ in 0..<n {
+            origin.publish(chunk(seq))
+            seq += 1
+            usleep(50_000)
+        }
     }
 
     private func waitUntil(_ what: String, seconds: Double = 20, _ condition: () -> Bool) -> Bool {
@@ -49,21 +65,14 @@ final class MeshNodeTests: XCTestCase {
         let origin = try node(origin: true, bootstrap: nil, units: 4, seed: 1)
         defer { origin.stop() }
         let bootstrap = HostPort(origin.id)!
+        var seq: UInt64 = 0
         let relays = try (0..<3).map { try node(bootstrap: bootstrap, units: 16, seed: UInt64(10 + $0)) }
         defer { relays.forEach { $0.stop() } }
-        var seq: UInt64 = 0
-        func publish(_ n: Int) {
-            for _ in 0..<n {
-                origin.publish(chunk(seq))
-                seq += 1
-                usleep(50_000)
-            }
-        }
-        publish(20) // relays settle on their parents
+        publish(20, from: origin, seq: &seq) // relays settle on their parents
         let leaves = (0..<4).map { _ in NIOLockedValueBox<Set<UInt64>>([]) }
         let leafNodes = try leaves.enumerated().map { try node(bootstrap: bootstrap, units: 0, seed: UInt64(20 + $0.offset), got: $0.element) }
         defer { leafNodes.forEach { $0.stop() } }
-        publish(60)
+        publish(60, from: origin, seq: &seq)
         XCTAssertTrue(leafNodes.allSatisfy { $0.snapshot().parents.count == 4 })
         XCTAssertLessThanOrEqual(origin.snapshot().children.values.reduce(0) { $0 + $1.count }, 4, "origin within its uplink")
 
@@ -71,7 +80,7 @@ final class MeshNodeTests: XCTestCase {
         let busiest = relays.max { $0.snapshot().children.count < $1.snapshot().children.count }!
         busiest.stop(gracefully: false)
         let afterKill = seq
-        publish(60)
+        publish(60, from: origin, seq: &seq)
         let last = seq - 1
         for (i, got) in leaves.enumerated() {
             XCTAssertTrue(waitUntil("leaf \(i) to get chunk \(last)") { got.withLockedValue { $0.contains(last) } })
@@ -80,5 +89,43 @@ final class MeshNodeTests: XCTestCase {
             XCTAssertLessThanOrEqual(missing.count, 3, "leaf \(i) missed \(missing) after the kill")
             XCTAssertFalse(leafNodes[i].snapshot().parents.values.contains(busiest.id))
         }
+    }
+
+    func testPeersRouteAroundAMuteALyingAndACorruptingPeer() throws {
+        // Two streams' worth at the origin, two honest relays of two streams each, then three bad peers that claim
+        // 64 units: they take most of the honest relays' room, so the four leaves (players that upload a stream's
+        // worth) must start on them, and end up fed by the honest relays and each other.
+        let origin = try node(origin: true, bootstrap: nil, units: 8, seed: 1)
+        defer { origin.stop() }
+        let bootstrap = HostPort(origin.id)!
+        var seq: UInt64 = 0
+        let honest = try (0..<2).map { try node(bootstrap: bootstrap, units: 8, seed: UInt64(2 + $0)) }
+        defer { honest.forEach { $0.stop() } }
+        publish(20, from: origin, seq: &seq)
+        let bad = try [
+            node(bootstrap: bootstrap, units: 64, seed: 4, faults: Faults(mute: true)),
+            node(bootstrap: bootstrap, units: 64, seed: 5, faults: Faults(realUplink: BitRate(bitsPerSecond: 100_000))),
+            node(bootstrap: bootstrap, units: 64, seed: 6, faults: Faults(corruptFramesFrom: 1_000)),
+        ]
+        defer { bad.forEach { $0.stop() } }
+        publish(20, from: origin, seq: &seq)
+        let leaves = (0..<4).map { _ in NIOLockedValueBox<Set<UInt64>>([]) }
+        let seen = NIOLockedValueBox<Set<PeerID>>([])
+        let leafNodes = try leaves.enumerated().map {
+            try node(bootstrap: bootstrap, units: 4, seed: UInt64(10 + $0.offset), got: $0.element, parentsSeen: seen)
+        }
+        defer { leafNodes.forEach { $0.stop() } }
+        publish(200, from: origin, seq: &seq)
+        // The 4 s before now, once a bad parent tried late has been found out and its gap repaired.
+        let checked = (seq - 80)..<seq
+        publish(60, from: origin, seq: &seq)
+        let badIDs = Set(bad.map(\.id))
+        for (i, got) in leaves.enumerated() {
+            let have = got.withLockedValue { $0 }
+            let missing = checked.filter { !have.contains($0) }
+            XCTAssertLessThanOrEqual(missing.count, 1, "leaf \(i) missed \(missing)")
+        }
+        // Not a test of nothing: bad peers were leaves' parents on the way.
+        XCTAssertFalse(seen.withLockedValue { $0.isDisjoint(with: badIDs) }, "no leaf ever took a bad parent")
     }
 }

@@ -48,8 +48,8 @@ final class MeshPeerTests: XCTestCase {
         sim.run(for: 3_000_000)
         sim.join("me", units: 0, seed: 6)
         sim.run(for: 4_000_000)
-        XCTAssertEqual(Set(sim.peers["me"]!.parents.values), ["slow"])
-        let before = sim.peers["me"]!.delayFromSource!
+        XCTAssertEqual(Set(sim.peers["me"]!.parents.values), ["slow"], sim.peers["me"]!.debugState)
+        guard let before = sim.peers["me"]!.delayFromSource else { return XCTFail(sim.peers["me"]!.debugState) }
         fastLinks = true
         sim.join("fast", units: 8, seed: 7)
         sim.run(for: 30_000_000)
@@ -149,5 +149,42 @@ final class MeshPeerTests: XCTestCase {
         XCTAssertFalse(sim.peers["me"]!.parents.values.contains("mute"), sim.peers["me"]!.debugState)
         let recent = sim.delivered["me"]!.keys.filter { $0 >= sim.producedSeqs - 10 }
         XCTAssertFalse(recent.isEmpty, "fed again by someone else: \(sim.peers["me"]!.debugState)")
+    }
+
+    func testAParentThatLosesMostOfWhatItTookOnIsDropped() {
+        // "liar" announces room it does not have: it takes "me" on, then loses two chunks in three.
+        let sim = MeshSim(originUnits: 4)
+        sim.join("liar", units: 16, seed: 50)
+        sim.run(for: 3_000_000)
+        sim.join("me", units: 0, seed: 51)
+        sim.run(for: 4_000_000)
+        XCTAssertTrue(sim.peers["me"]!.parents.values.contains("liar"))
+        sim.oneWayDelay = { a, b in [a, b].contains("backup") ? 30_000 : 5_000 }
+        sim.join("backup", units: 8, seed: 52)
+        sim.run(for: 3_000_000)
+        sim.dropChunk = { from, to, seq in from == "liar" && to == "me" && seq % 3 != 0 }
+        sim.run(for: 10_000_000)
+        XCTAssertFalse(sim.peers["me"]!.parents.values.contains("liar"), sim.peers["me"]!.debugState)
+        let upTo = sim.producedSeqs - 10
+        XCTAssertEqual((upTo - 10..<upTo).filter { sim.delivered["me"]?[$0] == nil }, [], "fed in full again: \(upTo) \(sim.peers["me"]!.debugState) \((upTo - 40..<upTo).filter { sim.delivered["me"]?[$0] == nil })")
+    }
+
+    func testPeersFollowARestartedOrigin() {
+        let sim = MeshSim(originUnits: 8)
+        for i in 0..<8 { sim.join("r\(i)", units: 12, seed: UInt64(60 + i)) }
+        sim.run(for: 10_000_000)
+        // Down for 3 s: every peer starves; then the same address serves a new run from seq 0.
+        sim.restartOrigin(after: 3_000_000)
+        sim.run(for: 12_000_000)
+        let upTo = sim.producedSeqs - 10
+        for i in 0..<8 {
+            let id = "r\(i)"
+            XCTAssertEqual(sim.peers[id]!.epoch, sim.epoch, id)
+            XCTAssertEqual(gaps(sim, id, upTo: upTo), [], "\(id): \(sim.peers[id]!.debugState)")
+            // Back within a few seconds of the new run's start: players wait 10 s before giving up.
+            XCTAssertLessThanOrEqual(sim.delivered[id]?.keys.min() ?? .max, 20, id)
+            XCTAssertTrue(sim.peers[id]!.hasAllParents, id)
+        }
+        XCTAssertNil(sim.loop())
     }
 }

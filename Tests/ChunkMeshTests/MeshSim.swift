@@ -27,9 +27,30 @@ final class MeshSim {
     var dropChunk: (PeerID, PeerID, UInt64) -> Bool = { _, _, _ in false }
     let origin: PeerID = "origin"
     let chunkDuration: Int64 = 200_000
+    private let originUnits: Int
+    /// The origin's run: a restart starts a new one, from seq 0.
+    private(set) var epoch: UInt64 = 1
 
     init(originUnits: Int) {
-        add(MeshPeerConfig(me: origin, isOrigin: true, bootstrap: nil, capacityUnits: originUnits, scheduleDelay: 1_000, seed: 1))
+        self.originUnits = originUnits
+        startOrigin()
+    }
+
+    private func startOrigin() {
+        var config = MeshPeerConfig(me: origin, isOrigin: true, bootstrap: nil, capacityUnits: originUnits, scheduleDelay: 1_000, seed: epoch)
+        config.epoch = epoch
+        add(config)
+    }
+
+    /// The origin dies, stays down for `downtime`, and comes back on the same address with a new run.
+    /// `delivered` then holds the new run's chunks only.
+    func restartOrigin(after downtime: Int64) {
+        kill(origin)
+        run(for: downtime)
+        epoch += 1
+        nextSeq = 0
+        delivered.removeAll()
+        startOrigin()
     }
 
     func add(_ config: MeshPeerConfig) {
@@ -88,10 +109,11 @@ final class MeshSim {
             guard t <= end else { break }
             now = t
             if t == nextChunkAt {
-                let chunk = Chunk(seq: nextSeq, ingestTime: now, pts: 0, duration: chunkDuration,
+                nextChunkAt += chunkDuration
+                guard alive.contains(origin) else { continue }
+                let chunk = Chunk(seq: nextSeq, epoch: epoch, ingestTime: now, pts: 0, duration: chunkDuration,
                                   flags: nextSeq % 5 == 0 ? .randomAccess : [], payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 188)))
                 nextSeq += 1
-                nextChunkAt += chunkDuration
                 apply(peers[origin]!.handle(.chunk(from: nil, chunk), now: now), from: origin)
             } else if t == nextTickAt {
                 nextTickAt += 100_000
@@ -130,7 +152,7 @@ final class MeshSim {
                 guard links.contains([id, other].sorted()), !dropChunk(id, other, chunk.seq) else { continue }
                 schedule(other, .chunk(from: id, chunk), after: oneWayDelay(id, other) + peers[id]!.config.scheduleDelay)
             case .deliver(let chunk):
-                delivered[id, default: [:]][chunk.seq] = now
+                if chunk.epoch == epoch { delivered[id, default: [:]][chunk.seq] = now }
             case .parentsChanged:
                 break
             }

@@ -5,8 +5,8 @@ import XCTest
 final class PlayoutBufferTests: XCTestCase {
     private let delay: Int64 = 2_000_000
 
-    private func chunk(_ seq: UInt64, at ingest: Int64, ra: Bool = false) -> Chunk {
-        Chunk(seq: seq, ingestTime: ingest, pts: Int64(seq) * 18_000, duration: 200_000,
+    private func chunk(_ seq: UInt64, at ingest: Int64, ra: Bool = false, epoch: UInt64 = 1) -> Chunk {
+        Chunk(seq: seq, epoch: epoch, ingestTime: ingest, pts: Int64(seq) * 18_000, duration: 200_000,
               flags: ra ? .randomAccess : [], payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 188)))
     }
 
@@ -15,6 +15,7 @@ final class PlayoutBufferTests: XCTestCase {
             switch $0 {
             case .chunk(let c, let late): return c.isEndOfStream ? "eos" : "\(c.seq)\(late ? "L" : "")"
             case .skipped(let s): return "skip\(s)"
+            case .restarted: return "restart"
             }
         }
     }
@@ -93,7 +94,9 @@ final class PlayoutBufferTests: XCTestCase {
     func testEndOfStreamFinishesAfterEverythingBeforeIt() {
         var buffer = PlayoutBuffer(playoutDelay: delay)
         _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)
-        _ = buffer.receive(.endOfStream(seq: 2, ingestTime: 400_000), now: 400_000)
+        var end = Chunk.endOfStream(seq: 2, ingestTime: 400_000)
+        end.epoch = 1
+        _ = buffer.receive(end, now: 400_000)
         XCTAssertEqual(seqs(buffer.pull(now: 400_000)), ["0"])
         XCTAssertFalse(buffer.finished)
         _ = buffer.receive(chunk(1, at: 200_000), now: 500_000)
@@ -110,5 +113,22 @@ final class PlayoutBufferTests: XCTestCase {
         XCTAssertEqual(seqs(buffer.pull(now: 1_000_000)), ["0"])
         XCTAssertEqual(seqs(buffer.drain()), ["skip1", "skip2", "3", "skip4", "5"])
         XCTAssertEqual(buffer.stats.missing, 3)
+    }
+
+    func testARestartedOriginsRunPlaysAfterWhatTheOldRunLeft() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        _ = buffer.receive(chunk(40, at: 0, ra: true), now: 0)
+        _ = buffer.receive(chunk(42, at: 400_000), now: 400_000) // 41 never comes: the origin died
+        XCTAssertEqual(seqs(buffer.pull(now: 400_000)), ["40"])
+        // The new run counts from 0 again; it starts at a random-access chunk like a join.
+        XCTAssertEqual(buffer.receive(chunk(1, at: 3_000_000, epoch: 2), now: 3_000_000), .beforeStart)
+        XCTAssertEqual(buffer.receive(chunk(2, at: 3_200_000, ra: true, epoch: 2), now: 3_200_000), .onTime)
+        XCTAssertEqual(buffer.receive(chunk(43, at: 600_000), now: 3_200_000), .oldRun)
+        XCTAssertEqual(seqs(buffer.pull(now: 3_200_000)), ["skip41", "42", "restart", "2"])
+        XCTAssertEqual(buffer.receive(chunk(3, at: 3_400_000, epoch: 2), now: 3_400_000), .onTime)
+        XCTAssertEqual(seqs(buffer.pull(now: 3_400_000)), ["3"])
+        XCTAssertEqual(buffer.stats.restarts, 1)
+        XCTAssertEqual(buffer.stats.missing, 1)
+        XCTAssertEqual(buffer.stats.onTime, 4)
     }
 }

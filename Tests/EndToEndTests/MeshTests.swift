@@ -40,4 +40,53 @@ final class MeshTests: ChannelTestCase {
         XCTAssertGreaterThan(sent, 0, String(done))
         XCTAssertLessThan(Double(sent), 3.0 * Double(received), "origin sent \(sent) bytes for a \(received)-byte stream")
     }
+
+    func testPlayersKeepPlayingThroughAnOriginRestartAndTheMeshCanBeShown() throws {
+        let first = try RunningSource(["--input", Media.sample, "--loop", "--key-file", keyFile, "--uplink", "2.2M", "--quiet"], in: dir)
+        let address = String(first.url.dropFirst("lsp2p://".count).prefix { $0 != "?" })
+        let relays = try (0..<3).map { try Proc("lsp2p-relay", ["relay", first.url, "--uplink", "4.4M", "--quiet"], in: dir, name: "relay\($0)") }
+        defer { relays.forEach { $0.signal(SIGKILL) } }
+        for relay in relays { XCTAssertNotNil(relay.waitForLine(containing: "joined"), relay.stderr) }
+        let players = try (0..<2).map {
+            try Proc("lsp2p-play", [first.url, "--output", path("p\($0).mp4"), "--duration", "20", "--report", path("p\($0).json"),
+                                    "--quiet"], in: dir, name: "player\($0)")
+        }
+        for player in players { XCTAssertNotNil(player.waitForLine(containing: "joined"), player.stderr) }
+        sleep(6)
+
+        // The mesh as the origin sees it: the five peers, each with a parent for every substream.
+        let mesh = try Proc("lsp2p-relay", ["mesh", first.url, "--json"], in: dir, name: "mesh")
+        XCTAssertEqual(mesh.wait(seconds: 15), 0, mesh.stderr)
+        let map = try JSONSerialization.jsonObject(with: Data(contentsOf: mesh.stdoutURL)) as? [String: Any] ?? [:]
+        let peers = map["peers"] as? [[String: Any]] ?? []
+        XCTAssertEqual(peers.count, 6, "origin and five peers: \(peers)")
+        let ids = Set(peers.compactMap { $0["id"] as? String })
+        for peer in peers.dropFirst() {
+            let parents = (peer["substreams"] as? [[String: Any]] ?? []).compactMap { $0["parent"] as? String }
+            XCTAssertEqual(parents.count, 4, "\(peer)")
+            XCTAssertTrue(Set(parents).isSubset(of: ids), "parents are reporting peers: \(peer)")
+        }
+        let dot = try Proc("lsp2p-relay", ["mesh", first.url, "--dot"], in: dir, name: "dot")
+        XCTAssertEqual(dot.wait(seconds: 15), 0, dot.stderr)
+        let graph = try String(contentsOf: dot.stdoutURL, encoding: .utf8)
+        XCTAssertTrue(graph.hasPrefix("digraph"), graph)
+        XCTAssertGreaterThanOrEqual(graph.components(separatedBy: " -> ").count - 1, 5, graph)
+
+        // The origin dies without a word and comes back on the same address and key 2 s later.
+        first.proc.signal(SIGKILL)
+        _ = first.proc.wait()
+        sleep(2)
+        let second = try RunningSource(["--input", Media.sample, "--loop", "--key-file", keyFile, "--uplink", "2.2M", "--quiet"],
+                                       listen: address, in: dir, name: "source2")
+        defer { second.proc.signal(SIGKILL) }
+        for (i, player) in players.enumerated() { XCTAssertEqual(player.wait(seconds: 60), 0, "player \(i): \(player.stderr)") }
+        for i in 0..<2 {
+            let report = try PlayerReport.load(dir.appendingPathComponent("p\(i).json"))
+            XCTAssertEqual(report.originRestarts, 1, "player \(i)")
+            let probe = try Media.probe(path("p\(i).mp4"))
+            XCTAssertEqual(probe.codecs, ["h264", "aac"])
+            XCTAssertGreaterThan(probe.duration, 12, "player \(i): both runs are in the file")
+            XCTAssertEqual(try Media.decodeErrors(path("p\(i).mp4")), "", "player \(i)")
+        }
+    }
 }

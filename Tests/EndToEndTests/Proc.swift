@@ -88,6 +88,7 @@ struct PlayerReport: Decodable {
     var latencyMs: Latency
     var firstChunkMs: Double?
     var parents: [Parents]
+    var originRestarts: Int
     var durationS: Double
 
     static func load(_ url: URL) throws -> PlayerReport {

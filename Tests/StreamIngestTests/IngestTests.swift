@@ -123,6 +123,19 @@ final class IngestTests: XCTestCase {
         XCTAssertEqual(try Media.decodeErrors(mp4), "")
     }
 
+    func testRemuxSinkKeepsPlayingWhenTheStreamStartsAgain() throws {
+        // A restarted origin sends the stream from its first timestamps again, mid-file for the receiver.
+        let chunks = try ingestAll(Media.sample)
+        let mp4 = dir.appendingPathComponent("restart.mp4").path
+        let sink = try openSink(mp4)
+        for chunk in chunks.prefix(chunks.count / 2) + chunks { try sink.write(chunk.payload) }
+        try sink.finish()
+        let probe = try Media.probe(mp4)
+        XCTAssertEqual(probe.codecs, ["h264", "aac"])
+        XCTAssertEqual(probe.duration, 16, accuracy: 1.5, "half a run, a gap, then a whole run")
+        XCTAssertEqual(try Media.decodeErrors(mp4), "")
+    }
+
     func testSinksReportUnwritableOutputs() throws {
         XCTAssertThrowsError(try openSink("/nonexistent-dir/out.ts")) { XCTAssertTrue("\($0)".hasPrefix("cannot create /nonexistent-dir/out.ts")) }
         let full = try FileSink(path: "/dev/full")

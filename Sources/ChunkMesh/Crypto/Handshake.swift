@@ -25,6 +25,8 @@ public enum HandshakeError: Error, Equatable, CustomStringConvertible {
 public enum PeerRole: UInt8, Sendable {
     case player = 1
     case relay = 2
+    /// Looks in on the mesh (`lsp2p-relay mesh`); never a peer.
+    case observer = 3
 }
 
 public let handshakeNonceLength = 32

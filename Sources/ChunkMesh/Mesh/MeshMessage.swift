@@ -10,9 +10,12 @@ public struct PeerInfo: Equatable, Sendable {
     public var scheduleDelay: Int64
     /// Its ancestors in each substream's tree, up to the origin: a peer never takes a parent that has it upstream.
     public var ancestors: [[PeerID]]
+    /// The origin run (its `Chunk.epoch`) this peer is on; 0 before it knows.
+    public var epoch: UInt64
 
-    public init(id: PeerID, delays: [Int64?], residualUnits: Int, scheduleDelay: Int64, ancestors: [[PeerID]]) {
+    public init(id: PeerID, delays: [Int64?], residualUnits: Int, scheduleDelay: Int64, ancestors: [[PeerID]], epoch: UInt64 = 0) {
         self.id = id
+        self.epoch = epoch
         self.delays = delays
         self.residualUnits = residualUnits
         self.scheduleDelay = scheduleDelay
@@ -24,6 +27,7 @@ public struct PeerInfo: Equatable, Sendable {
 
     func write(to out: inout ByteBuffer) {
         writeShortString(id, to: &out)
+        out.writeInteger(epoch)
         out.writeInteger(UInt16(clamping: residualUnits))
         out.writeInteger(scheduleDelay)
         out.writeInteger(UInt8(clamping: delays.count))
@@ -37,7 +41,7 @@ public struct PeerInfo: Equatable, Sendable {
 
     static func read(from buffer: inout ByteBuffer) throws -> PeerInfo {
         let id = try readShortString(&buffer)
-        guard let residual = buffer.readInteger(as: UInt16.self), let sched = buffer.readInteger(as: Int64.self),
+        guard let epoch = buffer.readInteger(as: UInt64.self), let residual = buffer.readInteger(as: UInt16.self), let sched = buffer.readInteger(as: Int64.self),
               let count = buffer.readInteger(as: UInt8.self)
         else { throw WireError.malformed("peer info truncated") }
         var delays: [Int64?] = []
@@ -49,7 +53,7 @@ public struct PeerInfo: Equatable, Sendable {
             delays.append(delay < 0 ? nil : delay)
             ancestors.append(try (0..<n).map { _ in try readShortString(&buffer) })
         }
-        return PeerInfo(id: id, delays: delays, residualUnits: Int(residual), scheduleDelay: sched, ancestors: ancestors)
+        return PeerInfo(id: id, delays: delays, residualUnits: Int(residual), scheduleDelay: sched, ancestors: ancestors, epoch: epoch)
     }
 }
 
@@ -67,8 +71,12 @@ public enum MeshMessage: Equatable, Sendable {
     case repair(UInt64)
     /// I am leaving: move away from me.
     case leaving
+    /// From a looking-in client (`lsp2p-relay mesh`), not a peer: what do you know of the mesh?
+    case viewRequest
+    /// The answer: every peer the origin hears from first hand, itself included.
+    case view([PeerInfo])
 
-    private enum Tag: UInt8 { case announce = 1, peers, subscribe, unsubscribe, accept, refuse, repair, leaving }
+    private enum Tag: UInt8 { case announce = 1, peers, subscribe, unsubscribe, accept, refuse, repair, leaving, viewRequest, view }
 
     func write(to out: inout ByteBuffer) {
         func substreams(_ tag: Tag, _ list: [Int]) {
@@ -97,6 +105,13 @@ public enum MeshMessage: Equatable, Sendable {
             out.writeInteger(seq)
         case .leaving:
             out.writeInteger(Tag.leaving.rawValue)
+        case .viewRequest:
+            out.writeInteger(Tag.viewRequest.rawValue)
+        case .view(let list):
+            out.writeInteger(Tag.view.rawValue)
+            let kept = list.prefix(Int(UInt16.max))
+            out.writeInteger(UInt16(kept.count))
+            for p in kept { p.write(to: &out) }
         }
     }
 
@@ -128,6 +143,10 @@ public enum MeshMessage: Equatable, Sendable {
             guard let seq = buffer.readInteger(as: UInt64.self) else { throw WireError.malformed("repair truncated") }
             return .repair(seq)
         case .leaving: return .leaving
+        case .viewRequest: return .viewRequest
+        case .view:
+            guard let n = buffer.readInteger(as: UInt16.self) else { throw WireError.malformed("view truncated") }
+            return .view(try (0..<n).map { _ in try PeerInfo.read(from: &buffer) })
         }
     }
 }

@@ -10,6 +10,7 @@ public struct MeshPeerConfig: Sendable {
     public var capacityUnits: Int
     /// sched: time to push one chunk of one substream at this peer's uplink.
     public var scheduleDelay: Int64
+    /// Until chunks tell their own duration.
     public var chunkDuration: Int64 = 200_000
     /// Continuous improvement: how often a peer looks for a better parent (jittered ±25 %).
     public var improvementPeriod: Int64 = 5_000_000
@@ -20,11 +21,13 @@ public struct MeshPeerConfig: Sendable {
     public var announcePeriod: Int64 = 1_000_000
     /// Chunks kept for children joining, switching or repairing.
     public var windowChunks = 256
-    /// How far behind the newest chunk a missing one is still pulled from a parent.
-    public var repairHorizon = 32
+    /// How far behind the newest chunk, in stream time, a missing one is still pulled from a parent.
+    public var repairHorizon: Int64 = 6_400_000
     /// Link delay assumed for a candidate not yet measured.
     public var assumedLinkDelay: Int64 = 1_000
     public var seed: UInt64
+    /// The origin's run (stamped on its chunks); joiners learn it from the mesh.
+    public var epoch: UInt64 = 0
 
     public init(me: PeerID, isOrigin: Bool, bootstrap: PeerID?, capacityUnits: Int, scheduleDelay: Int64, seed: UInt64) {
         self.me = me
@@ -50,6 +53,8 @@ public enum MeshEvent: Equatable, Sendable {
     /// Measured one-way delay to a linked peer (RTT/2).
     case linkDelay(PeerID, Int64)
     case tick
+    /// The link to a peer broke its rules (a bad tag, a malformed frame): it is dropped and avoided.
+    case misbehaved(PeerID)
     /// Leave on purpose: children are told first.
     case leave
     /// The upload capacity changed (the stream's rate became known, say).
@@ -95,13 +100,23 @@ public struct MeshPeer {
     private var window: [UInt64: Chunk] = [:]
     private var windowLow: UInt64 = 0
     private var lastSeqOf: [Int: UInt64] = [:]
-    private var repairTried: [UInt64: Int64] = [:]
+    /// When each missing chunk was last asked for, and how many times.
+    private var repairTried: [UInt64: (at: Int64, tries: Int)] = [:]
     public private(set) var highestSeq: UInt64?
+    /// The first chunk of this run received: nothing older is worth a repair (playback starts after it).
+    private var firstSeq: UInt64?
     private var nextImprovement: Int64 = 0
     private var nextAnnounce: Int64 = 0
     private var nextBootstrapTry: Int64 = 0
     /// Peers not to take as parents until a time: they failed to connect, or stopped forwarding.
     private var avoid: [PeerID: Int64] = [:]
+    /// How often each peer was caught failing us: each time it is avoided twice as long.
+    private var offenses: [PeerID: Int] = [:]
+    /// Per substream, the newest seq its parent delivered, and whether each of its recent slots came.
+    private var lastFromParent: [Int: UInt64] = [:]
+    private var fedLog: [Int: [Bool]] = [:]
+    /// The origin run this peer plays; a newer one (a restarted origin) resets the stream state.
+    public private(set) var epoch: UInt64
     private var lastDownstreamAnnounce: Int64 = .min / 2
     private var downstreamAnnounceDue = false
     private var nextPeerAsk: Int64 = 0
@@ -111,6 +126,7 @@ public struct MeshPeer {
     public init(config: MeshPeerConfig) {
         self.config = config
         self.rng = SplitMixRandom(seed: config.seed)
+        self.epoch = config.epoch
     }
 
     // MARK: what the peer is
@@ -142,7 +158,12 @@ public struct MeshPeer {
 
     public var info: PeerInfo {
         PeerInfo(id: config.me, delays: config.plan.all.map { delay(of: $0) }, residualUnits: leaving ? 0 : residualUnits,
-                 scheduleDelay: config.scheduleDelay, ancestors: config.plan.all.map { ancestors(of: $0) })
+                 scheduleDelay: config.scheduleDelay, ancestors: config.plan.all.map { ancestors(of: $0) }, epoch: epoch)
+    }
+
+    /// What this peer hears first hand: itself and every linked peer (the origin's answer to `viewRequest`).
+    public var view: [PeerInfo] {
+        [info] + connected.sorted().compactMap { known[$0]?.info }
     }
 
     public var debugState: String {
@@ -160,6 +181,8 @@ public struct MeshPeer {
             if let bootstrap = config.bootstrap, bootstrap != config.me { out.append(.connect(bootstrap)) }
         case .connected(let peer):
             connected.insert(peer)
+            // A bootstrap that answers again (a restarted origin) is a candidate again at once.
+            if peer == config.bootstrap { avoid.removeValue(forKey: peer) }
             out.append(.send(peer, .announce(info, wantPeers: !config.isOrigin)))
             if let wanted = awaitingLink.removeValue(forKey: peer) {
                 out.append(.send(peer, .subscribe(wanted.sorted(), fromSeq: resumeSeq(for: wanted))))
@@ -169,6 +192,10 @@ public struct MeshPeer {
             out += lose(peer, now: now)
             known.removeValue(forKey: peer)
         case .disconnected(let peer):
+            out += lose(peer, now: now)
+            known.removeValue(forKey: peer)
+        case .misbehaved(let peer):
+            punish(peer, now: now)
             out += lose(peer, now: now)
             known.removeValue(forKey: peer)
         case .linkDelay(let peer, let delay):
@@ -195,8 +222,9 @@ public struct MeshPeer {
         case .announce(let info, let wantPeers):
             guard info.id == peer else { return [] } // a peer speaks only for itself
             let delay = known[peer]?.linkDelay
-            let before = info
+            let before = self.info
             known[peer] = Known(info: info, linkDelay: delay, heardAt: now)
+            if info.epoch > epoch { out += newEpoch(info.epoch, now: now) }
             // A loop formed from moves made at once on stale news: leave that parent there, choose again.
             let looped = parents.filter { s, p in p == peer && s < info.ancestors.count && info.ancestors[s].contains(config.me) }
                 .map(\.key).sorted()
@@ -230,6 +258,9 @@ public struct MeshPeer {
                 let old = parents[s]
                 parents[s] = peer
                 lastFed[s] = now
+                // Its slots count from what is held already; older chunks it sends are repairs.
+                lastFromParent[s] = lastSeqOf[s]
+                fedLog.removeValue(forKey: s)
                 changed = true
                 // Make-before-break: the old parent goes only once the new one has said yes.
                 if let old, old != peer { out.append(.send(old, .unsubscribe([s]))) }
@@ -248,6 +279,8 @@ public struct MeshPeer {
         case .leaving:
             out += orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
             known[peer]?.info.residualUnits = 0
+        case .viewRequest, .view:
+            break // between an observer and its node, never between peers
         }
         return out
     }
@@ -271,19 +304,33 @@ public struct MeshPeer {
     }
 
     private mutating func receive(_ chunk: Chunk, from: PeerID?, now: Int64) -> [MeshAction] {
-        guard window[chunk.seq] == nil, chunk.seq >= windowLow else { return [] }
-        if let from, parents[config.plan.substream(of: chunk.seq)] == from { lastFed[config.plan.substream(of: chunk.seq)] = now }
+        var out: [MeshAction] = []
+        if chunk.epoch > epoch, !config.isOrigin {
+            if let from { known[from]?.info.epoch = chunk.epoch }
+            out += newEpoch(chunk.epoch, now: now)
+        }
+        guard chunk.epoch == epoch else { return out } // the old run's leftovers
+        let s = config.plan.substream(of: chunk.seq)
+        if let from, parents[s] == from, tally(chunk.seq, substream: s) {
+            // A parent that loses a good part of what it took on (it claimed an uplink it does not have) goes.
+            out.append(.send(from, .unsubscribe([s])))
+            punish(from, now: now)
+            out += orphan([s], now: now)
+        }
+        guard window[chunk.seq] == nil, chunk.seq >= windowLow else { return out }
+        if let from, parents[s] == from { lastFed[s] = now }
         window[chunk.seq] = chunk
         repairTried.removeValue(forKey: chunk.seq)
         highestSeq = max(highestSeq ?? chunk.seq, chunk.seq)
-        let s = config.plan.substream(of: chunk.seq)
+        if chunk.duration > 0 { config.chunkDuration = chunk.duration }
+        firstSeq = min(firstSeq ?? chunk.seq, chunk.seq)
         lastSeqOf[s] = max(lastSeqOf[s] ?? chunk.seq, chunk.seq)
         if window.count > config.windowChunks, let high = highestSeq {
             windowLow = high >= UInt64(config.windowChunks) ? high - UInt64(config.windowChunks) + 1 : 0
             window = window.filter { $0.key >= windowLow }
             repairTried = repairTried.filter { $0.key >= windowLow }
         }
-        var out: [MeshAction] = [.deliver(chunk)]
+        out.append(.deliver(chunk))
         for (child, subs) in children.sorted(by: { $0.key < $1.key }) where child != from && (subs.contains(s) || chunk.isEndOfStream) {
             out.append(.sendChunk(child, chunk))
         }
@@ -307,7 +354,7 @@ public struct MeshPeer {
             for (parent, substreams) in byParent.sorted(by: { $0.key < $1.key }) {
                 out.append(.send(parent, .unsubscribe(substreams)))
                 // It did not deliver: not a parent to take again for a while.
-                avoid[parent] = now + 30_000_000
+                punish(parent, now: now)
             }
             out += orphan(starved, now: now)
         }
@@ -346,16 +393,18 @@ public struct MeshPeer {
         guard let high = highestSeq, !parents.isEmpty else { return [] }
         let k = UInt64(config.plan.count)
         guard high > k else { return [] }
-        // Worth pulling: the last `repairHorizon` chunks (past that a playout deadline has surely gone by).
-        let horizon = UInt64(config.repairHorizon)
-        let low = max(windowLow, high > horizon ? high - horizon : 0)
+        // Worth pulling: the chunks of the last `repairHorizon` (past that a playout deadline has surely gone by).
+        let horizon = UInt64(config.repairHorizon / max(1, config.chunkDuration))
+        let low = max(windowLow, firstSeq ?? 0, high > horizon ? high - horizon : 0)
         var out: [MeshAction] = []
         let sources = Set(parents.values).sorted()
         var seq = low
         while seq + k <= high, out.count < 8 {
-            if window[seq] == nil, repairTried[seq].map({ now - $0 > 2 * config.chunkDuration }) ?? true {
-                repairTried[seq] = now
-                out.append(.send(sources[Int(seq % UInt64(sources.count))], .repair(seq)))
+            if window[seq] == nil, repairTried[seq].map({ now - $0.at > 2 * config.chunkDuration }) ?? true {
+                // Each try asks the next parent: the one asked first may be the one that lost it.
+                let tries = (repairTried[seq]?.tries ?? 0) + 1
+                repairTried[seq] = (now, tries)
+                out.append(.send(sources[(Int(seq % UInt64(sources.count)) + tries - 1) % sources.count], .repair(seq)))
             }
             seq += 1
         }
@@ -414,12 +463,66 @@ public struct MeshPeer {
         return orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
     }
 
+    /// Counts a chunk its parent sent in a substream, and the substream's slots it skipped since the last one.
+    /// True when too many of the recent slots never came from the parent.
+    private mutating func tally(_ seq: UInt64, substream s: Int) -> Bool {
+        let k = UInt64(config.plan.count)
+        defer { lastFromParent[s] = max(lastFromParent[s] ?? seq, seq) }
+        guard let last = lastFromParent[s] else { return false }
+        guard seq > last else { return false } // a repair or a resend: not a slot of its own
+        var log = fedLog[s] ?? []
+        log += Array(repeating: false, count: max(0, Int(min((seq - last) / k, UInt64(Self.fedLogLength))) - 1)) + [true]
+        log = Array(log.suffix(Self.fedLogLength))
+        fedLog[s] = log
+        return log.filter { !$0 }.count > Self.fedLogMisses
+    }
+
+    /// A parent is lossy when more than `fedLogMisses` of the last `fedLogLength` slots of a substream never came
+    /// (two in ten: an honest parent that re-parents sends its backlog in order, so it misses none).
+    static let fedLogLength = 10
+    static let fedLogMisses = 1
+
+    /// A peer failed us (stopped forwarding, lost chunks, broke the link's rules): not a parent for a while,
+    /// twice as long each time it happens again.
+    private mutating func punish(_ peer: PeerID, now: Int64) {
+        let count = offenses[peer, default: 0]
+        offenses[peer] = count + 1
+        avoid[peer] = now + 30_000_000 << min(count, 4)
+    }
+
+    /// A restarted origin: what is held of the old run is dropped, and so are parents still on it.
+    private mutating func newEpoch(_ new: UInt64, now: Int64) -> [MeshAction] {
+        guard !config.isOrigin, new > epoch else { return [] }
+        epoch = new
+        window.removeAll()
+        windowLow = 0
+        lastSeqOf.removeAll()
+        repairTried.removeAll()
+        highestSeq = nil
+        firstSeq = nil
+        lastFromParent.removeAll()
+        fedLog.removeAll()
+        pending.removeAll()
+        // Peers that starved or failed in the outage were not to blame for it.
+        avoid.removeAll()
+        offenses.removeAll()
+        var out: [MeshAction] = []
+        let stale = parents.filter { (known[$0.value]?.info.epoch ?? 0) < new }
+        for (parent, substreams) in Dictionary(grouping: stale.keys, by: { stale[$0]! }).sorted(by: { $0.key < $1.key }) {
+            out.append(.send(parent, .unsubscribe(substreams.sorted())))
+        }
+        for s in parents.keys where stale[s] == nil { lastFed[s] = now }
+        return out + orphan(stale.keys.sorted(), now: now)
+    }
+
     /// These substreams lost their parent: find new ones at once.
     private mutating func orphan(_ orphaned: [Int], now: Int64) -> [MeshAction] {
         guard !orphaned.isEmpty else { return [] }
         for s in orphaned {
             parents.removeValue(forKey: s)
             lastFed.removeValue(forKey: s)
+            lastFromParent.removeValue(forKey: s)
+            fedLog.removeValue(forKey: s)
         }
         parentChanges += 1
         return [.parentsChanged(parents)] + announceDownstream(now: now) + selectParents(now: now)
@@ -443,7 +546,7 @@ public struct MeshPeer {
     static let downstreamSpacing: Int64 = 20_000
 
     private func candidate(_ id: PeerID) -> CandidateParent? {
-        guard let k = known[id], avoid[id] == nil else { return nil }
+        guard let k = known[id], avoid[id] == nil, k.info.epoch >= epoch else { return nil }
         var delays: [Int: Int64] = [:]
         var ancestors: [Int: Set<PeerID>] = [:]
         for s in config.plan.all {

@@ -14,6 +14,34 @@ public enum MeshNodeEvent: Sendable {
     case parentsChanged([Int: PeerID])
 }
 
+/// How a node can be made to misbehave (tests only).
+struct Faults: Sendable {
+    /// Takes children but never forwards a chunk.
+    var mute = false
+    /// Sends at most this rate whatever the units it announces (it claims capacity it does not have).
+    var realUplink: BitRate?
+    /// Flips a bit in every frame at least this large once its link is up: chunks arrive with bad tags.
+    var corruptFramesFrom: Int?
+
+    var handlers: [ChannelHandler] { corruptFramesFrom.map { [FrameCorrupter(minimum: $0)] } ?? [] }
+}
+
+/// Flips the last bit of every large outgoing write, after the handshake has gone through untouched.
+final class FrameCorrupter: ChannelOutboundHandler, @unchecked Sendable {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let minimum: Int
+    init(minimum: Int) { self.minimum = minimum }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        var buffer = unwrapOutboundIn(data)
+        if buffer.readableBytes >= minimum, let last = buffer.getInteger(at: buffer.writerIndex - 1, as: UInt8.self) {
+            buffer.setInteger(last ^ 1, at: buffer.writerIndex - 1)
+        }
+        context.write(wrapOutboundOut(buffer), promise: promise)
+    }
+}
+
 /// The NIO driver of a `MeshPeer`: it turns socket reads, link changes and timer fires into events, and
 /// executes the core's actions. All of it runs on one event loop, so the core needs no lock.
 public final class MeshNode: @unchecked Sendable {
@@ -33,6 +61,8 @@ public final class MeshNode: @unchecked Sendable {
         public var advertise: String?
         /// A link whose socket stays full this long is closed as too slow.
         public var slowLinkTimeout: Int64 = 10_000_000
+        /// Misbehaviour to put on, for tests of how the others route around a bad peer.
+        var faults = Faults()
 
         public init(listen: HostPort, key: ChannelKey, isOrigin: Bool, bootstrap: HostPort?, capacityUnits: Int,
                     scheduleDelay: Int64, seed: UInt64, uplink: BitRate? = nil) {
@@ -83,8 +113,10 @@ public final class MeshNode: @unchecked Sendable {
     private var serverChannel: Channel?
     private var tasks: [RepeatedTask] = []
     private var bucket: TokenBucket?
-    private var encoded: (seq: UInt64, message: EncodedMessage)?
+    private var encoded: (seq: UInt64, epoch: UInt64, message: EncodedMessage)?
     public private(set) var id: PeerID = ""
+    /// The origin's run, stamped on every chunk it publishes (its start time, µs); 0 at a joiner.
+    public let epoch: UInt64
     private var stopped = false
 
     public init(configuration: Configuration, group: EventLoopGroup, logger: Logger,
@@ -96,8 +128,11 @@ public final class MeshNode: @unchecked Sendable {
         self.logger = logger
         self.onEvent = onEvent
         self.onDeliver = onDeliver
+        self.epoch = configuration.isOrigin ? UInt64(wallClockMicros()) : 0
         if let uplink = configuration.uplink {
             bucket = TokenBucket(bytesPerSecond: uplink.bytesPerSecond, burst: max(uplink.bytesPerSecond, Double(1 << 20)))
+        } else if let real = configuration.faults.realUplink {
+            bucket = TokenBucket(bytesPerSecond: real.bytesPerSecond, burst: real.bytesPerSecond)
         }
     }
 
@@ -111,7 +146,7 @@ public final class MeshNode: @unchecked Sendable {
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 1 << 20, high: 2 << 20))
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
+                    try channel.pipeline.syncOperations.addHandlers(config.faults.handlers + [
                         ByteToMessageHandler(FrameDecoder()),
                         LinkSecurityHandler(.responder(key: config.key, suite: config.suite)),
                         MeshLinkHandler(node: self, peer: nil),
@@ -123,9 +158,10 @@ public final class MeshNode: @unchecked Sendable {
         let id = HostPort(host: config.advertise ?? config.listen.host, port: server.localAddress?.port ?? config.listen.port).description
         try loop.submit { [self] in
             self.id = id
-            peer = MeshPeer(config: MeshPeerConfig(me: id, isOrigin: config.isOrigin, bootstrap: config.bootstrap?.description,
-                                                   capacityUnits: config.capacityUnits, scheduleDelay: config.scheduleDelay,
-                                                   seed: config.seed))
+            var core = MeshPeerConfig(me: id, isOrigin: config.isOrigin, bootstrap: config.bootstrap?.description,
+                                      capacityUnits: config.capacityUnits, scheduleDelay: config.scheduleDelay, seed: config.seed)
+            core.epoch = epoch
+            peer = MeshPeer(config: core)
             handle(.start)
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [self] _ in
                 handle(.tick)
@@ -139,6 +175,8 @@ public final class MeshNode: @unchecked Sendable {
 
     /// The origin's input: a chunk from the local source. Safe from any thread.
     public func publish(_ chunk: Chunk) {
+        var chunk = chunk
+        chunk.epoch = epoch
         loop.execute { [self] in handle(.chunk(from: nil, chunk)) }
     }
 
@@ -182,7 +220,7 @@ public final class MeshNode: @unchecked Sendable {
                 .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers([
+                        try channel.pipeline.syncOperations.addHandlers(node.configuration.faults.handlers + [
                             ByteToMessageHandler(FrameDecoder()),
                             LinkSecurityHandler(.initiator(HandshakeInitiator(key: node.configuration.key, role: .relay, nonce: randomNonce()))),
                             MeshLinkHandler(node: node, peer: id),
@@ -200,8 +238,8 @@ public final class MeshNode: @unchecked Sendable {
         case .send(let id, let message):
             links[id]?.writeAndFlush(EncodedMessage(.mesh(message)), promise: nil)
         case .sendChunk(let id, let chunk):
-            guard let channel = links[id] else { return }
-            if encoded?.seq != chunk.seq { encoded = (chunk.seq, EncodedMessage(.chunk(chunk))) }
+            guard let channel = links[id], !configuration.faults.mute else { return }
+            if encoded?.seq != chunk.seq || encoded?.epoch != chunk.epoch { encoded = (chunk.seq, chunk.epoch, EncodedMessage(.chunk(chunk))) }
             let message = encoded!.message
             let now = monotonicMicros()
             if !channel.isWritable && !chunk.isEndOfStream {
@@ -250,7 +288,12 @@ public final class MeshNode: @unchecked Sendable {
         statsBox.withLockedValue { $0.linksFailed += 1 }
         logger.warning("closing link: \(error)", metadata: ["peer": "\(id ?? "unnamed")"])
         onEvent(.linkFailed(id, error))
+        // A peer whose frames fail their tags or do not parse is not taken as a parent again soon.
+        if let id, error is LinkCipherError || error is WireError || error is HandshakeError { handle(.misbehaved(id)) }
     }
+
+    /// What this node knows of the mesh first hand, for an observer.
+    var view: [PeerInfo] { peer.view }
 
     func linkDown(_ channel: Channel, id: PeerID?) {
         guard let id, links[id] === channel else { return }
@@ -289,6 +332,8 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private var suite = CipherSuite.rc4HmacSHA256
     private var establishedAt: Int64 = 0
     private var failed = false
+    /// A `lsp2p-relay mesh` client: it may ask for the view, and is never a peer.
+    private var observer = false
 
     init(node: MeshNode, peer: PeerID?) {
         self.node = node
@@ -297,10 +342,12 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .established(let suite, _)? = event as? LinkEvent {
+        if case .established(let suite, let role)? = event as? LinkEvent {
             self.suite = suite
             establishedAt = monotonicMicros()
-            if outbound, let peer {
+            if role == .observer, !outbound {
+                observer = true
+            } else if outbound, let peer {
                 node.linkUp(context.channel, as: peer, outbound: true, suite: suite)
             } else {
                 context.writeAndFlush(NIOAny(node.welcomeMessage), promise: nil)
@@ -310,7 +357,14 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let message = unwrapInboundIn(data)
+        if observer {
+            if case .mesh(.viewRequest) = message {
+                context.writeAndFlush(NIOAny(EncodedMessage(.mesh(.view(node.view)))), promise: nil)
+            }
+            return
+        }
+        switch message {
         case .mesh(let message):
             if peer == nil, case .announce(let info, _) = message {
                 peer = info.id

@@ -11,6 +11,8 @@ public struct PlayoutBuffer {
         case chunk(Chunk, late: Bool)
         /// The chunk with this seq was given up on.
         case skipped(UInt64)
+        /// The origin restarted: what follows is a new run of the stream (its timestamps start again).
+        case restarted
     }
 
     public enum Arrival: Equatable {
@@ -21,6 +23,8 @@ public struct PlayoutBuffer {
         case tooLate
         /// Before the first random-access chunk: a receiver cannot start there.
         case beforeStart
+        /// From an origin run that has been replaced by a newer one.
+        case oldRun
     }
 
     public struct Stats: Equatable, Sendable {
@@ -30,6 +34,8 @@ public struct PlayoutBuffer {
         public var missing = 0
         public var bytesReceived = 0
         public var duplicates = 0
+        /// Times the origin restarted under us.
+        public var restarts = 0
         /// Released or skipped so far: the chunks the stream had for us.
         public var expected: Int { onTime + late + missing }
     }
@@ -48,6 +54,10 @@ public struct PlayoutBuffer {
     private var next: UInt64?
     private var pending: [UInt64: (chunk: Chunk, arrival: Int64)] = [:]
     private var skipped = Set<UInt64>()
+    /// The origin run being played (`Chunk.epoch`); nil before the first chunk.
+    public private(set) var epoch: UInt64?
+    /// What the last run left to release, ahead of the new run.
+    private var carried: [Output] = []
 
     public init(playoutDelay: Int64, capacity: Int = 4096) {
         self.playoutDelay = playoutDelay
@@ -55,6 +65,17 @@ public struct PlayoutBuffer {
     }
 
     public mutating func receive(_ chunk: Chunk, now: Int64) -> Arrival {
+        if let epoch, chunk.epoch < epoch { return .oldRun }
+        if let epoch, chunk.epoch > epoch, !finished {
+            // A restarted origin counts from 0 again: play out what the old run left, then start over.
+            carried += drain() + [.restarted]
+            stats.restarts += 1
+            next = nil
+            startSeq = nil
+            pending.removeAll()
+            skipped.removeAll()
+        }
+        epoch = chunk.epoch
         if next == nil {
             guard chunk.isRandomAccess else { return .beforeStart }
             next = chunk.seq
@@ -84,7 +105,8 @@ public struct PlayoutBuffer {
 
     /// Releases what can be played now, in order.
     public mutating func pull(now: Int64) -> [Output] {
-        var out: [Output] = []
+        var out = carried
+        carried.removeAll()
         while !finished, let seq = next {
             if let (chunk, arrival) = pending.removeValue(forKey: seq) {
                 next = seq + 1

@@ -1,0 +1,47 @@
+import ArgumentParser
+import ChunkMesh
+import LSP2PKit
+
+struct MeshCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mesh",
+        abstract: "Show the mesh as the origin sees it: each peer's parent and delay per substream, residual units, children.",
+        discussion: """
+        Peers report to the origin they joined through. Examples:
+          lsp2p-relay mesh lsp2p://192.168.1.20:7000 --key-file channel.key
+          lsp2p-relay mesh "$URL" --dot | dot -Tsvg > mesh.svg
+        """
+    )
+
+    @Argument(help: "Join URL of the origin: lsp2p://HOST:PORT?key=HEX64")
+    var url: String
+
+    @Option(help: "Channel key file (64 hex characters), instead of ?key= in the URL.")
+    var keyFile: String?
+
+    @Flag(help: "Print JSON (snake_case keys) instead of text.")
+    var json = false
+
+    @Flag(help: "Print Graphviz (parent -> child, labelled with substreams) instead of text.")
+    var dot = false
+
+    @Option(help: "Seconds to wait for the answer.")
+    var timeout: Int64 = 5
+
+    func validate() throws {
+        do { _ = try JoinURL(url) } catch { throw ValidationError("\(error)") }
+        if json && dot { throw ValidationError("--json and --dot cannot be given together") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    }
+
+    func run() throws {
+        let url = try JoinURL(url)
+        do {
+            let map = try MeshMap.fetch(from: url.address, key: try resolveKey(keyFile: keyFile, url: url), timeout: timeout)
+            print(json ? try map.json() : dot ? map.dot() : map.text())
+        } catch let failure as RuntimeFailure {
+            printErr("lsp2p-relay: \(failure)")
+            throw ExitCode.failure
+        }
+    }
+}
