@@ -25,12 +25,18 @@ let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 /// First arrival of each seq at each node.
 let arrivals = NIOLockedValueBox<[PeerID: [UInt64: Int64]]>([:])
 let ingestTimes = NIOLockedValueBox<[UInt64: Int64]>([:])
+let changes = NIOLockedValueBox<[PeerID: [(Int64, [Int: PeerID])]]>([:])
+let verbose = ProcessInfo.processInfo.environment["VERBOSE"] != nil
 
 func node(origin: Bool, bootstrap: HostPort?, units: Int, seed: UInt64) throws -> MeshNode {
     let box = NIOLockedValueBox<PeerID>("")
     let node = MeshNode(configuration: .init(listen: HostPort(host: "127.0.0.1", port: 0), key: key, isOrigin: origin,
                                              bootstrap: bootstrap, capacityUnits: units, scheduleDelay: 2_000, seed: seed),
-                        group: group, logger: logger, onDeliver: { chunk in
+                        group: group, logger: logger, onEvent: { event in
+                            guard verbose, case .parentsChanged(let map) = event else { return }
+                            let id = box.withLockedValue { $0 }
+                            changes.withLockedValue { $0[id, default: []].append((monotonicMicros(), map)) }
+                        }, onDeliver: { chunk in
                             let now = monotonicMicros()
                             let id = box.withLockedValue { $0 }
                             arrivals.withLockedValue { if $0[id]?[chunk.seq] == nil { $0[id, default: [:]][chunk.seq] = now } }
@@ -61,6 +67,8 @@ let leaves = try (0..<8).map { i in try node(origin: false, bootstrap: bootstrap
 sleep(5)
 
 var recovery = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+/// The same chunks' latency, cut to arrival: what the loss of a parent added beyond waiting for the chunk to be cut.
+var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
 var never = 0
 for round in 0..<rounds {
     guard let victim = relays.max(by: { $0.snapshot().children.count < $1.snapshot().children.count }) else { break }
@@ -73,7 +81,17 @@ for round in 0..<rounds {
     for (child, s) in orphans {
         // The first chunk of that substream cut after the kill.
         guard let next = cut.filter({ $0.value >= killedAt && plan.substream(of: $0.key) == s }).map(\.key).min() else { continue }
-        if let at = got[child]?[next] { _ = recovery.record(UInt64(at - killedAt)) } else { never += 1 }
+        if let at = got[child]?[next] {
+            _ = recovery.record(UInt64(at - killedAt))
+            _ = latency.record(UInt64(max(0, at - cut[next]!)))
+        } else {
+            never += 1
+        }
+        if verbose, (got[child]?[next]).map({ $0 - killedAt > 1_000_000 }) ?? true {
+            let history = changes.withLockedValue { $0[child] ?? [] }.filter { $0.0 >= killedAt }
+                .map { "+\(($0.0 - killedAt) / 1000)ms \($0.1[s] ?? "-")" }
+            print("  slow: \(child) s\(s) next \(next) after \(((got[child]?[next]) ?? 0) - killedAt) µs; parents of s: \(history)")
+        }
     }
     print(String(format: "round %d: killed a relay with %d child substreams; recovery so far p50 %.0f ms p99 %.0f ms",
                  round + 1, orphans.count, Double(recovery.valueAtPercentile(50)) / 1000, Double(recovery.valueAtPercentile(99)) / 1000))
@@ -85,5 +103,8 @@ running.withLockedValue { $0 = false }
 print(String(format: "recovery over %llu orphaned child substreams: p50 %.0f ms, p99 %.0f ms, max %.0f ms; never came: %d",
              recovery.totalCount, Double(recovery.valueAtPercentile(50)) / 1000, Double(recovery.valueAtPercentile(99)) / 1000,
              Double(recovery.max) / 1000, never))
+print(String(format: "those chunks, cut to arrival: p50 %.1f ms, p99 %.1f ms, max %.1f ms (a substream's next chunk is cut up to %lld ms after a kill)",
+             Double(latency.valueAtPercentile(50)) / 1000, Double(latency.valueAtPercentile(99)) / 1000, Double(latency.max) / 1000,
+             Int64(plan.count) * chunkDuration / 1000))
 (relays + leaves + [origin]).forEach { $0.stop(gracefully: false) }
 try group.syncShutdownGracefully()

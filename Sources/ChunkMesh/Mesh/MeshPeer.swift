@@ -184,7 +184,9 @@ public struct MeshPeer {
             // A bootstrap that answers again (a restarted origin) is a candidate again at once.
             if peer == config.bootstrap { avoid.removeValue(forKey: peer) }
             out.append(.send(peer, .announce(info, wantPeers: !config.isOrigin)))
-            if let wanted = awaitingLink.removeValue(forKey: peer) {
+            // What we wait for from it, asked again if a new link replaced one a subscribe may have been lost on.
+            let wanted = (awaitingLink.removeValue(forKey: peer) ?? []).union(pending.filter { $0.value.peer == peer }.keys)
+            if !wanted.isEmpty {
                 out.append(.send(peer, .subscribe(wanted.sorted(), fromSeq: resumeSeq(for: wanted))))
             }
         case .connectFailed(let peer):
@@ -358,7 +360,8 @@ public struct MeshPeer {
             }
             out += orphan(starved, now: now)
         }
-        for (s, p) in pending.sorted(by: { $0.key < $1.key }) where now - p.since > 2_000_000 {
+        // A subscribe is answered within a round trip or two; past a second, try someone else.
+        for (s, p) in pending.sorted(by: { $0.key < $1.key }) where now - p.since > 1_000_000 {
             pending.removeValue(forKey: s)
             known[p.peer]?.info.residualUnits = 0
         }

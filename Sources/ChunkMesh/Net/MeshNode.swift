@@ -110,6 +110,7 @@ public final class MeshNode: @unchecked Sendable {
     }
     private var peer: MeshPeer!
     private var links: [PeerID: Channel] = [:]
+    private var linkOpenedByMe: [PeerID: Bool] = [:]
     private var serverChannel: Channel?
     private var tasks: [RepeatedTask] = []
     private var bucket: TokenBucket?
@@ -274,8 +275,18 @@ public final class MeshNode: @unchecked Sendable {
 
     /// A link finished its handshake; an inbound one is named once its first announce arrives.
     func linkUp(_ channel: Channel, as id: PeerID, outbound: Bool, suite: CipherSuite) {
-        if let old = links[id], old !== channel { old.close(promise: nil) }
+        if let old = links[id], old !== channel {
+            // Two peers that dialled each other at once: both keep the link the smaller id opened.
+            let oldOpener = linkOpenedByMe[id] == true ? self.id : id
+            let newOpener = outbound ? self.id : id
+            guard newOpener < oldOpener else {
+                channel.close(promise: nil)
+                return
+            }
+            old.close(promise: nil)
+        }
         links[id] = channel
+        linkOpenedByMe[id] = outbound
         statsBox.withLockedValue {
             $0.links = links.count
             $0.joined += 1
@@ -298,6 +309,7 @@ public final class MeshNode: @unchecked Sendable {
     func linkDown(_ channel: Channel, id: PeerID?) {
         guard let id, links[id] === channel else { return }
         links.removeValue(forKey: id)
+        linkOpenedByMe.removeValue(forKey: id)
         fullSince.removeValue(forKey: id)
         statsBox.withLockedValue { $0.links = links.count }
         onEvent(.linkDown(id))
