@@ -22,6 +22,9 @@ public struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     public var logLevel: Logger.Level = .info
 
+    @Option(help: "Log format on stderr: text, or json (one object a line).")
+    public var logFormat: LogFormat = .text
+
     @Flag(name: .shortAndLong, help: "No stats line.")
     public var quiet = false
 
@@ -30,11 +33,17 @@ public struct CommonOptions: ParsableArguments {
     /// Sets up logging to stderr (stdout may carry media) and returns the command's logger.
     public func makeLogger(_ label: String) -> Logger {
         let level = logLevel
+        let format = logFormat
         setFFmpegLogging(verbose: level <= .debug)
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            switch format {
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            case .json:
+                return JSONLogHandler(label: label, logLevel: level)
+            }
         }
         return Logger(label: label)
     }

@@ -1,5 +1,6 @@
 import ChunkMesh
 import Foundation
+import NIOCore
 import NIOPosix
 
 /// The mesh as the origin sees it (`lsp2p-relay mesh`): each peer, its parent and delay per substream,
@@ -79,9 +80,10 @@ public struct MeshMap: Codable, Equatable {
     }
 
     /// Asks the node at `address` (the origin) for its view.
-    public static func fetch(from address: HostPort, key: ChannelKey, timeout: Int64 = 5) throws -> MeshMap {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { try? group.syncShutdownGracefully() }
+    public static func fetch(from address: HostPort, key: ChannelKey, timeout: Int64 = 5, group: EventLoopGroup? = nil) throws -> MeshMap {
+        let own = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
+        defer { try? own?.syncShutdownGracefully() }
+        let group = group ?? own!
         do {
             return MeshMap(try MeshView.fetch(from: address, key: key, group: group, timeout: .seconds(timeout)).wait())
         } catch {

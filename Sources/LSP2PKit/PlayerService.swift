@@ -1,6 +1,7 @@
 import ChunkMesh
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -73,6 +74,7 @@ final class PlayerSession: @unchecked Sendable {
     private var done = false
     private var tasks: [RepeatedTask] = []
     private let writeFailure = NIOLockedValueBox<String?>(nil)
+    private let metrics = PlayerMetrics()
     private let outputClosed = NIOLockedValueBox(false)
     /// Silence this long after joining, with no end of stream, means the stream is lost.
     static let silenceLimit: Int64 = 10_000_000
@@ -155,8 +157,12 @@ final class PlayerSession: @unchecked Sendable {
         guard !done else { return }
         lastChunkAt = monotonicMicros()
         if chunk.isEndOfStream { endOfStreamArrived = true }
-        _ = buffer.receive(chunk, now: originNow)
-        release(buffer.pull(now: originNow))
+        let now = originNow
+        switch buffer.receive(chunk, now: now) {
+        case .onTime, .late, .tooLate: metrics.latency.recordMicroseconds(max(0, now - chunk.ingestTime))
+        default: break
+        }
+        release(buffer.pull(now: now))
     }
 
     private func tick() {
@@ -182,7 +188,8 @@ final class PlayerSession: @unchecked Sendable {
                 logger.info("end of stream")
                 finish(failure: nil)
                 return
-            case .chunk(let chunk, _):
+            case .chunk(let chunk, let late):
+                (late ? metrics.late : metrics.onTime).increment()
                 if firstChunkMs == nil { firstChunkMs = Double(monotonicMicros() - joinedAt) / 1000 }
                 let payload = chunk.payload
                 writer.async { [self] in
@@ -196,6 +203,7 @@ final class PlayerSession: @unchecked Sendable {
                     }
                 }
             case .skipped(let seq):
+                metrics.missing.increment()
                 logger.debug("skipped chunk \(seq): deadline passed")
             case .restarted:
                 logger.notice("the origin restarted: playing its new run")
@@ -243,9 +251,19 @@ final class PlayerSession: @unchecked Sendable {
                       chunksMissing: s.missing, bytesReceived: s.bytesReceived,
                       latencyMs: .init(p50: ms(h.valueAtPercentile(50)), p90: ms(h.valueAtPercentile(90)),
                                        p99: ms(h.valueAtPercentile(99)), max: ms(h.max)),
+                      latencyCdfMs: count == 0 ? [] : Report.cdfPercentiles.map { [$0, ms(h.valueAtPercentile($0))] },
                       firstChunkMs: firstChunkMs, parents: parents, originRestarts: s.restarts,
                       durationS: (elapsed * 1000).rounded() / 1000)
     }
+}
+
+/// What a player counts for `--metrics`, besides its node's counters.
+struct PlayerMetrics {
+    let onTime = Counter(label: "lsp2p_chunks_on_time_total")
+    let late = Counter(label: "lsp2p_chunks_late_total")
+    let missing = Counter(label: "lsp2p_chunks_missing_total")
+    /// Ingest to arrival, on the origin's clock.
+    let latency = Metrics.Timer(label: "lsp2p_chunk_latency_seconds")
 }
 
 /// `lsp2p-play --report`: the keys tests and scripts read (design §5).
@@ -260,11 +278,21 @@ public struct Report: Codable, Equatable {
 
     public var chunksExpected, chunksReceived, chunksOnTime, chunksLate, chunksMissing, bytesReceived: Int
     public var latencyMs: Latency
+    /// [percentile, ms] pairs: the latency distribution, for plots.
+    public var latencyCdfMs: [[Double]]
     public var firstChunkMs: Double?
     public var parents: [ParentChange]
     /// Times the origin restarted (a new run, timestamps from zero) while this player kept playing.
     public var originRestarts: Int
     public var durationS: Double
+
+    static let cdfPercentiles: [Double] = [0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9, 100]
+
+    public static func load(_ path: String) throws -> Report {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    }
 
     public func write(to path: String) throws {
         let encoder = JSONEncoder()

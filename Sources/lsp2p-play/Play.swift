@@ -47,6 +47,7 @@ struct Play: ParsableCommand {
     var listen: HostPort?
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         _ = try parsedURL()
@@ -68,6 +69,8 @@ struct Play: ParsableCommand {
         service.noUpload = noUpload
         service.listen = listen
         do {
+            let server = try metrics.start(logger: logger)
+            defer { server?.stop() }
             try service.run(logger: logger)
         } catch let failure as RuntimeFailure {
             printErr("lsp2p-play: \(failure)")

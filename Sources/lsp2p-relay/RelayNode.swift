@@ -26,6 +26,7 @@ struct RelayNode: ParsableCommand {
     var keyFile: String?
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         do { _ = try JoinURL(url) } catch { throw ValidationError("\(error)") }
@@ -36,6 +37,8 @@ struct RelayNode: ParsableCommand {
         let url = try JoinURL(url)
         let service = RelayService(url: url, key: try resolveKey(keyFile: keyFile, url: url), listen: listen, uplink: uplink, quiet: common.quiet)
         do {
+            let server = try metrics.start(logger: logger)
+            defer { server?.stop() }
             try service.run(logger: logger)
         } catch let failure as RuntimeFailure {
             printErr("lsp2p-relay: \(failure)")

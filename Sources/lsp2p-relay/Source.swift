@@ -48,6 +48,7 @@ struct Source: ParsableCommand {
     var waitReceivers = 0
 
     @OptionGroup var common: CommonOptions
+    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         guard (20...10_000).contains(chunkMs) else { throw ValidationError("--chunk-ms must be 20 to 10000") }
@@ -63,6 +64,8 @@ struct Source: ParsableCommand {
                                   loop: loop, chunkDuration: Int64(chunkMs) * 1000),
             listen: listen, key: key, suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
         do {
+            let server = try metrics.start(logger: logger)
+            defer { server?.stop() }
             try service.run(logger: logger)
         } catch let failure as RuntimeFailure {
             printErr("lsp2p-relay: \(failure)")

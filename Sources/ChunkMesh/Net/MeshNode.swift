@@ -84,6 +84,7 @@ public final class MeshNode: @unchecked Sendable {
     private let onDeliver: @Sendable (Chunk) -> Void
     private let onEvent: @Sendable (MeshNodeEvent) -> Void
     private var fullSince: [PeerID: Int64] = [:]
+    private let metrics = NodeMetrics()
 
     public struct Stats: Sendable {
         public var links = 0
@@ -166,6 +167,7 @@ public final class MeshNode: @unchecked Sendable {
             handle(.start)
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [self] _ in
                 handle(.tick)
+                updateGauges()
             })
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
                 for channel in links.values { channel.writeAndFlush(EncodedMessage(.ping(monotonicMicros())), promise: nil) }
@@ -232,6 +234,7 @@ public final class MeshNode: @unchecked Sendable {
                 .whenFailure { [self] error in
                     logger.debug("cannot connect to \(id): \(error)")
                     onEvent(.linkFailed(id, error))
+                    metrics.connectFailed()
                     handle(.connectFailed(id))
                 }
         case .disconnect(let id):
@@ -248,6 +251,7 @@ public final class MeshNode: @unchecked Sendable {
                 let since = fullSince[id] ?? now
                 fullSince[id] = since
                 statsBox.withLockedValue { $0.chunksDropped += 1 }
+                metrics.chunksDropped.increment()
                 if now - since > configuration.slowLinkTimeout {
                     logger.warning("closing link: too slow (socket full for \(configuration.slowLinkTimeout / 1_000_000) s)", metadata: ["peer": "\(id)"])
                     channel.close(promise: nil)
@@ -260,14 +264,21 @@ public final class MeshNode: @unchecked Sendable {
                 self.bucket = bucket
                 guard ok || chunk.isEndOfStream else {
                     statsBox.withLockedValue { $0.chunksDropped += 1 }
+                    metrics.chunksDropped.increment()
+                metrics.chunksDropped.increment()
                     return
                 }
             }
             statsBox.withLockedValue { $0.bytesSent += message.bytes.readableBytes }
+            metrics.chunksOut.increment()
+            metrics.bytesOut.increment(by: message.bytes.readableBytes)
             channel.writeAndFlush(message, promise: nil)
         case .deliver(let chunk):
+            metrics.chunksIn.increment()
+            metrics.bytesIn.increment(by: chunk.payload.readableBytes)
             onDeliver(chunk)
         case .parentsChanged(let parents):
+            metrics.parentChanges.increment()
             logger.debug("parents \(parents.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" })")
             onEvent(.parentsChanged(parents))
         }
@@ -297,10 +308,19 @@ public final class MeshNode: @unchecked Sendable {
 
     func linkFailed(_ id: PeerID?, _ error: Error) {
         statsBox.withLockedValue { $0.linksFailed += 1 }
+        metrics.failed(error)
         logger.warning("closing link: \(error)", metadata: ["peer": "\(id ?? "unnamed")"])
         onEvent(.linkFailed(id, error))
         // A peer whose frames fail their tags or do not parse is not taken as a parent again soon.
         if let id, error is LinkCipherError || error is WireError || error is HandshakeError { handle(.misbehaved(id)) }
+    }
+
+    private func updateGauges() {
+        metrics.residualUnits.record(peer.residualUnits)
+        metrics.delayFromSource.record(Double(peer.delayFromSource ?? 0) / 1e6)
+        metrics.linksUp.record(links.count)
+        metrics.children.record(peer.children.count)
+        metrics.parents.record(Set(peer.parents.values).count)
     }
 
     /// What this node knows of the mesh first hand, for an observer.

@@ -1,0 +1,352 @@
+import ChunkMesh
+import Foundation
+import Logging
+import NIOPosix
+import StreamIngest
+
+/// `lsp2p-relay soak`: an origin, relays and players as real processes on loopback, churn on a seeded
+/// schedule, a live progress line, and a report with plots at the end.
+public struct SoakService {
+    public var input: String
+    public var relays: Int
+    public var players: Int
+    public var duration: Double
+    public var chunkMs: Int
+    public var deadlineMs: Int
+    public var uplinks: UplinkDistribution
+    public var churn: ChurnSpec
+    public var seed: UInt64
+    public var out: String
+    public var minOnTime: Double
+    public var quiet: Bool
+
+    public init(input: String, relays: Int, players: Int, duration: Double, chunkMs: Int, deadlineMs: Int,
+                uplinks: UplinkDistribution, churn: ChurnSpec, seed: UInt64, out: String, minOnTime: Double, quiet: Bool) {
+        self.input = input
+        self.relays = relays
+        self.players = players
+        self.duration = duration
+        self.chunkMs = chunkMs
+        self.deadlineMs = deadlineMs
+        self.uplinks = uplinks
+        self.churn = churn
+        self.seed = seed
+        self.out = out
+        self.minOnTime = minOnTime
+        self.quiet = quiet
+    }
+
+    /// Runs the soak and writes the report; throws `RuntimeFailure` when it could not run, or when the
+    /// on-time ratio ends below `minOnTime` (after writing everything).
+    public func run(logger: Logger) throws {
+        let streamRate: Double
+        do {
+            streamRate = Double(try Ingest(options: IngestOptions(input: InputSpec(location: input, format: nil), realtime: false)).nominalBitRate)
+        } catch { throw RuntimeFailure("\(error)") }
+        guard streamRate > 0 else { throw RuntimeFailure("\(input): the stream's bit rate is unknown; give --uplink-dist in bits/s") }
+        let outDir = URL(fileURLWithPath: out)
+        do {
+            try FileManager.default.createDirectory(at: outDir.appendingPathComponent("logs"), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: outDir.appendingPathComponent("players"), withIntermediateDirectories: true)
+        } catch { throw RuntimeFailure("cannot create \(out): \(error)") }
+        let run = SoakRun(service: self, streamRate: streamRate, outDir: outDir, logger: logger)
+        let result = try run.run()
+        do { try result.write(to: outDir) } catch { throw RuntimeFailure("cannot write the report in \(out): \(error)") }
+        printErr(result.summary)
+        if result.totals.onTimeRatio < minOnTime {
+            throw RuntimeFailure(String(format: "on-time ratio %.4f is below --min-on-time %.4f", result.totals.onTimeRatio, minOnTime))
+        }
+    }
+}
+
+/// One child process with its stderr in a file.
+final class SoakChild {
+    let name: String
+    let process = Process()
+    let log: URL
+    let startedAt: Double
+
+    init(_ binary: URL, _ args: [String], name: String, logDir: URL, at t: Double) throws {
+        self.name = name
+        self.startedAt = t
+        log = logDir.appendingPathComponent("\(name).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        process.executableURL = binary
+        process.arguments = args
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+    }
+
+    var isRunning: Bool { process.isRunning }
+    func signal(_ sig: Int32) { if process.isRunning { kill(process.processIdentifier, sig) } }
+
+    /// Lines of its stderr so far.
+    var lines: [Substring] {
+        guard let data = try? Data(contentsOf: log) else { return [] }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n")
+    }
+
+    func line(containing text: String) -> Substring? { lines.last { $0.contains(text) } }
+
+    func waitForExit(seconds: Double) {
+        let end = Date().addingTimeInterval(seconds)
+        while process.isRunning, Date() < end { usleep(20_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    /// Resident memory in MiB, from /proc.
+    var rssMiB: Double? {
+        guard process.isRunning, let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+        return kb / 1024
+    }
+}
+
+/// What a player's stats line says (cumulative since it joined).
+struct PlayerLine {
+    var received = 0, onTime = 0, late = 0, missing = 0
+    var p99: Double = 0
+    var expected: Int { onTime + late + missing }
+
+    /// `play  12.0s | received 60 | on time 58 | late 0 | missing 1 | latency p50 12 ms p99 40 ms | 1.1 Mbit/s`
+    init?(_ line: Substring) {
+        guard line.hasPrefix("play ") else { return nil }
+        func number(after key: String) -> Double? {
+            guard let r = line.range(of: key) else { return nil }
+            return Double(line[r.upperBound...].trimmingCharacters(in: .whitespaces).prefix { "0123456789.".contains($0) })
+        }
+        guard let received = number(after: "received "), let onTime = number(after: "on time "), let late = number(after: "late "),
+              let missing = number(after: "missing "), let p99 = number(after: "p99 ") else { return nil }
+        (self.received, self.onTime, self.late, self.missing, self.p99) = (Int(received), Int(onTime), Int(late), Int(missing), p99)
+    }
+
+    init() {}
+}
+
+final class SoakRun {
+    let service: SoakService
+    let streamRate: Double
+    let outDir: URL
+    let logDir: URL
+    let logger: Logger
+    let relayBinary: URL
+    let playerBinary: URL
+    let keyFile: String
+    var rng: SplitMixRandom
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let started = Date()
+
+    var origin: SoakChild!
+    var url = ""
+    var relays: [SoakChild?] = []
+    var players: [SoakChild] = []
+    var events: [SoakResult.Event] = []
+    var samples: [SoakResult.Sample] = []
+    var recoveries: [Double] = []
+    var pendingRecovery: [(id: String, at: Double)] = []
+    var rss: [SoakResult.RSS] = []
+    var lastPlayerLines: [String: PlayerLine] = [:]
+    var relayCount = 0, playerCount = 0
+
+    init(service: SoakService, streamRate: Double, outDir: URL, logger: Logger) {
+        self.service = service
+        self.streamRate = streamRate
+        self.outDir = outDir
+        self.logDir = outDir.appendingPathComponent("logs")
+        self.logger = logger
+        self.rng = SplitMixRandom(seed: service.seed)
+        let binDir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        relayBinary = binDir.appendingPathComponent("lsp2p-relay")
+        playerBinary = binDir.appendingPathComponent("lsp2p-play")
+        keyFile = outDir.appendingPathComponent("channel.key").path
+    }
+
+    var now: Double { Date().timeIntervalSince(started) }
+
+    func run() throws -> SoakResult {
+        guard FileManager.default.isExecutableFile(atPath: playerBinary.path) else {
+            throw RuntimeFailure("lsp2p-play not found next to lsp2p-relay (\(playerBinary.path))")
+        }
+        defer { try? group.syncShutdownGracefully() }
+        try ChannelKey.random().hex.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        do {
+            try startOrigin()
+            for _ in 0..<service.relays { relays.append(try startRelay()) }
+            for _ in 0..<service.players { players.append(try startPlayer()) }
+        } catch {
+            stopAll()
+            throw RuntimeFailure("cannot start the soak's processes: \(error)")
+        }
+        let stop = StopFlag()
+        let signals = StopSignals { _ in stop.set() }
+        defer { withExtendedLifetime(signals) {} }
+
+        var nextRelayKill = service.churn.relayEvery.map { now + $0 }
+        var nextPlayerSwap = service.churn.playerEvery.map { now + $0 }
+        var restarts: [(slot: Int, at: Double)] = []
+        var nextSample = now + 1
+        while now < service.duration, !stop.isSet {
+            usleep(200_000)
+            let t = now
+            if let due = nextRelayKill, t >= due {
+                nextRelayKill = due + service.churn.relayEvery!
+                killRelay(at: t, restarts: &restarts)
+            }
+            for r in restarts where t >= r.at { relays[r.slot] = try? startRelay() }
+            restarts.removeAll { t >= $0.at }
+            if let due = nextPlayerSwap, t >= due {
+                nextPlayerSwap = due + service.churn.playerEvery!
+                swapPlayer(at: t)
+            }
+            checkRecoveries(at: t)
+            if t >= nextSample {
+                nextSample += 1
+                sample(at: t)
+            }
+        }
+        if stop.isSet { logger.notice("stopping early on a signal") }
+        let finalMap = try? MeshMap.fetch(from: HostPort(String(url.dropFirst("lsp2p://".count).prefix { $0 != "?" }))!,
+                                          key: try ChannelKey(contentsOfFile: keyFile), timeout: 3, group: group)
+        let originBytes = stopAll()
+        return SoakResult(service: service, streamRate: streamRate, elapsed: now, players: playerReports(),
+                          events: events, samples: samples, recoveries: recoveries, unrecovered: pendingRecovery.count,
+                          originBytes: originBytes, rss: rss, mesh: finalMap)
+    }
+
+    // MARK: processes
+
+    private func startOrigin() throws {
+        origin = try SoakChild(relayBinary, ["source", "--input", service.input, "--loop", "--listen", "127.0.0.1:0",
+                                             "--key-file", keyFile, "--chunk-ms", "\(service.chunkMs)",
+                                             "--uplink", "\(Int(2 * streamRate))", "--quiet"], name: "origin", logDir: logDir, at: now)
+        let end = Date().addingTimeInterval(20)
+        while Date() < end {
+            if let line = origin.line(containing: "join: ") {
+                url = String(line[line.range(of: "lsp2p://")!.lowerBound...])
+                return
+            }
+            guard origin.isRunning else { break }
+            usleep(50_000)
+        }
+        throw RuntimeFailure("the origin did not start: \(origin.lines.suffix(3).joined(separator: " / "))")
+    }
+
+    private func startRelay() throws -> SoakChild {
+        relayCount += 1
+        let uplink = Int(service.uplinks.draw(streamRate: streamRate, using: &rng))
+        let child = try SoakChild(relayBinary, ["relay", url, "--uplink", "\(uplink)", "--quiet"],
+                                  name: "relay-\(relayCount)", logDir: logDir, at: now)
+        events.append(.init(t: now, kind: "relay-start", target: child.name))
+        return child
+    }
+
+    private func startPlayer() throws -> SoakChild {
+        playerCount += 1
+        let name = "player-\(playerCount)"
+        let child = try SoakChild(playerBinary, [url, "--output", "/dev/null", "--deadline-ms", "\(service.deadlineMs)",
+                                                 "--report", outDir.appendingPathComponent("players/\(name).json").path],
+                                  name: name, logDir: logDir, at: now)
+        events.append(.init(t: now, kind: "player-join", target: name))
+        return child
+    }
+
+    /// A relay's mesh id, from its log: `relay 127.0.0.1:PORT joining ...`.
+    private func meshID(_ relay: SoakChild) -> String? {
+        guard let line = relay.line(containing: "joining") , let r = line.range(of: "relay ") else { return nil }
+        return String(line[r.upperBound...].prefix { $0 != " " })
+    }
+
+    private func killRelay(at t: Double, restarts: inout [(slot: Int, at: Double)]) {
+        // Relay 1 is never killed: its memory is watched for the whole run.
+        let candidates = relays.indices.filter { $0 > 0 && relays[$0]?.isRunning == true }
+        guard !candidates.isEmpty else { return }
+        let slot = candidates[Int(rng.next() % UInt64(candidates.count))]
+        let victim = relays[slot]!
+        let id = meshID(victim)
+        victim.signal(SIGKILL)
+        relays[slot] = nil
+        events.append(.init(t: t, kind: "relay-kill", target: victim.name))
+        if let id { pendingRecovery.append((id, t)) }
+        restarts.append((slot, t + service.churn.relayDown))
+    }
+
+    private func swapPlayer(at t: Double) {
+        let active = players.filter(\.isRunning)
+        guard !active.isEmpty else { return }
+        let leaving = active[Int(rng.next() % UInt64(active.count))]
+        leaving.signal(SIGTERM)
+        events.append(.init(t: t, kind: "player-leave", target: leaving.name))
+        if let newcomer = try? startPlayer() { players.append(newcomer) }
+    }
+
+    /// A kill is recovered once no peer the origin hears from has the dead relay as a parent and every one
+    /// has a parent for every substream again.
+    private func checkRecoveries(at t: Double) {
+        guard !pendingRecovery.isEmpty, let address = HostPort(String(url.dropFirst("lsp2p://".count).prefix { $0 != "?" })),
+              let key = try? ChannelKey(contentsOfFile: keyFile),
+              let map = try? MeshMap.fetch(from: address, key: key, timeout: 1, group: group) else { return }
+        let parents = map.peers.dropFirst().map { Set($0.substreams.compactMap(\.parent)) }
+        let whole = map.peers.dropFirst().allSatisfy { $0.substreams.allSatisfy { $0.parent != nil } }
+        pendingRecovery.removeAll { pending in
+            guard whole, !parents.contains(where: { $0.contains(pending.id) }) else { return false }
+            recoveries.append((t - pending.at) * 1000)
+            events.append(.init(t: t, kind: "recovered", target: pending.id))
+            return true
+        }
+    }
+
+    private func sample(at t: Double) {
+        for player in players {
+            if let line = player.lines.reversed().lazy.compactMap(PlayerLine.init).first { lastPlayerLines[player.name] = line }
+        }
+        let lines = Array(lastPlayerLines.values)
+        let onTime = lines.reduce(0) { $0 + $1.onTime }, expected = lines.reduce(0) { $0 + $1.expected }
+        let p99 = players.filter(\.isRunning).compactMap { lastPlayerLines[$0.name]?.p99 }.max() ?? 0
+        let relaysUp = relays.compactMap { $0 }.filter(\.isRunning).count
+        let playersUp = players.filter(\.isRunning).count
+        samples.append(.init(t: t, onTime: onTime, expected: expected, p99Ms: p99, relaysUp: relaysUp, playersUp: playersUp))
+        if let watched = relays.first ?? nil, let mib = watched.rssMiB, rss.last.map({ t - $0.t >= 10 }) ?? true {
+            rss.append(.init(t: t, mib: mib))
+        }
+        guard !service.quiet else { return }
+        printErr(String(format: "soak %4.0f/%.0fs | relays %d/%d | players %d/%d | on time %.2f%% | p99 %.0f ms | recoveries %d",
+                        t, service.duration, relaysUp, service.relays, playersUp, service.players,
+                        expected == 0 ? 100 : 100 * Double(onTime) / Double(expected), p99, recoveries.count))
+    }
+
+    /// Players first (they write their reports), then relays, then the origin; returns what the origin sent.
+    @discardableResult
+    private func stopAll() -> Int {
+        for p in players { p.signal(SIGTERM) }
+        for p in players { p.waitForExit(seconds: 15) }
+        for r in relays.compactMap({ $0 }) { r.signal(SIGTERM) }
+        for r in relays.compactMap({ $0 }) { r.waitForExit(seconds: 10) }
+        guard let origin else { return 0 }
+        origin.signal(SIGTERM)
+        origin.waitForExit(seconds: 20)
+        // `done: N chunks, B bytes sent over L link(s), D dropped`
+        let done = origin.line(containing: "done:") ?? ""
+        return Int(done.split(separator: " ").drop { $0 != "chunks," }.dropFirst().first ?? "") ?? 0
+    }
+
+    private func playerReports() -> [SoakResult.Player] {
+        players.compactMap { p in
+            let path = outDir.appendingPathComponent("players/\(p.name).json").path
+            guard let report = try? Report.load(path) else { return nil }
+            return SoakResult.Player(name: p.name, joinedS: (p.startedAt * 10).rounded() / 10, report: report)
+        }
+    }
+}
+
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
