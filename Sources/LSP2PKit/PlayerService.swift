@@ -149,7 +149,8 @@ final class PlayerSession: @unchecked Sendable {
             break
         case .parentsChanged(let map):
             let now = Array(Set(map.values)).sorted()
-            if parents.last?.parents != now { parents.append(.init(atS: elapsed, parents: now)) }
+            // The report keeps the first 10,000 changes: a week-long run must not grow without bound.
+            if parents.last?.parents != now, parents.count < 10_000 { parents.append(.init(atS: elapsed, parents: now)) }
         }
     }
 

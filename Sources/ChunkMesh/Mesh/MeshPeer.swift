@@ -343,6 +343,8 @@ public struct MeshPeer {
         var out: [MeshAction] = []
         guard !config.isOrigin else { return announce(now: now) }
         avoid = avoid.filter { $0.value > now }
+        // Offences are remembered while a peer is avoided or still heard of: memory stays bounded under churn.
+        if offenses.count > avoid.count { offenses = offenses.filter { avoid[$0.key] != nil || known[$0.key] != nil } }
         known = known.filter { connected.contains($0.key) || now - $0.value.heardAt < Self.forgetAfter }
         if let bootstrap = config.bootstrap, !connected.contains(bootstrap), now >= nextBootstrapTry {
             nextBootstrapTry = now + 2_000_000
