@@ -117,6 +117,8 @@ public struct MeshPeer {
     private var fedLog: [Int: [Bool]] = [:]
     /// The origin run this peer plays; a newer one (a restarted origin) resets the stream state.
     public private(set) var epoch: UInt64
+    /// Linked peers with no parent, child or pending role, since when.
+    private var idleSince: [PeerID: Int64] = [:]
     private var lastDownstreamAnnounce: Int64 = .min / 2
     private var downstreamAnnounceDue = false
     private var nextPeerAsk: Int64 = 0
@@ -138,7 +140,8 @@ public struct MeshPeer {
     /// D_s(me): my delay from the source in one substream, nil while it has no parent.
     public func delay(of substream: Int) -> Int64? {
         if config.isOrigin { return 0 }
-        guard let p = parents[substream], let c = candidate(p) else { return nil }
+        // A parent that has lost that substream itself passes on no delay, however it says it is fed otherwise.
+        guard let p = parents[substream], let c = candidate(p), c.delays[substream] != nil else { return nil }
         return c.delayVia(substream)
     }
 
@@ -192,14 +195,11 @@ public struct MeshPeer {
         case .connectFailed(let peer):
             avoid[peer] = now + 10_000_000
             out += lose(peer, now: now)
-            known.removeValue(forKey: peer)
         case .disconnected(let peer):
             out += lose(peer, now: now)
-            known.removeValue(forKey: peer)
         case .misbehaved(let peer):
             punish(peer, now: now)
             out += lose(peer, now: now)
-            known.removeValue(forKey: peer)
         case .linkDelay(let peer, let delay):
             known[peer]?.linkDelay = delay
         case .message(let peer, let message):
@@ -292,7 +292,10 @@ public struct MeshPeer {
         let new = valid.filter { !(children[child]?.contains($0) ?? false) }
         // Never serve an ancestor (a loop), a substream not received, or more than the uplink allows.
         let feedable = valid.allSatisfy { delay(of: $0) != nil && !ancestors(of: $0).contains(child) }
-        guard !leaving, feedable, child != config.me, new.count <= residualUnits, valid.count == substreams.count, !valid.isEmpty else {
+        // The origin keeps a unit for every substream nobody takes from it yet: a substream that leaves the origin
+        // nowhere cannot be had at all.
+        let unserved = config.isOrigin ? config.plan.all.filter { s in !valid.contains(s) && !children.values.contains { $0.contains(s) } }.count : 0
+        guard !leaving, feedable, child != config.me, new.count + unserved <= residualUnits, valid.count == substreams.count, !valid.isEmpty else {
             return [.send(child, .refuse(substreams))]
         }
         children[child, default: []].formUnion(valid)
@@ -380,6 +383,28 @@ public struct MeshPeer {
         }
         out += announce(now: now)
         out += repair(now: now)
+        out += closeIdleLinks(now: now)
+        return out
+    }
+
+    /// Links to peers that are neither parent, child, being asked nor the bootstrap close after this long, so
+    /// links do not pile up over a long run (each costs pings and announces).
+    static let idleLinkTimeout: Int64 = 20_000_000
+
+    private mutating func closeIdleLinks(now: Int64) -> [MeshAction] {
+        var busy = Set(parents.values).union(children.keys).union(pending.values.map(\.peer)).union(awaitingLink.keys)
+        if let bootstrap = config.bootstrap { busy.insert(bootstrap) }
+        idleSince = idleSince.filter { connected.contains($0.key) && !busy.contains($0.key) }
+        var out: [MeshAction] = []
+        for peer in connected.sorted() where !busy.contains(peer) {
+            let since = idleSince[peer] ?? now
+            idleSince[peer] = since
+            if now - since > Self.idleLinkTimeout {
+                idleSince.removeValue(forKey: peer)
+                out.append(.disconnect(peer))
+                out += lose(peer, now: now)
+            }
+        }
         return out
     }
 
@@ -459,9 +484,11 @@ public struct MeshPeer {
         return low + 1
     }
 
-    /// A link is gone: its children go, and the substreams it fed are re-parented at once.
+    /// A link is gone: its news is forgotten (so it is not chosen again at once), its children go, and the
+    /// substreams it fed are re-parented at once.
     private mutating func lose(_ peer: PeerID, now: Int64) -> [MeshAction] {
         connected.remove(peer)
+        known.removeValue(forKey: peer)
         children.removeValue(forKey: peer)
         awaitingLink.removeValue(forKey: peer)
         for (s, p) in pending where p.peer == peer { pending.removeValue(forKey: s) }

@@ -238,7 +238,11 @@ public final class MeshNode: @unchecked Sendable {
                     handle(.connectFailed(id))
                 }
         case .disconnect(let id):
+            // The core has let it go already; its link closes without a word.
+            linkOpenedByMe.removeValue(forKey: id)
+            fullSince.removeValue(forKey: id)
             links.removeValue(forKey: id)?.close(promise: nil)
+            statsBox.withLockedValue { $0.links = links.count }
         case .send(let id, let message):
             links[id]?.writeAndFlush(EncodedMessage(.mesh(message)), promise: nil)
         case .sendChunk(let id, let chunk):

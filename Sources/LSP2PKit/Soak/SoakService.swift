@@ -138,12 +138,15 @@ final class SoakRun {
     let relayBinary: URL
     let playerBinary: URL
     let keyFile: String
+    let key = ChannelKey.random()
     var rng: SplitMixRandom
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let started = Date()
 
     var origin: SoakChild!
     var url = ""
+    /// Where the origin listens, for the mesh view.
+    var originAddress: HostPort?
     var relays: [SoakChild?] = []
     var players: [SoakChild] = []
     var events: [SoakResult.Event] = []
@@ -174,7 +177,7 @@ final class SoakRun {
             throw RuntimeFailure("lsp2p-play not found next to lsp2p-relay (\(playerBinary.path))")
         }
         defer { try? group.syncShutdownGracefully() }
-        try ChannelKey.random().hex.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        try key.hex.write(toFile: keyFile, atomically: true, encoding: .utf8)
         do {
             try startOrigin()
             for _ in 0..<service.relays { relays.append(try startRelay()) }
@@ -211,8 +214,7 @@ final class SoakRun {
             }
         }
         if stop.isSet { logger.notice("stopping early on a signal") }
-        let finalMap = try? MeshMap.fetch(from: HostPort(String(url.dropFirst("lsp2p://".count).prefix { $0 != "?" }))!,
-                                          key: try ChannelKey(contentsOfFile: keyFile), timeout: 3, group: group)
+        let finalMap = originAddress.flatMap { try? MeshMap.fetch(from: $0, key: key, timeout: 3, group: group) }
         let originBytes = stopAll()
         return SoakResult(service: service, streamRate: streamRate, elapsed: now, players: playerReports(),
                           events: events, samples: samples, recoveries: recoveries, unrecovered: pendingRecovery.count,
@@ -229,6 +231,7 @@ final class SoakRun {
         while Date() < end {
             if let line = origin.line(containing: "join: ") {
                 url = String(line[line.range(of: "lsp2p://")!.lowerBound...])
+                originAddress = try JoinURL(url).address
                 return
             }
             guard origin.isRunning else { break }
@@ -288,8 +291,7 @@ final class SoakRun {
     /// A kill is recovered once no peer the origin hears from has the dead relay as a parent and every one
     /// has a parent for every substream again.
     private func checkRecoveries(at t: Double) {
-        guard !pendingRecovery.isEmpty, let address = HostPort(String(url.dropFirst("lsp2p://".count).prefix { $0 != "?" })),
-              let key = try? ChannelKey(contentsOfFile: keyFile),
+        guard !pendingRecovery.isEmpty, let address = originAddress,
               let map = try? MeshMap.fetch(from: address, key: key, timeout: 1, group: group) else { return }
         let parents = map.peers.dropFirst().map { Set($0.substreams.compactMap(\.parent)) }
         let whole = map.peers.dropFirst().allSatisfy { $0.substreams.allSatisfy { $0.parent != nil } }
