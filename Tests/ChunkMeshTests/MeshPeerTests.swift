@@ -187,4 +187,30 @@ final class MeshPeerTests: XCTestCase {
         }
         XCTAssertNil(sim.loop())
     }
+
+    func testALateYesDoesNotKeepUnitsNobodyUses() {
+        // "far" is 600 ms from everyone: its subscribes are answered after it has given up asking (1 s).
+        let sim = MeshSim(originUnits: 8)
+        sim.oneWayDelay = { a, b in [a, b].contains("far") ? 600_000 : 5_000 }
+        sim.join("far", units: 4, seed: 70)
+        sim.run(for: 2_000_000)
+        for i in 0..<3 { sim.join("r\(i)", units: 8, seed: UInt64(71 + i)) }
+        sim.run(for: 15_000_000)
+        // Every unit a peer spends is one a child really takes from it, but for answers still on the way.
+        func unitsKeptForNothing() -> Set<String> {
+            var kept = Set<String>()
+            for (id, peer) in sim.peers where sim.alive.contains(id) {
+                for (child, substreams) in peer.children {
+                    for s in substreams where sim.peers[child]?.parents[s] != id { kept.insert("\(id) keeps \(s) for \(child)") }
+                }
+            }
+            return kept
+        }
+        let first = unitsKeptForNothing()
+        sim.run(for: 3_000_000)
+        XCTAssertEqual(first.intersection(unitsKeptForNothing()), [], "units kept for 3 s for children that take the substream elsewhere")
+        XCTAssertTrue(sim.peers["far"]!.hasAllParents, sim.peers["far"]!.debugState)
+        for i in 0..<3 { XCTAssertTrue(sim.peers["r\(i)"]!.hasAllParents, sim.peers["r\(i)"]!.debugState) }
+    }
 }
+

@@ -272,6 +272,9 @@ public struct MeshPeer {
                 out.append(.parentsChanged(parents))
                 out += announceDownstream(now: now)
             }
+            // A yes that comes after we gave up asking: hand the units back, or they are lost to everyone.
+            let stale = substreams.filter { parents[$0] != peer }
+            if !stale.isEmpty { out.append(.send(peer, .unsubscribe(stale))) }
         case .refuse(let substreams):
             for s in substreams where pending[s]?.peer == peer { pending.removeValue(forKey: s) }
             known[peer]?.info.residualUnits = 0
@@ -365,11 +368,15 @@ public struct MeshPeer {
             }
             out += orphan(starved, now: now)
         }
-        // A subscribe is answered within a round trip or two; past a second, try someone else.
-        for (s, p) in pending.sorted(by: { $0.key < $1.key }) where now - p.since > 1_000_000 {
+        // A subscribe is answered within a round trip or two; past that (at least a second), try someone else.
+        for (s, p) in pending.sorted(by: { $0.key < $1.key }) where now - p.since > max(1_000_000, 4 * (known[p.peer]?.linkDelay ?? 0)) {
             pending.removeValue(forKey: s)
             known[p.peer]?.info.residualUnits = 0
+            awaitingLink[p.peer]?.remove(s)
+            // Its yes may still be on the way: withdraw, so it does not keep units for us.
+            if connected.contains(p.peer) { out.append(.send(p.peer, .unsubscribe([s]))) }
         }
+        awaitingLink = awaitingLink.filter { !$0.value.isEmpty }
         out += selectParents(now: now)
         if now >= nextImprovement {
             nextImprovement = now + jittered(config.improvementPeriod)
