@@ -29,6 +29,8 @@ public struct RelayService {
         // Without an uplink, two streams' worth; with one, the node sizes itself from the welcome.
         let config = joinerConfiguration(bootstrap: bootstrap, key: key, listen: listen, units: 2 * SubstreamPlan().count, uplink: uplink)
         let failure = NIOLockedValueBox<String?>(nil)
+        // Woken by a stop signal or a failure to join; nothing polls.
+        let wake = DispatchSemaphore(value: 0)
         let joined = NIOLockedValueBox(false)
         let source = bootstrap.description
         let node = MeshNode(configuration: config, group: group, logger: logger, onEvent: { event in
@@ -39,6 +41,7 @@ public struct RelayService {
             case .linkFailed(let peer, let error) where peer == source && !joined.withLockedValue({ $0 }):
                 failure.withLockedValue { $0 = isWrongKey(error) ? "wrong key: \(source) does not hold the channel key (\(key))"
                                                         : "cannot join \(source): \(describeConnectError(error))" }
+                wake.signal()
             default:
                 break
             }
@@ -46,10 +49,9 @@ public struct RelayService {
         let id: PeerID
         do { id = try node.start() } catch { throw RuntimeFailure("cannot listen on \(config.listen): \(error)") }
         logger.info("relay \(id) joining \(source)")
-        let stop = NIOLockedValueBox(false)
         let signals = StopSignals { sig in
             logger.notice("stopping on signal \(sig)")
-            stop.withLockedValue { $0 = true }
+            wake.signal()
         }
         defer { withExtendedLifetime(signals) {} }
         let started = monotonicMicros()
@@ -63,12 +65,10 @@ public struct RelayService {
                             formatRate(bytes: s.bytesSent, seconds: elapsed), s.chunksDropped))
         }
         defer { ticker?.stop() }
-        while !stop.withLockedValue({ $0 }) {
-            if let message = failure.withLockedValue({ $0 }) {
-                node.stop(gracefully: false)
-                throw RuntimeFailure(message)
-            }
-            usleep(50_000)
+        wake.wait()
+        if let message = failure.withLockedValue({ $0 }) {
+            node.stop(gracefully: false)
+            throw RuntimeFailure(message)
         }
         node.stop()
     }
