@@ -128,11 +128,12 @@ public struct TokenBucket: Sendable {
         self.tokens = burst
     }
 
-    /// Takes `bytes` if the bucket holds them at `now` (microseconds); otherwise takes nothing.
-    public mutating func take(_ bytes: Int, now: Int64) -> Bool {
+    /// Takes `bytes` if the bucket holds them at `now` (microseconds), and `keep` bytes more besides;
+    /// otherwise takes nothing. `keep` lets what can wait (repairs, a joiner's backlog) yield to what cannot.
+    public mutating func take(_ bytes: Int, now: Int64, keep: Double = 0) -> Bool {
         if let last { tokens = min(burst, tokens + Double(max(0, now - last)) * rate / 1e6) }
         last = now
-        guard tokens >= Double(bytes) else { return false }
+        guard tokens >= Double(bytes) + keep else { return false }
         tokens -= Double(bytes)
         return true
     }

@@ -35,7 +35,9 @@ public struct SourceService {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         defer { try? group.syncShutdownGracefully() }
         let plan = SubstreamPlan()
-        let rate = ingest.nominalBitRate
+        // What the mesh carries is MPEG-TS: packet headers, PES headers, PAT/PMT and padding add 5-10 % to the
+        // codecs' rate. Units sized on the bare rate oversubscribe an uplink, and a drained bucket starves the mesh.
+        let rate = ingest.nominalBitRate * 11 / 10
         // Units the origin serves: its uplink over one substream's rate; without an uplink, as many as come.
         let units: Int
         var sched: Int64 = 1_000

@@ -524,9 +524,17 @@ public struct MeshPeer {
     /// A peer failed us (stopped forwarding, lost chunks, broke the link's rules): not a parent for a while,
     /// twice as long each time it happens again.
     private mutating func punish(_ peer: PeerID, now: Int64) {
+        // The origin is the one source there is: a peer moves away from it when it loses chunks, but never
+        // shuns it (if every peer did, nothing would enter the mesh at all).
+        guard !isOrigin(peer) else { return }
         let count = offenses[peer, default: 0]
         offenses[peer] = count + 1
         avoid[peer] = now + 30_000_000 << min(count, 4)
+    }
+
+    /// The origin as a peer knows it: the peer it joined through, or one at delay 0 in every substream.
+    private func isOrigin(_ peer: PeerID) -> Bool {
+        peer == config.bootstrap || known[peer].map { !$0.info.delays.isEmpty && $0.info.delays.allSatisfy { $0 == 0 } } == true
     }
 
     /// A restarted origin: what is held of the old run is dropped, and so are parents still on it.

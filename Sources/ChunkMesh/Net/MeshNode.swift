@@ -116,6 +116,9 @@ public final class MeshNode: @unchecked Sendable {
     private var tasks: [RepeatedTask] = []
     private var bucket: TokenBucket?
     private var encoded: (seq: UInt64, epoch: UInt64, message: EncodedMessage)?
+    /// The newest chunk this node has sent on: older ones are repairs or backlog.
+    private var newestSeq: UInt64 = 0
+    private var newestEpoch: UInt64 = 0
     public private(set) var id: PeerID = ""
     /// The origin's run, stamped on every chunk it publishes (its start time, µs); 0 at a joiner.
     public let epoch: UInt64
@@ -246,6 +249,7 @@ public final class MeshNode: @unchecked Sendable {
         case .send(let id, let message):
             links[id]?.writeAndFlush(EncodedMessage(.mesh(message)), promise: nil)
         case .sendChunk(let id, let chunk):
+            if chunk.epoch == newestEpoch { newestSeq = max(newestSeq, chunk.seq) } else { (newestEpoch, newestSeq) = (chunk.epoch, chunk.seq) }
             guard let channel = links[id], !configuration.faults.mute else { return }
             if encoded?.seq != chunk.seq || encoded?.epoch != chunk.epoch { encoded = (chunk.seq, chunk.epoch, EncodedMessage(.chunk(chunk))) }
             let message = encoded!.message
@@ -264,7 +268,9 @@ public final class MeshNode: @unchecked Sendable {
             }
             fullSince.removeValue(forKey: id)
             if var bucket {
-                let ok = bucket.take(message.bytes.readableBytes, now: now)
+                // Live chunks first: an older one (a repair, a joiner's backlog) goes only while half the burst is left.
+                let live = chunk.seq + UInt64(2 * SubstreamPlan().count) > newestSeq
+                let ok = bucket.take(message.bytes.readableBytes, now: now, keep: live ? 0 : bucket.burst / 2)
                 self.bucket = bucket
                 guard ok || chunk.isEndOfStream else {
                     statsBox.withLockedValue { $0.chunksDropped += 1 }
