@@ -49,6 +49,16 @@ public struct CommonOptions: ParsableArguments {
     }
 }
 
+/// Runs a command's work: a `RuntimeFailure` becomes one `TOOL: message` line on stderr and exit code 1.
+public func exitingOnFailure(_ tool: String, _ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let failure as RuntimeFailure {
+        printErr("\(tool): \(failure)")
+        throw ExitCode.failure
+    }
+}
+
 /// A one-line failure that ends a command with exit code 1.
 public struct RuntimeFailure: Error, CustomStringConvertible {
     public let description: String

@@ -52,6 +52,13 @@ public struct MetricsOptions: ParsableArguments {
 
     public init() {}
 
+    /// Runs `body` with the metrics served, when `--metrics` asks for them.
+    public func serving(logger: Logger, _ body: () throws -> Void) throws {
+        let server = try start(logger: logger)
+        defer { server?.stop() }
+        try body()
+    }
+
     /// Bootstraps swift-metrics with a Prometheus registry and serves it; nil without `--metrics`.
     public func start(logger: Logger) throws -> MetricsServer? {
         guard let metrics else { return nil }

@@ -68,13 +68,8 @@ struct Play: ParsableCommand {
         service.uplink = uplink
         service.noUpload = noUpload
         service.listen = listen
-        do {
-            let server = try metrics.start(logger: logger)
-            defer { server?.stop() }
-            try service.run(logger: logger)
-        } catch let failure as RuntimeFailure {
-            printErr("lsp2p-play: \(failure)")
-            throw ExitCode.failure
+        try exitingOnFailure("lsp2p-play") {
+            try metrics.serving(logger: logger) { try service.run(logger: logger) }
         }
     }
 }

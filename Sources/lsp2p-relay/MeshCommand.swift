@@ -36,12 +36,10 @@ struct MeshCommand: ParsableCommand {
 
     func run() throws {
         let url = try JoinURL(url)
-        do {
-            let map = try MeshMap.fetch(from: url.address, key: try resolveKey(keyFile: keyFile, url: url), timeout: timeout)
+        let key = try resolveKey(keyFile: keyFile, url: url)
+        try exitingOnFailure("lsp2p-relay") {
+            let map = try MeshMap.fetch(from: url.address, key: key, timeout: timeout)
             print(json ? try map.json() : dot ? map.dot() : map.text())
-        } catch let failure as RuntimeFailure {
-            printErr("lsp2p-relay: \(failure)")
-            throw ExitCode.failure
         }
     }
 }

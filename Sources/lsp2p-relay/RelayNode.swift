@@ -36,13 +36,8 @@ struct RelayNode: ParsableCommand {
         let logger = common.makeLogger("lsp2p.relay")
         let url = try JoinURL(url)
         let service = RelayService(url: url, key: try resolveKey(keyFile: keyFile, url: url), listen: listen, uplink: uplink, quiet: common.quiet)
-        do {
-            let server = try metrics.start(logger: logger)
-            defer { server?.stop() }
-            try service.run(logger: logger)
-        } catch let failure as RuntimeFailure {
-            printErr("lsp2p-relay: \(failure)")
-            throw ExitCode.failure
+        try exitingOnFailure("lsp2p-relay") {
+            try metrics.serving(logger: logger) { try service.run(logger: logger) }
         }
     }
 }

@@ -72,11 +72,6 @@ struct Soak: ParsableCommand {
         let service = SoakService(input: input, relays: relays, players: players, duration: duration, chunkMs: chunkMs,
                                   deadlineMs: deadlineMs, uplinks: uplinkDist, churn: churn, seed: seed, out: out,
                                   minOnTime: minOnTime, quiet: common.quiet)
-        do {
-            try service.run(logger: logger)
-        } catch let failure as RuntimeFailure {
-            printErr("lsp2p-relay: \(failure)")
-            throw ExitCode.failure
-        }
+        try exitingOnFailure("lsp2p-relay") { try service.run(logger: logger) }
     }
 }

@@ -63,13 +63,8 @@ struct Source: ParsableCommand {
             ingest: IngestOptions(input: InputSpec(location: input, format: format), realtime: realtime,
                                   loop: loop, chunkDuration: Int64(chunkMs) * 1000),
             listen: listen, key: key, suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
-        do {
-            let server = try metrics.start(logger: logger)
-            defer { server?.stop() }
-            try service.run(logger: logger)
-        } catch let failure as RuntimeFailure {
-            printErr("lsp2p-relay: \(failure)")
-            throw ExitCode.failure
+        try exitingOnFailure("lsp2p-relay") {
+            try metrics.serving(logger: logger) { try service.run(logger: logger) }
         }
     }
 }
