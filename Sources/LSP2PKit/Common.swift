@@ -139,3 +139,13 @@ func defaultListen(joining bootstrap: HostPort) -> HostPort {
 func isWrongKey(_ error: Error) -> Bool {
     error as? HandshakeError == .wrongKey || error as? HandshakeError == .rejected("wrong key")
 }
+
+extension JSONEncoder {
+    /// How every JSON file and answer of ours is written: snake_case keys, sorted, indented.
+    static var reports: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return encoder
+    }
+}

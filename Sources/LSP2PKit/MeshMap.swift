@@ -44,9 +44,7 @@ public struct MeshMap: Codable, Equatable {
     }
 
     public func json() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let encoder = JSONEncoder.reports
         return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 

@@ -296,9 +296,7 @@ public struct Report: Codable, Equatable {
     }
 
     public func write(to path: String) throws {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let encoder = JSONEncoder.reports
         try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }

@@ -104,9 +104,7 @@ struct SoakResult: Encodable {
     }
 
     func write(to dir: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let encoder = JSONEncoder.reports
         try encoder.encode(self).write(to: dir.appendingPathComponent("report.json"))
         try markdown.write(to: dir.appendingPathComponent("report.md"), atomically: true, encoding: .utf8)
         for (name, svg) in plots { try svg.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8) }

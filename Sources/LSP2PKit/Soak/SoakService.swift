@@ -125,8 +125,6 @@ struct PlayerLine {
               let missing = number(after: "missing "), let p99 = number(after: "p99 ") else { return nil }
         (self.received, self.onTime, self.late, self.missing, self.p99) = (Int(received), Int(onTime), Int(late), Int(missing), p99)
     }
-
-    init() {}
 }
 
 final class SoakRun {
