@@ -89,4 +89,22 @@ final class MeshTests: ChannelTestCase {
             XCTAssertEqual(try Media.decodeErrors(path("p\(i).mp4")), "", "player \(i)")
         }
     }
+
+    func testMeshViewFailsClearlyOnAWrongKeyOrNoOrigin() throws {
+        let source = try RunningSource(["--input", Media.sample, "--loop", "--key-file", keyFile, "--quiet"], in: dir)
+        defer { source.proc.signal(SIGKILL) }
+        let address = String(source.url.dropFirst("lsp2p://".count).prefix { $0 != "?" })
+        let otherKey = String(repeating: "ab", count: 32)
+        let wrong = try Proc("lsp2p-relay", ["mesh", "lsp2p://\(address)?key=\(otherKey)"], in: dir, name: "wrong")
+        XCTAssertEqual(wrong.wait(seconds: 15), 1)
+        XCTAssertTrue(wrong.stderr.contains("wrong key"), wrong.stderr)
+        let nobody = try Proc("lsp2p-relay", ["mesh", "lsp2p://127.0.0.1:1?key=\(otherKey)"], in: dir, name: "nobody")
+        XCTAssertEqual(nobody.wait(seconds: 15), 1)
+        XCTAssertEqual(nobody.stderr.split(separator: "\n").count, 1, nobody.stderr)
+        XCTAssertTrue(nobody.stderr.contains("connection refused"), nobody.stderr)
+        // The origin still serves peers after both.
+        let player = try Proc("lsp2p-play", [source.url, "--output", path("after.ts"), "--duration", "3", "--quiet"], in: dir, name: "after")
+        XCTAssertEqual(player.wait(seconds: 30), 0, player.stderr)
+    }
 }
+
