@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "lsp2p-relay", targets: ["lsp2p-relay"]),
         .executable(name: "lsp2p-play", targets: ["lsp2p-play"]),
+        .executable(name: "lsp2p-sim", targets: ["lsp2p-sim"]),
         .library(name: "ChunkMesh", targets: ["ChunkMesh"]),
         .library(name: "StreamIngest", targets: ["StreamIngest"]),
     ],
@@ -47,11 +48,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        /// Small SVG charts for the reports.
+        .target(name: "Plots"),
+        /// The simulator: the real mesh core on a simulated network, the baselines, and the packet-level model.
+        .target(name: "MeshSim", dependencies: ["ChunkMesh", "Plots", .product(name: "NIOCore", package: "swift-nio")]),
         /// What the commands run: the source service and the player service.
         .target(
             name: "LSP2PKit",
             dependencies: [
-                "ChunkMesh", "StreamIngest",
+                "ChunkMesh", "StreamIngest", "Plots",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -70,10 +75,14 @@ let package = Package(
             name: "lsp2p-play",
             dependencies: ["LSP2PKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .executableTarget(
+            name: "lsp2p-sim",
+            dependencies: ["MeshSim", "LSP2PKit", "ChunkMesh", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .testTarget(
             name: "ChunkMeshTests",
             dependencies: [
-                "ChunkMesh",
+                "ChunkMesh", "MeshSim",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
@@ -83,5 +92,6 @@ let package = Package(
         .target(name: "TestMedia", path: "Tests/TestMedia"),
         .testTarget(name: "StreamIngestTests", dependencies: ["StreamIngest", "ChunkMesh", "TestMedia"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestMedia"]),
+        .testTarget(name: "MeshSimTests", dependencies: ["MeshSim", "ChunkMesh"]),
     ]
 )

@@ -1,17 +1,18 @@
 import ChunkMesh
+import MeshSim
 import XCTest
 
 /// The mesh core under simulated time and a simulated network.
 final class MeshPeerTests: XCTestCase {
     /// Chunks a peer lacks between the first it got and `upTo`.
-    private func gaps(_ sim: MeshSim, _ id: PeerID, upTo: UInt64) -> [UInt64] {
+    private func gaps(_ sim: SimulatedMesh, _ id: PeerID, upTo: UInt64) -> [UInt64] {
         let got = sim.delivered[id] ?? [:]
         guard let first = got.keys.min(), first < upTo else { return [999_999] }
         return (first..<upTo).filter { got[$0] == nil }
     }
 
     func testEveryPeerGetsTheWholeStreamAndTheOriginServesOnlyItsUplink() {
-        let sim = MeshSim(originUnits: 8) // two streams' worth
+        let sim = SimulatedMesh(originUnits: 8) // two streams' worth
         for i in 0..<12 { sim.join("r\(i)", units: 16, seed: UInt64(i + 10)) }
         sim.run(for: 20_000_000)
         let upTo = sim.producedSeqs - 10
@@ -22,7 +23,7 @@ final class MeshPeerTests: XCTestCase {
     }
 
     func testGreedyJoinPicksTheMostPowerfulParents() {
-        let sim = MeshSim(originUnits: 4)
+        let sim = SimulatedMesh(originUnits: 4)
         sim.oneWayDelay = { a, b in [a, b].contains("far") ? 40_000 : 2_000 }
         sim.join("near", units: 8, seed: 2)
         sim.join("far", units: 8, seed: 3)
@@ -36,7 +37,7 @@ final class MeshPeerTests: XCTestCase {
     }
 
     func testABetterParentIsTakenAfterTheImprovementPeriod() {
-        let sim = MeshSim(originUnits: 4)
+        let sim = SimulatedMesh(originUnits: 4)
         var fastLinks = false
         sim.oneWayDelay = { a, b in
             let pair = Set([a, b])
@@ -60,7 +61,7 @@ final class MeshPeerTests: XCTestCase {
     }
 
     func testAParentsLossReparentsWithinOneTimeout() {
-        let sim = MeshSim(originUnits: 4)
+        let sim = SimulatedMesh(originUnits: 4)
         sim.join("a", units: 8, seed: 8)
         sim.run(for: 3_000_000)
         for i in 0..<3 { sim.join("c\(i)", units: 8, seed: UInt64(20 + i)) }
@@ -83,7 +84,7 @@ final class MeshPeerTests: XCTestCase {
     /// a loop for an instant. Announces carry ancestry, so a loop is seen and broken as the news goes round it, and
     /// a loop is cut off from the source, so its parents time out at the latest. None may outlast a parent timeout.
     func testNoLoopsLastUnderRandomJoinsAndLeaves() {
-        let sim = MeshSim(originUnits: 8)
+        let sim = SimulatedMesh(originUnits: 8)
         var rng = SplitMixRandom(seed: 99)
         var live: [PeerID] = []
         var n = 0
@@ -116,7 +117,7 @@ final class MeshPeerTests: XCTestCase {
     }
 
     func testRepairFillsAGapBeforeItsDeadline() {
-        let sim = MeshSim(originUnits: 8)
+        let sim = SimulatedMesh(originUnits: 8)
         sim.join("a", units: 8, seed: 30)
         sim.run(for: 3_000_000)
         let lost = sim.producedSeqs + 10
@@ -135,7 +136,7 @@ final class MeshPeerTests: XCTestCase {
     }
 
     func testAPeerThatStopsForwardingIsDropped() {
-        let sim = MeshSim(originUnits: 4)
+        let sim = SimulatedMesh(originUnits: 4)
         sim.join("mute", units: 8, seed: 40)
         sim.run(for: 3_000_000)
         sim.join("me", units: 0, seed: 41)
@@ -153,7 +154,7 @@ final class MeshPeerTests: XCTestCase {
 
     func testAParentThatLosesMostOfWhatItTookOnIsDropped() {
         // "liar" announces room it does not have: it takes "me" on, then loses two chunks in three.
-        let sim = MeshSim(originUnits: 4)
+        let sim = SimulatedMesh(originUnits: 4)
         sim.join("liar", units: 16, seed: 50)
         sim.run(for: 3_000_000)
         sim.join("me", units: 0, seed: 51)
@@ -170,7 +171,7 @@ final class MeshPeerTests: XCTestCase {
     }
 
     func testPeersFollowARestartedOrigin() {
-        let sim = MeshSim(originUnits: 8)
+        let sim = SimulatedMesh(originUnits: 8)
         for i in 0..<8 { sim.join("r\(i)", units: 12, seed: UInt64(60 + i)) }
         sim.run(for: 10_000_000)
         // Down for 3 s: every peer starves; then the same address serves a new run from seq 0.
@@ -190,7 +191,7 @@ final class MeshPeerTests: XCTestCase {
 
     func testALateYesDoesNotKeepUnitsNobodyUses() {
         // "far" is 600 ms from everyone: its subscribes are answered after it has given up asking (1 s).
-        let sim = MeshSim(originUnits: 8)
+        let sim = SimulatedMesh(originUnits: 8)
         sim.oneWayDelay = { a, b in [a, b].contains("far") ? 600_000 : 5_000 }
         sim.join("far", units: 4, seed: 70)
         sim.run(for: 2_000_000)

@@ -29,13 +29,16 @@ public struct MeshPeerConfig: Sendable {
     /// The origin's run (stamped on its chunks); joiners learn it from the mesh.
     public var epoch: UInt64 = 0
 
-    public init(me: PeerID, isOrigin: Bool, bootstrap: PeerID?, capacityUnits: Int, scheduleDelay: Int64, seed: UInt64) {
+    public init(me: PeerID, isOrigin: Bool, bootstrap: PeerID?, capacityUnits: Int, scheduleDelay: Int64, seed: UInt64,
+                plan: SubstreamPlan = SubstreamPlan(), chunkDuration: Int64 = 200_000) {
         self.me = me
         self.isOrigin = isOrigin
         self.bootstrap = bootstrap
         self.capacityUnits = capacityUnits
         self.scheduleDelay = scheduleDelay
         self.seed = seed
+        self.plan = plan
+        self.chunkDuration = chunkDuration
         self.parentTimeout = max(2_000_000, 3 * Int64(plan.count) * chunkDuration)
     }
 }
@@ -89,6 +92,8 @@ public struct MeshPeer {
     private var rng: SplitMixRandom
     private var known: [PeerID: Known] = [:]
     private var connected: Set<PeerID> = []
+    /// Linked peers in the order their links came up: an order that needs no sorting (the origin has thousands).
+    private var linked: [PeerID] = []
     public private(set) var parents: [Int: PeerID] = [:]
     private var pending: [Int: (peer: PeerID, since: Int64)] = [:]
     /// Substreams to ask for once a link comes up.
@@ -102,12 +107,21 @@ public struct MeshPeer {
     private var lastSeqOf: [Int: UInt64] = [:]
     /// When each missing chunk was last asked for, and how many times.
     private var repairTried: [UInt64: (at: Int64, tries: Int)] = [:]
+    /// Where the next repair scan starts: every chunk before it is held (or out of reach).
+    private var repairFrom: UInt64 = 0
     public private(set) var highestSeq: UInt64?
     /// The first chunk of this run received: nothing older is worth a repair (playback starts after it).
     private var firstSeq: UInt64?
     private var nextImprovement: Int64 = 0
     private var nextAnnounce: Int64 = 0
     private var nextBootstrapTry: Int64 = 0
+    /// Forgetting old news and closing idle links: once a second is plenty.
+    private var nextHousekeeping: Int64 = 0
+    /// Bumped when news of a peer could make it a better candidate than before.
+    private var newsVersion = 0
+    private var fruitlessSearch: (version: Int, needed: [Int], at: Int64)?
+    /// The time of the event being handled.
+    private var lastNow: Int64 = 0
     /// Peers not to take as parents until a time: they failed to connect, or stopped forwarding.
     private var avoid: [PeerID: Int64] = [:]
     /// How often each peer was caught failing us: each time it is avoided twice as long.
@@ -141,8 +155,9 @@ public struct MeshPeer {
     public func delay(of substream: Int) -> Int64? {
         if config.isOrigin { return 0 }
         // A parent that has lost that substream itself passes on no delay, however it says it is fed otherwise.
-        guard let p = parents[substream], let c = candidate(p), c.delays[substream] != nil else { return nil }
-        return c.delayVia(substream)
+        guard let p = parents[substream], let k = known[p], !isAvoided(p), k.info.epoch >= epoch,
+              substream < k.info.delays.count, let d = k.info.delays[substream] else { return nil }
+        return d + (k.linkDelay ?? config.assumedLinkDelay) + k.info.scheduleDelay
     }
 
     /// D(me): the longest over my substreams, or nil without a full set of parents.
@@ -177,15 +192,16 @@ public struct MeshPeer {
     // MARK: events
 
     public mutating func handle(_ event: MeshEvent, now: Int64) -> [MeshAction] {
+        lastNow = now
         var out: [MeshAction] = []
         switch event {
         case .start:
             nextImprovement = now + jittered(config.improvementPeriod)
             if let bootstrap = config.bootstrap, bootstrap != config.me { out.append(.connect(bootstrap)) }
         case .connected(let peer):
-            connected.insert(peer)
+            if connected.insert(peer).inserted { linked.append(peer) }
             // A bootstrap that answers again (a restarted origin) is a candidate again at once.
-            if peer == config.bootstrap { avoid.removeValue(forKey: peer) }
+            if peer == config.bootstrap, avoid.removeValue(forKey: peer) != nil { newsVersion += 1 }
             out.append(.send(peer, .announce(info, wantPeers: !config.isOrigin)))
             // What we wait for from it, asked again if a new link replaced one a subscribe may have been lost on.
             let wanted = (awaitingLink.removeValue(forKey: peer) ?? []).union(pending.filter { $0.value.peer == peer }.keys)
@@ -202,6 +218,7 @@ public struct MeshPeer {
             out += lose(peer, now: now)
         case .linkDelay(let peer, let delay):
             known[peer]?.linkDelay = delay
+            newsVersion += 1
         case .message(let peer, let message):
             out += receive(message, from: peer, now: now)
         case .chunk(let from, let chunk):
@@ -224,7 +241,9 @@ public struct MeshPeer {
         case .announce(let info, let wantPeers):
             guard info.id == peer else { return [] } // a peer speaks only for itself
             let delay = known[peer]?.linkDelay
-            let before = self.info
+            let isParent = parents.values.contains(peer)
+            let before = isParent ? self.info : nil
+            if known[peer]?.info != info { newsVersion += 1 }
             known[peer] = Known(info: info, linkDelay: delay, heardAt: now)
             if info.epoch > epoch { out += newEpoch(info.epoch, now: now) }
             // A loop formed from moves made at once on stale news: leave that parent there, choose again.
@@ -233,18 +252,18 @@ public struct MeshPeer {
             if !looped.isEmpty {
                 out.append(.send(peer, .unsubscribe(looped)))
                 out += orphan(looped, now: now)
-            } else if parents.values.contains(peer), self.info != before {
+            } else if isParent, self.info != before {
                 out += announceDownstream(now: now)
             }
             if wantPeers {
                 // Only first-hand news: peers linked to us, so the dead drop out of everyone's lists.
-                let sample = connected.sorted().compactMap { known[$0]?.info }.filter { $0.id != peer && $0.delays.contains { $0 != nil } }
-                out.append(.send(peer, .peers(Array(sample.shuffled(using: &rng).prefix(16)) + [self.info])))
+                out.append(.send(peer, .peers(candidateSample(for: peer) + [self.info])))
             }
             out += selectParents(now: now)
         case .peers(let list):
             for info in list where info.id != config.me && !connected.contains(info.id) {
                 // What a linked peer says of itself beats hearsay; hearsay refreshes the rest.
+                if known[info.id]?.info != info { newsVersion += 1 }
                 known[info.id] = Known(info: info, linkDelay: known[info.id]?.linkDelay, heardAt: now)
             }
             out += selectParents(now: now)
@@ -334,9 +353,14 @@ public struct MeshPeer {
         firstSeq = min(firstSeq ?? chunk.seq, chunk.seq)
         lastSeqOf[s] = max(lastSeqOf[s] ?? chunk.seq, chunk.seq)
         if window.count > config.windowChunks, let high = highestSeq {
-            windowLow = high >= UInt64(config.windowChunks) ? high - UInt64(config.windowChunks) + 1 : 0
-            window = window.filter { $0.key >= windowLow }
-            repairTried = repairTried.filter { $0.key >= windowLow }
+            let low = high >= UInt64(config.windowChunks) ? high - UInt64(config.windowChunks) + 1 : 0
+            if low - windowLow < UInt64(window.count) {
+                for seq in windowLow..<low { window.removeValue(forKey: seq) }
+            } else {
+                window = window.filter { $0.key >= low }
+            }
+            windowLow = low
+            if !repairTried.isEmpty { repairTried = repairTried.filter { $0.key >= windowLow } }
         }
         out.append(.deliver(chunk))
         for (child, subs) in children.sorted(by: { $0.key < $1.key }) where child != from && (subs.contains(s) || chunk.isEndOfStream) {
@@ -348,10 +372,14 @@ public struct MeshPeer {
     private mutating func tick(now: Int64) -> [MeshAction] {
         var out: [MeshAction] = []
         guard !config.isOrigin else { return announce(now: now) }
-        avoid = avoid.filter { $0.value > now }
-        // Offences are remembered while a peer is avoided or still heard of: memory stays bounded under churn.
-        if offenses.count > avoid.count { offenses = offenses.filter { avoid[$0.key] != nil || known[$0.key] != nil } }
-        known = known.filter { connected.contains($0.key) || now - $0.value.heardAt < Self.forgetAfter }
+        if now >= nextHousekeeping {
+            nextHousekeeping = now + 1_000_000
+            avoid = avoid.filter { $0.value > now }
+            // Offences are remembered while a peer is avoided or still heard of: memory stays bounded under churn.
+            if offenses.count > avoid.count { offenses = offenses.filter { avoid[$0.key] != nil || known[$0.key] != nil } }
+            known = known.filter { connected.contains($0.key) || now - $0.value.heardAt < Self.forgetAfter }
+            out += closeIdleLinks(now: now)
+        }
         if let bootstrap = config.bootstrap, !connected.contains(bootstrap), now >= nextBootstrapTry {
             nextBootstrapTry = now + 2_000_000
             out.append(.connect(bootstrap))
@@ -390,7 +418,6 @@ public struct MeshPeer {
         }
         out += announce(now: now)
         out += repair(now: now)
-        out += closeIdleLinks(now: now)
         return out
     }
 
@@ -403,7 +430,7 @@ public struct MeshPeer {
         if let bootstrap = config.bootstrap { busy.insert(bootstrap) }
         idleSince = idleSince.filter { connected.contains($0.key) && !busy.contains($0.key) }
         var out: [MeshAction] = []
-        for peer in connected.sorted() where !busy.contains(peer) {
+        for peer in linked where !busy.contains(peer) {
             let since = idleSince[peer] ?? now
             idleSince[peer] = since
             if now - since > Self.idleLinkTimeout {
@@ -419,7 +446,7 @@ public struct MeshPeer {
         guard now >= nextAnnounce else { return [] }
         nextAnnounce = now + config.announcePeriod
         let me = info
-        let peers = connected.sorted()
+        let peers = linked
         // Gossip: ask one neighbour a round for the peers it knows.
         let asked = peers.isEmpty || config.isOrigin ? nil : peers[Int(rng.next() % UInt64(peers.count))]
         return peers.map { .send($0, .announce(me, wantPeers: $0 == asked)) }
@@ -434,10 +461,18 @@ public struct MeshPeer {
         let horizon = UInt64(config.repairHorizon / max(1, config.chunkDuration))
         let low = max(windowLow, firstSeq ?? 0, high > horizon ? high - horizon : 0)
         var out: [MeshAction] = []
-        let sources = Set(parents.values).sorted()
-        var seq = low
+        var sources: [PeerID] = []
+        var seq = max(low, repairFrom)
+        // Everything before the first gap is held: the next scan starts there.
+        var complete = true
         while seq + k <= high, out.count < 8 {
+            if window[seq] != nil {
+                if complete { repairFrom = seq + 1 }
+            } else {
+                complete = false
+            }
             if window[seq] == nil, repairTried[seq].map({ now - $0.at > 2 * config.chunkDuration }) ?? true {
+                if sources.isEmpty { sources = Set(parents.values).sorted() }
                 // Each try asks the next parent: the one asked first may be the one that lost it.
                 let tries = (repairTried[seq]?.tries ?? 0) + 1
                 repairTried[seq] = (now, tries)
@@ -450,10 +485,13 @@ public struct MeshPeer {
 
     /// Gives every substream without a parent one, by power.
     private mutating func selectParents(now: Int64) -> [MeshAction] {
-        guard !config.isOrigin, !leaving else { return [] }
+        guard !config.isOrigin, !leaving, parents.count < config.plan.count else { return [] }
         let needed = config.plan.all.filter { parents[$0] == nil && pending[$0] == nil }
         guard !needed.isEmpty else { return [] }
+        // Nothing new heard since a search that found no one: no need to search again (but once a second anyway).
+        if let last = fruitlessSearch, last.version == newsVersion, last.needed == needed, now - last.at < 1_000_000 { return [] }
         let plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
+        fruitlessSearch = plan.isEmpty ? (newsVersion, needed, now) : nil
         return ask(plan, now: now)
     }
 
@@ -494,7 +532,7 @@ public struct MeshPeer {
     /// A link is gone: its news is forgotten (so it is not chosen again at once), its children go, and the
     /// substreams it fed are re-parented at once.
     private mutating func lose(_ peer: PeerID, now: Int64) -> [MeshAction] {
-        connected.remove(peer)
+        if connected.remove(peer) != nil { linked.removeAll { $0 == peer } }
         known.removeValue(forKey: peer)
         children.removeValue(forKey: peer)
         awaitingLink.removeValue(forKey: peer)
@@ -543,6 +581,7 @@ public struct MeshPeer {
         epoch = new
         window.removeAll()
         windowLow = 0
+        repairFrom = 0
         lastSeqOf.removeAll()
         repairTried.removeAll()
         highestSeq = nil
@@ -587,13 +626,13 @@ public struct MeshPeer {
         downstreamAnnounceDue = false
         let me = info
         // Every linked peer, not only children: the origin and neighbours hand this news to joiners at once.
-        return connected.sorted().map { .send($0, .announce(me, wantPeers: false)) }
+        return linked.map { .send($0, .announce(me, wantPeers: false)) }
     }
 
     static let downstreamSpacing: Int64 = 20_000
 
     private func candidate(_ id: PeerID) -> CandidateParent? {
-        guard let k = known[id], avoid[id] == nil, k.info.epoch >= epoch else { return nil }
+        guard let k = known[id], !isAvoided(id), k.info.epoch >= epoch else { return nil }
         var delays: [Int: Int64] = [:]
         var ancestors: [Int: Set<PeerID>] = [:]
         for s in config.plan.all {
@@ -608,7 +647,27 @@ public struct MeshPeer {
                                scheduleDelay: k.info.scheduleDelay, residualUnits: k.info.residualUnits, ancestors: ancestors)
     }
 
-    private func candidates() -> [CandidateParent] { known.keys.sorted().compactMap { candidate($0) } }
+    /// Avoided until a time; the list itself is pruned once a second.
+    private func isAvoided(_ peer: PeerID) -> Bool { avoid[peer] != nil && avoid[peer]! > lastNow }
+
+    /// Candidates with a unit to spare: only those can take a substream.
+    private func candidates() -> [CandidateParent] {
+        known.filter { $0.value.info.residualUnits > 0 }.keys.sorted().compactMap { candidate($0) }
+    }
+
+    /// Up to 16 linked peers that receive the stream, for a peer looking for parents: those with room first.
+    /// Drawn at random, so the origin of a large mesh does not send everyone the same few.
+    private mutating func candidateSample(for asker: PeerID) -> [PeerInfo] {
+        var picked: [PeerInfo] = []
+        var seen: Set<PeerID> = [asker]
+        let draws = linked.count <= 32 ? linked.shuffled(using: &rng)
+            : (0..<64).map { _ in linked[Int(rng.next() % UInt64(linked.count))] }
+        for id in draws where seen.insert(id).inserted {
+            if let info = known[id]?.info, info.delays.contains(where: { $0 != nil }) { picked.append(info) }
+        }
+        let withRoom = picked.filter { $0.residualUnits > 0 }
+        return Array((withRoom + picked.filter { $0.residualUnits == 0 }).prefix(16))
+    }
 
     private mutating func jittered(_ period: Int64) -> Int64 {
         period * 3 / 4 + Int64(rng.next() % UInt64(max(1, period / 2)))

@@ -1,4 +1,5 @@
 import Foundation
+import Plots
 
 /// What a soak found: `report.json` (snake_case keys), `report.md`, and the SVG plots.
 struct SoakResult: Encodable {

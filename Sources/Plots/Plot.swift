@@ -1,32 +1,40 @@
 import Foundation
 
-/// Small SVG charts for the soak report: lines, bars and the mesh. Plain SVG 1.1, no scripts.
-enum Plot {
-    static let width = 720.0, height = 400.0
-    static let left = 64.0, right = 24.0, top = 40.0, bottom = 52.0
-    static let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+/// Small SVG charts for the reports (soak, simulator): lines, bars, points. Plain SVG 1.1, no scripts.
+public enum Plot {
+    public static let width = 720.0, height = 400.0
+    public static let left = 64.0, right = 24.0, top = 40.0, bottom = 52.0
+    public static let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
-    struct Series {
-        var name: String
-        var points: [(x: Double, y: Double)]
+    public struct Series {
+        public var name: String
+        public var points: [(x: Double, y: Double)]
+        public init(name: String, points: [(x: Double, y: Double)]) {
+            self.name = name
+            self.points = points
+        }
     }
 
-    struct Frame {
-        var x: ClosedRange<Double>
-        var y: ClosedRange<Double>
-        func px(_ v: Double) -> Double { left + (v - x.lowerBound) / max(1e-9, x.upperBound - x.lowerBound) * (width - left - right) }
-        func py(_ v: Double) -> Double { height - bottom - (v - y.lowerBound) / max(1e-9, y.upperBound - y.lowerBound) * (height - top - bottom) }
+    public struct Frame {
+        public var x: ClosedRange<Double>
+        public var y: ClosedRange<Double>
+        public init(x: ClosedRange<Double>, y: ClosedRange<Double>) {
+            self.x = x
+            self.y = y
+        }
+        public func px(_ v: Double) -> Double { left + (v - x.lowerBound) / max(1e-9, x.upperBound - x.lowerBound) * (width - left - right) }
+        public func py(_ v: Double) -> Double { height - bottom - (v - y.lowerBound) / max(1e-9, y.upperBound - y.lowerBound) * (height - top - bottom) }
     }
 
-    static func escape(_ s: String) -> String {
+    public static func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 
-    static func fmt(_ v: Double) -> String { String(format: "%.1f", v) }
+    public static func fmt(_ v: Double) -> String { String(format: "%.1f", v) }
 
     /// The frame, axes with five ticks each, the title and axis labels.
-    static func axes(_ f: Frame, title: String, xLabel: String, yLabel: String, yFormat: (Double) -> String = { String(format: "%g", $0) }) -> [String] {
+    public static func axes(_ f: Frame, title: String, xLabel: String, yLabel: String, yFormat: (Double) -> String = { String(format: "%g", $0) }) -> [String] {
         var out = [
             "<rect width=\"\(width)\" height=\"\(height)\" fill=\"white\"/>",
             "<text x=\"\(width / 2)\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">\(escape(title))</text>",
@@ -45,14 +53,14 @@ enum Plot {
         return out
     }
 
-    static func document(_ body: [String]) -> String {
+    public static func document(_ body: [String], width: Double = width, height: Double = height) -> String {
         (["<?xml version=\"1.0\" encoding=\"UTF-8\"?>",
           "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" viewBox=\"0 0 \(Int(width)) \(Int(height))\" font-family=\"sans-serif\">"]
             + body + ["</svg>", ""]).joined(separator: "\n")
     }
 
     /// Lines over x, with labelled vertical markers (churn events).
-    static func lines(title: String, xLabel: String, yLabel: String, series: [Series], y: ClosedRange<Double>? = nil,
+    public static func lines(title: String, xLabel: String, yLabel: String, series: [Series], y: ClosedRange<Double>? = nil,
                       markers: [(x: Double, label: String)] = [], yFormat: (Double) -> String = { String(format: "%g", $0) }) -> String {
         let xs = series.flatMap { $0.points.map(\.x) } + markers.map(\.x)
         let ys = series.flatMap { $0.points.map(\.y) }
@@ -75,37 +83,14 @@ enum Plot {
     }
 
     /// One bar per item, in the given order.
-    static func bars(title: String, yLabel: String, items: [(label: String, value: Double)]) -> String {
+    public static func bars(title: String, xLabel: String = "peers, nearest to the source first", yLabel: String,
+                            items: [(label: String, value: Double)]) -> String {
         let f = Frame(x: 0...Double(max(1, items.count)), y: 0...max(items.map(\.value).max() ?? 1, 1e-6))
-        var body = axes(f, title: title, xLabel: "peers, nearest to the source first", yLabel: yLabel)
+        var body = axes(f, title: title, xLabel: xLabel, yLabel: yLabel)
         let w = (width - left - right) / Double(max(1, items.count))
         for (i, item) in items.enumerated() {
             let x = f.px(Double(i)), y = f.py(item.value)
             body.append("<rect x=\"\(fmt(x + w * 0.1))\" y=\"\(fmt(y))\" width=\"\(fmt(w * 0.8))\" height=\"\(fmt(height - bottom - y))\" fill=\"\(palette[0])\"><title>\(escape(item.label)): \(String(format: "%.1f", item.value))</title></rect>")
-        }
-        return document(body)
-    }
-
-    /// The mesh: peers placed left to right by delay from the source, an arrow per parent → child edge.
-    static func mesh(_ map: MeshMap) -> String {
-        let f = Frame(x: 0...max(map.peers.compactMap(\.delayMs).max() ?? 1, 1e-3), y: 0...Double(max(1, map.peers.count)))
-        var body = axes(f, title: "the mesh at the end (\(map.peers.count - 1) peers)", xLabel: "delay from the source, ms", yLabel: "peers")
-        var position: [String: (Double, Double)] = [:]
-        let ordered = [map.peers[0]] + map.peers.dropFirst().sorted { ($0.delayMs ?? .infinity, $0.id) < ($1.delayMs ?? .infinity, $1.id) }
-        for (i, peer) in ordered.enumerated() {
-            position[peer.id] = (f.px(peer.delayMs ?? f.x.upperBound), f.py(Double(i) + 0.5))
-        }
-        body.append("<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"5\" markerHeight=\"5\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#999\"/></marker></defs>")
-        for peer in map.peers {
-            for parent in Set(peer.substreams.compactMap(\.parent)).sorted() {
-                guard let from = position[parent], let to = position[peer.id] else { continue }
-                body.append("<line x1=\"\(fmt(from.0))\" y1=\"\(fmt(from.1))\" x2=\"\(fmt(to.0))\" y2=\"\(fmt(to.1))\" stroke=\"#999\" marker-end=\"url(#arrow)\"/>")
-            }
-        }
-        for peer in map.peers {
-            guard let p = position[peer.id] else { continue }
-            let color = peer.id == map.origin ? palette[3] : peer.delayMs == nil ? palette[7] : palette[0]
-            body.append("<circle cx=\"\(fmt(p.0))\" cy=\"\(fmt(p.1))\" r=\"5\" fill=\"\(color)\"><title>\(escape(peer.id))</title></circle>")
         }
         return document(body)
     }

@@ -1,0 +1,27 @@
+import Plots
+
+extension Plot {
+    /// The mesh: peers placed left to right by delay from the source, an arrow per parent → child edge.
+    static func mesh(_ map: MeshMap) -> String {
+        let f = Frame(x: 0...max(map.peers.compactMap(\.delayMs).max() ?? 1, 1e-3), y: 0...Double(max(1, map.peers.count)))
+        var body = axes(f, title: "the mesh at the end (\(map.peers.count - 1) peers)", xLabel: "delay from the source, ms", yLabel: "peers")
+        var position: [String: (Double, Double)] = [:]
+        let ordered = [map.peers[0]] + map.peers.dropFirst().sorted { ($0.delayMs ?? .infinity, $0.id) < ($1.delayMs ?? .infinity, $1.id) }
+        for (i, peer) in ordered.enumerated() {
+            position[peer.id] = (f.px(peer.delayMs ?? f.x.upperBound), f.py(Double(i) + 0.5))
+        }
+        body.append("<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"5\" markerHeight=\"5\" orient=\"auto\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#999\"/></marker></defs>")
+        for peer in map.peers {
+            for parent in Set(peer.substreams.compactMap(\.parent)).sorted() {
+                guard let from = position[parent], let to = position[peer.id] else { continue }
+                body.append("<line x1=\"\(fmt(from.0))\" y1=\"\(fmt(from.1))\" x2=\"\(fmt(to.0))\" y2=\"\(fmt(to.1))\" stroke=\"#999\" marker-end=\"url(#arrow)\"/>")
+            }
+        }
+        for peer in map.peers {
+            guard let p = position[peer.id] else { continue }
+            let color = peer.id == map.origin ? palette[3] : peer.delayMs == nil ? palette[7] : palette[0]
+            body.append("<circle cx=\"\(fmt(p.0))\" cy=\"\(fmt(p.1))\" r=\"5\" fill=\"\(color)\"><title>\(escape(peer.id))</title></circle>")
+        }
+        return document(body)
+    }
+}

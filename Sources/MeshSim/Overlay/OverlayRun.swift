@@ -1,0 +1,204 @@
+import ChunkMesh
+import Foundation
+
+/// What one algorithm achieved on a scenario, over the measured window (after the warm-up, to a deadline before
+/// the end). A peer counts from 5 s after it joined to a deadline before it went.
+public struct OverlayResult: Codable, Sendable {
+    /// The longest and the mean of the peers' delays; a peer's delay is the median over its seconds of the
+    /// latest chunk of that second (ingest to arrival: the slowest substream).
+    public var maxDelayMs: Double
+    public var meanDelayMs: Double
+    /// Chunks received over chunks due, times the stream's rate, against `min(rate, r_max)`.
+    public var rateRatio: Double
+    public var achievedRateBps: Double
+    /// Chunks received within the deadline over chunks due.
+    public var onTime: Double
+    /// Streams' worth the origin sends (units in use over k), mean over the window.
+    public var originLoad: Double
+    public var parentChanges: Int
+    /// [percentile, ms] of every chunk's delay.
+    public var delayCdfMs: [[Double]]
+    /// Every measured peer's delay, ms, sorted (at most 500, evenly picked).
+    public var peerDelaysMs: [Double]
+    /// Samples (each second, each 10 s past 2,000 peers) where some substream's parents formed a cycle.
+    public var loopsSeen: Int
+    public var peersMeasured: Int
+    public var wallSeconds: Double
+}
+
+/// Chunk arrivals of the measured window, by peer and second.
+struct DeliveryTally {
+    let world: OverlayWorld
+    let firstSecond: Int
+    let seconds: Int
+    private let from: [Int64]
+    private let to: [Int64]
+    private var received: [UInt16]
+    private var onTime: [UInt16]
+    private var latest: [Int32]
+    /// Chunk delays in ms buckets; the last bucket holds everything later.
+    private var histogram = [Int](repeating: 0, count: 60_001)
+    static let grace: Int64 = 5_000_000
+
+    init(world: OverlayWorld) {
+        self.world = world
+        let sc = world.scenario
+        firstSecond = Int((sc.warmup + 999_999) / 1_000_000)
+        let lastSecond = Int((sc.duration - sc.deadline) / 1_000_000)
+        seconds = max(0, lastSecond - firstSecond)
+        var leaves = [Int64](repeating: .max, count: world.count)
+        for e in world.events where e.kind != .join { leaves[e.peer] = min(leaves[e.peer], e.at) }
+        from = (0..<world.count).map { world.joinAt[$0] + Self.grace }
+        to = (0..<world.count).map { leaves[$0] == .max ? .max : leaves[$0] - sc.deadline }
+        received = Array(repeating: 0, count: world.count * seconds)
+        onTime = received
+        latest = Array(repeating: -1, count: world.count * seconds)
+    }
+
+    /// The slot of a peer's second, if the peer is measured then.
+    private func slot(_ peer: Int, _ second: Int) -> Int? {
+        let j = second - firstSecond
+        guard peer > 0, j >= 0, j < seconds, Int64(second) * 1_000_000 >= from[peer],
+              Int64(second + 1) * 1_000_000 <= to[peer] else { return nil }
+        return peer * seconds + j
+    }
+
+    mutating func record(peer: Int, ingest: Int64, delay: Int64) {
+        guard let i = slot(peer, Int(ingest / 1_000_000)) else { return }
+        received[i] &+= 1
+        if delay <= world.scenario.deadline { onTime[i] &+= 1 }
+        let ms = Int32(min(delay / 1_000, Int64(Int32.max)))
+        latest[i] = max(latest[i], ms)
+        histogram[min(Int(ms), histogram.count - 1)] += 1
+    }
+
+    /// Chunks cut in a second: ingest times are multiples of the chunk duration.
+    func chunks(in second: Int) -> Range<Int64> {
+        let cd = world.scenario.chunkDuration
+        let first = (Int64(second) * 1_000_000 + cd - 1) / cd
+        let end = (Int64(second + 1) * 1_000_000 + cd - 1) / cd
+        return first..<end
+    }
+
+    func result(originLoad: Double, parentChanges: Int, loopsSeen: Int, wall: Double) -> OverlayResult {
+        var due = 0, got = 0, inTime = 0
+        var peerDelays: [Double] = []
+        for peer in 1..<world.count {
+            var worst: [Int32] = []
+            for second in firstSecond..<(firstSecond + seconds) {
+                guard let i = slot(peer, second) else { continue }
+                due += chunks(in: second).count
+                got += Int(received[i])
+                inTime += Int(onTime[i])
+                if latest[i] >= 0 { worst.append(latest[i]) }
+            }
+            if !worst.isEmpty { peerDelays.append(Double(worst.sorted()[worst.count / 2])) }
+        }
+        peerDelays.sort()
+        let ratio = due == 0 ? 0 : Double(got) / Double(due)
+        let target = min(world.rate, world.maxRate)
+        let total = histogram.reduce(0, +)
+        var cdf: [[Double]] = []
+        var seen = 0, bucket = 0
+        for p in [0.0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.9, 100] where total > 0 {
+            let rank = max(1, Int((p / 100 * Double(total)).rounded(.up)))
+            while seen < rank, bucket < histogram.count { seen += histogram[bucket]; bucket += 1 }
+            cdf.append([p, Double(max(0, bucket - 1))])
+        }
+        let step = max(1, peerDelays.count / 500)
+        return OverlayResult(
+            maxDelayMs: peerDelays.last ?? 0,
+            meanDelayMs: peerDelays.isEmpty ? 0 : peerDelays.reduce(0, +) / Double(peerDelays.count),
+            rateRatio: ratio * world.rate / target, achievedRateBps: ratio * world.rate,
+            onTime: due == 0 ? 0 : Double(inTime) / Double(due), originLoad: originLoad, parentChanges: parentChanges,
+            delayCdfMs: cdf, peerDelaysMs: stride(from: 0, to: peerDelays.count, by: step).map { peerDelays[$0] },
+            loopsSeen: loopsSeen, peersMeasured: peerDelays.count, wallSeconds: wall)
+    }
+}
+
+/// Runs one algorithm on a world. `progress` hears the simulated time (µs) once a second of it.
+public enum OverlaySimulation {
+    public static func run(_ algorithm: OverlayAlgorithm, world: OverlayWorld,
+                           progress: (Int64) -> Void = { _ in }) -> OverlayResult {
+        let started = Date()
+        return algorithm == .fastmesh
+            ? runFastMesh(world, started: started, progress: progress)
+            : runStatic(algorithm, world, started: started, progress: progress)
+    }
+
+    /// The baselines: built whole at the start, repaired at once on churn, sampled once a second.
+    private static func runStatic(_ algorithm: OverlayAlgorithm, _ world: OverlayWorld, started: Date,
+                                  progress: (Int64) -> Void) -> OverlayResult {
+        let sc = world.scenario
+        var mesh = StaticMesh(algorithm, world: world)
+        var tally = DeliveryTally(world: world)
+        var events = world.events[...]
+        var load = 0.0
+        for second in 0..<Int(sc.duration / 1_000_000) {
+            while let e = events.first, e.at < Int64(second + 1) * 1_000_000 {
+                events = events.dropFirst()
+                if e.kind == .join { mesh.insert(e.peer) } else { mesh.remove(e.peer) }
+            }
+            guard second >= tally.firstSecond, second < tally.firstSecond + tally.seconds else { continue }
+            load += Double(mesh.used[0]) / Double(sc.k)
+            for peer in 1..<world.count where mesh.alive[peer] {
+                for n in tally.chunks(in: second) {
+                    let d = mesh.delay[Int(n % Int64(sc.k))][peer]
+                    if d >= 0 { tally.record(peer: peer, ingest: n * sc.chunkDuration, delay: d) }
+                }
+            }
+            progress(Int64(second + 1) * 1_000_000)
+        }
+        return tally.result(originLoad: load / Double(max(1, tally.seconds)), parentChanges: mesh.parentChanges,
+                            loopsSeen: 0, wall: Date().timeIntervalSince(started))
+    }
+
+    /// Fast-Mesh: every peer a real `MeshPeer`, on the simulated wide-area network.
+    private static func runFastMesh(_ world: OverlayWorld, started: Date, progress: (Int64) -> Void) -> OverlayResult {
+        let sc = world.scenario
+        let sim = SimulatedMesh(originUnits: world.units[0], originScheduleDelay: world.sched[0],
+                                chunkDuration: sc.chunkDuration, substreams: sc.k)
+        sim.recordDeliveries = false
+        sim.maxEvents = .max
+        let ids = [sim.origin] + (1..<world.count).map { "p\($0)" }
+        let index = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+        let network = world.network
+        sim.oneWayDelay = { a, b in network.delay(index[a]!, index[b]!) }
+        var tally = DeliveryTally(world: world)
+        sim.onDeliver = { id, chunk, now in
+            tally.record(peer: index[id]!, ingest: chunk.ingestTime, delay: now - chunk.ingestTime)
+        }
+        // The first peers join within the spread; churn follows the script.
+        var script = (1...sc.peers).map { OverlayWorld.Event(at: world.joinAt[$0], kind: .join, peer: $0) } + world.events
+        script.sort { ($0.at, $0.peer) < ($1.at, $1.peer) }
+        var next = script[...]
+        var load = 0.0, loops = 0, departedChanges = 0
+        for second in 0..<Int(sc.duration / 1_000_000) {
+            let end = Int64(second + 1) * 1_000_000
+            while let e = next.first, e.at < end {
+                next = next.dropFirst()
+                sim.run(for: e.at - sim.now)
+                let id = ids[e.peer]
+                switch e.kind {
+                case .join: sim.join(id, units: world.units[e.peer], sched: world.sched[e.peer], seed: sc.seed &* 1_000_003 &+ UInt64(e.peer))
+                case .fail:
+                    departedChanges += sim.peers[id]?.parentChanges ?? 0
+                    sim.kill(id)
+                case .leave:
+                    departedChanges += sim.peers[id]?.parentChanges ?? 0
+                    sim.leave(id)
+                }
+            }
+            sim.run(for: end - sim.now)
+            if second >= tally.firstSecond, second < tally.firstSecond + tally.seconds {
+                load += Double(sim.peers[sim.origin]!.usedUnits) / Double(sc.k)
+                // A loop check walks every peer's parents: each second on small meshes, each 10 s on large ones.
+                if second % (world.count > 2_000 ? 10 : 1) == 0, sim.loop() != nil { loops += 1 }
+            }
+            progress(end)
+        }
+        let changes = departedChanges + sim.alive.filter { $0 != sim.origin }.map { sim.peers[$0]!.parentChanges }.reduce(0, +)
+        return tally.result(originLoad: load / Double(max(1, tally.seconds)), parentChanges: changes, loopsSeen: loops,
+                            wall: Date().timeIntervalSince(started))
+    }
+}

@@ -1,0 +1,18 @@
+import ArgumentParser
+import LSP2PKit
+
+@main
+struct Sim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lsp2p-sim",
+        abstract: "Simulate LSP2P: a packet-level wireless model, and the Fast-Mesh overlay at scale against baselines.",
+        discussion: """
+        Both modes are deterministic for a seed, print progress on stderr and end with a summary.
+          lsp2p-sim packet --nodes 1000 --out sim-out/packet
+          lsp2p-sim overlay --peers 1000 --algo fastmesh,centralized,random,tree --out sim-out/overlay
+        """,
+        subcommands: [PacketCommand.self, OverlayCommand.self]
+    )
+
+    static func main() { mainWithContractExitCodes() }
+}

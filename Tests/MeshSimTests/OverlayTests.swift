@@ -1,0 +1,82 @@
+import ChunkMesh
+import Foundation
+import MeshSim
+import XCTest
+
+final class OverlayTests: XCTestCase {
+    private func scenario(peers: Int, uplinks: String = "0.5x-4x", churn: String = "off", duration: Int64 = 40, seed: UInt64 = 3) -> OverlayScenario {
+        var sc = OverlayScenario()
+        sc.peers = peers
+        sc.uplinks = UplinkDistribution(argument: uplinks)!
+        sc.churn = OverlayChurn(argument: churn)!
+        sc.duration = duration * 1_000_000
+        sc.joinSpread = 4_000_000
+        sc.seed = seed
+        return sc
+    }
+
+    func testMaxRateIsKumarLiuRossBound() {
+        var sc = scenario(peers: 10, uplinks: "0.5x")
+        sc.originUplink = UplinkDistribution(argument: "3x")!
+        let world = OverlayWorld(sc)
+        // min(u_s, (u_s + Σ u_i) / n) = min(3, (3 + 10 × 0.5) / 10) = 0.8 streams
+        XCTAssertEqual(world.maxRate / world.rate, 0.8, accuracy: 1e-9)
+        XCTAssertEqual(world.units[1], 2)
+        XCTAssertEqual(world.units[0], 12)
+    }
+
+    func testTheNetworkModelIsSymmetricAndBounded() {
+        var net = WideAreaNetwork(seed: 9)
+        for _ in 0..<50 { net.addHost() }
+        for a in 0..<50 {
+            XCTAssertEqual(net.delay(a, a), 0)
+            for b in 0..<50 where b != a {
+                XCTAssertEqual(net.delay(a, b), net.delay(b, a))
+                XCTAssertGreaterThanOrEqual(net.delay(a, b), 2 * net.access.lowerBound)
+                XCTAssertLessThanOrEqual(net.delay(a, b), 2 * net.access.upperBound + Int64(Double(net.crossing) * 1.415))
+            }
+        }
+    }
+
+    func testTheSameSeedGivesTheSameNumbers() throws {
+        let world = OverlayWorld(scenario(peers: 40, churn: "fail:4s", duration: 30))
+        XCTAssertGreaterThan(world.events.count, 4)
+        for algorithm in OverlayAlgorithm.allCases {
+            var a = OverlaySimulation.run(algorithm, world: world)
+            var b = OverlaySimulation.run(algorithm, world: OverlayWorld(world.scenario))
+            (a.wallSeconds, b.wallSeconds) = (0, 0)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            XCTAssertEqual(String(decoding: try encoder.encode(a), as: UTF8.self), String(decoding: try encoder.encode(b), as: UTF8.self), algorithm.rawValue)
+        }
+    }
+
+    func testEveryPeerGetsTheFullRateWhenTheUplinksAllowIt() {
+        let world = OverlayWorld(scenario(peers: 120, uplinks: "1.5x-4x", duration: 60))
+        XCTAssertGreaterThan(world.maxRate, world.rate)
+        for algorithm in OverlayAlgorithm.allCases {
+            let r = OverlaySimulation.run(algorithm, world: world)
+            XCTAssertEqual(r.peersMeasured, 120, algorithm.rawValue)
+            XCTAssertGreaterThanOrEqual(r.rateRatio, 0.999, algorithm.rawValue)
+            XCTAssertLessThanOrEqual(r.rateRatio, 1.000_001, algorithm.rawValue)
+            XCTAssertLessThanOrEqual(r.originLoad, 2.0 + 1e-9, "the origin serves at most its uplink: \(algorithm)")
+        }
+    }
+
+    func testFastMeshNeverFormsALoopUnderChurn() {
+        let world = OverlayWorld(scenario(peers: 100, churn: "fail:2s,leave:3s", duration: 60))
+        XCTAssertGreaterThan(world.events.filter { $0.kind == .fail }.count, 10)
+        let r = OverlaySimulation.run(.fastmesh, world: world)
+        XCTAssertEqual(r.loopsSeen, 0)
+        XCTAssertGreaterThan(r.rateRatio, 0.9, "the mesh keeps the stream going")
+    }
+
+    func testFastMeshIsWellAheadOfARandomMesh() {
+        let world = OverlayWorld(scenario(peers: 150, duration: 90))
+        let fast = OverlaySimulation.run(.fastmesh, world: world)
+        let random = OverlaySimulation.run(.random, world: world)
+        let centralized = OverlaySimulation.run(.centralized, world: world)
+        XCTAssertLessThan(fast.maxDelayMs, random.maxDelayMs * 0.6)
+        XCTAssertGreaterThanOrEqual(fast.maxDelayMs, centralized.maxDelayMs * 0.9, "full knowledge is about as good as it gets")
+    }
+}
