@@ -70,7 +70,7 @@ final class SoakChild {
         self.name = name
         self.startedAt = t
         log = logDir.appendingPathComponent("\(name).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.executableURL = binary
         process.arguments = args
         process.standardInput = FileHandle.nullDevice
