@@ -117,6 +117,17 @@ public struct MeshPeer {
     private var nextBootstrapTry: Int64 = 0
     /// Forgetting old news and closing idle links: once a second is plenty.
     private var nextHousekeeping: Int64 = 0
+    /// Link delays measured, kept a while after the link closes: a probe's result outlives the probe.
+    private var measured: [PeerID: (delay: Int64, at: Int64)] = [:]
+    /// What an unmeasured candidate's link is taken to be: the median of those measured. Not a made-up small
+    /// number, or every peer would flock to the same unmeasured candidates.
+    private var typicalLinkDelay: Int64
+    private var nextProbe: Int64 = 0
+    /// Links opened to measure a candidate, and when.
+    private var probing: Set<PeerID> = []
+    private var probeStarted: [PeerID: Int64] = [:]
+    /// Peers that said no, and when: not asked again on hearsay for `refusalMemory`.
+    private var refusedAt: [PeerID: Int64] = [:]
     /// Bumped when news of a peer could make it a better candidate than before.
     private var newsVersion = 0
     private var fruitlessSearch: (version: Int, needed: [Int], at: Int64)?
@@ -143,6 +154,7 @@ public struct MeshPeer {
         self.config = config
         self.rng = SplitMixRandom(seed: config.seed)
         self.epoch = config.epoch
+        self.typicalLinkDelay = config.assumedLinkDelay
     }
 
     // MARK: what the peer is
@@ -157,7 +169,7 @@ public struct MeshPeer {
         // A parent that has lost that substream itself passes on no delay, however it says it is fed otherwise.
         guard let p = parents[substream], let k = known[p], !isAvoided(p), k.info.epoch >= epoch,
               substream < k.info.delays.count, let d = k.info.delays[substream] else { return nil }
-        return d + (k.linkDelay ?? config.assumedLinkDelay) + k.info.scheduleDelay
+        return d + (k.linkDelay ?? typicalLinkDelay) + k.info.scheduleDelay
     }
 
     /// D(me): the longest over my substreams, or nil without a full set of parents.
@@ -218,6 +230,7 @@ public struct MeshPeer {
             out += lose(peer, now: now)
         case .linkDelay(let peer, let delay):
             known[peer]?.linkDelay = delay
+            measured[peer] = (delay, now)
             newsVersion += 1
         case .message(let peer, let message):
             out += receive(message, from: peer, now: now)
@@ -240,11 +253,12 @@ public struct MeshPeer {
         switch message {
         case .announce(let info, let wantPeers):
             guard info.id == peer else { return [] } // a peer speaks only for itself
-            let delay = known[peer]?.linkDelay
+            let delay = known[peer]?.linkDelay ?? measured[peer]?.delay
             let isParent = parents.values.contains(peer)
             let before = isParent ? self.info : nil
             if known[peer]?.info != info { newsVersion += 1 }
             known[peer] = Known(info: info, linkDelay: delay, heardAt: now)
+            refusedAt.removeValue(forKey: peer)
             if info.epoch > epoch { out += newEpoch(info.epoch, now: now) }
             // A loop formed from moves made at once on stale news: leave that parent there, choose again.
             let looped = parents.filter { s, p in p == peer && s < info.ancestors.count && info.ancestors[s].contains(config.me) }
@@ -264,7 +278,7 @@ public struct MeshPeer {
             for info in list where info.id != config.me && !connected.contains(info.id) {
                 // What a linked peer says of itself beats hearsay; hearsay refreshes the rest.
                 if known[info.id]?.info != info { newsVersion += 1 }
-                known[info.id] = Known(info: info, linkDelay: known[info.id]?.linkDelay, heardAt: now)
+                known[info.id] = Known(info: info, linkDelay: known[info.id]?.linkDelay ?? measured[info.id]?.delay, heardAt: now)
             }
             out += selectParents(now: now)
         case .subscribe(let substreams, let fromSeq):
@@ -297,6 +311,8 @@ public struct MeshPeer {
         case .refuse(let substreams):
             for s in substreams where pending[s]?.peer == peer { pending.removeValue(forKey: s) }
             known[peer]?.info.residualUnits = 0
+            // Hearsay of its room is older than this answer: only its own next word counts.
+            refusedAt[peer] = now
             out += selectParents(now: now)
         case .repair(let seq):
             if let chunk = window[seq] { out.append(.sendChunk(peer, chunk)) }
@@ -311,23 +327,40 @@ public struct MeshPeer {
 
     private mutating func subscribe(_ child: PeerID, to substreams: [Int], fromSeq: UInt64) -> [MeshAction] {
         let valid = substreams.filter { $0 >= 0 && $0 < config.plan.count }
-        let new = valid.filter { !(children[child]?.contains($0) ?? false) }
-        // Never serve an ancestor (a loop), a substream not received, or more than the uplink allows.
-        let feedable = valid.allSatisfy { delay(of: $0) != nil && !ancestors(of: $0).contains(child) }
-        // The origin keeps a unit for every substream nobody takes from it yet: a substream that leaves the origin
-        // nowhere cannot be had at all.
-        let unserved = config.isOrigin ? config.plan.all.filter { s in !valid.contains(s) && !children.values.contains { $0.contains(s) } }.count : 0
-        guard !leaving, feedable, child != config.me, new.count + unserved <= residualUnits, valid.count == substreams.count, !valid.isEmpty else {
+        guard !leaving, child != config.me, valid.count == substreams.count, !valid.isEmpty else {
             return [.send(child, .refuse(substreams))]
         }
-        children[child, default: []].formUnion(valid)
-        var out: [MeshAction] = [.send(child, .accept(valid))]
+        // Each substream on its own: never one not received or received through the child (a loop), and never
+        // more than the uplink allows. What fits is taken, the rest refused: news of residual units is a second
+        // old, and many joiners ask the same peers at once.
+        var granted: [Int] = []
+        var added = 0
+        for s in valid where delay(of: s) != nil && !ancestors(of: s).contains(child) {
+            if children[child]?.contains(s) == true {
+                granted.append(s)
+            } else if added + 1 + unservedSubstreams(besides: granted + [s]) <= residualUnits {
+                granted.append(s)
+                added += 1
+            }
+        }
+        let refused = valid.filter { !granted.contains($0) }
+        guard !granted.isEmpty else { return [.send(child, .refuse(refused))] }
+        children[child, default: []].formUnion(granted)
+        var out: [MeshAction] = [.send(child, .accept(granted))]
+        if !refused.isEmpty { out.append(.send(child, .refuse(refused))) }
         // What the child missed: from `fromSeq`, or for a newcomer from the newest random-access chunk.
         let start = fromSeq > 0 ? fromSeq : (window.values.filter(\.isRandomAccess).map(\.seq).max() ?? UInt64.max)
-        for seq in window.keys.sorted() where seq >= start && valid.contains(config.plan.substream(of: seq)) {
+        for seq in window.keys.sorted() where seq >= start && granted.contains(config.plan.substream(of: seq)) {
             out.append(.sendChunk(child, window[seq]!))
         }
         return out
+    }
+
+    /// The origin keeps a unit for every substream nobody takes from it yet: a substream that leaves the origin
+    /// nowhere cannot be had at all. Other peers keep none.
+    private func unservedSubstreams(besides taken: [Int]) -> Int {
+        guard config.isOrigin else { return 0 }
+        return config.plan.all.filter { s in !taken.contains(s) && !children.values.contains { $0.contains(s) } }.count
     }
 
     private mutating func receive(_ chunk: Chunk, from: PeerID?, now: Int64) -> [MeshAction] {
@@ -378,7 +411,15 @@ public struct MeshPeer {
             // Offences are remembered while a peer is avoided or still heard of: memory stays bounded under churn.
             if offenses.count > avoid.count { offenses = offenses.filter { avoid[$0.key] != nil || known[$0.key] != nil } }
             known = known.filter { connected.contains($0.key) || now - $0.value.heardAt < Self.forgetAfter }
+            measured = measured.filter { now - $0.value.at < Self.rememberMeasurement }
+            refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory }
+            let delays = measured.values.map(\.delay).sorted()
+            typicalLinkDelay = delays.isEmpty ? config.assumedLinkDelay : delays[delays.count / 2]
             out += closeIdleLinks(now: now)
+        }
+        if now >= nextProbe {
+            nextProbe = now + Self.probePeriod
+            out += probe()
         }
         if let bootstrap = config.bootstrap, !connected.contains(bootstrap), now >= nextBootstrapTry {
             nextBootstrapTry = now + 2_000_000
@@ -421,6 +462,29 @@ public struct MeshPeer {
         return out
     }
 
+    static let refusalMemory: Int64 = 3_000_000
+    static let probePeriod: Int64 = 500_000
+    static let maxProbes = 4
+    static let rememberMeasurement: Int64 = 60_000_000
+
+    /// Design §3: candidates are probed. A link to the most powerful candidate not measured yet measures its delay
+    /// (the driver pings every link), so choices and moves weigh real delays; the link closes when idle.
+    private mutating func probe() -> [MeshAction] {
+        probing = probing.filter { connected.contains($0) || awaitingProbe(since: $0) }
+        guard !leaving, probing.count < Self.maxProbes else { return [] }
+        let unmeasured = candidates().filter { known[$0.id]?.linkDelay == nil && !connected.contains($0.id) && awaitingLink[$0.id] == nil }
+        guard let best = unmeasured.max(by: { a, b in
+            let (pa, pb) = (a.power(needing: config.plan.all, me: config.me), b.power(needing: config.plan.all, me: config.me))
+            return pa != pb ? pa < pb : a.id > b.id
+        }) else { return [] }
+        probing.insert(best.id)
+        probeStarted[best.id] = lastNow
+        return [.connect(best.id)]
+    }
+
+    /// A probe's link not up yet (a connect is given a few seconds).
+    private func awaitingProbe(since peer: PeerID) -> Bool { lastNow - (probeStarted[peer] ?? 0) < 5_000_000 }
+
     /// Links to peers that are neither parent, child, being asked nor the bootstrap close after this long, so
     /// links do not pile up over a long run (each costs pings and announces).
     static let idleLinkTimeout: Int64 = 20_000_000
@@ -431,6 +495,16 @@ public struct MeshPeer {
         idleSince = idleSince.filter { connected.contains($0.key) && !busy.contains($0.key) }
         var out: [MeshAction] = []
         for peer in linked where !busy.contains(peer) {
+            // A probe has done its job once the delay is measured; the news of the peer is kept.
+            if probing.contains(peer), known[peer]?.linkDelay != nil {
+                probing.remove(peer)
+                probeStarted.removeValue(forKey: peer)
+                idleSince.removeValue(forKey: peer)
+                connected.remove(peer)
+                linked.removeAll { $0 == peer }
+                out.append(.disconnect(peer))
+                continue
+            }
             let since = idleSince[peer] ?? now
             idleSince[peer] = since
             if now - since > Self.idleLinkTimeout {
@@ -488,8 +562,10 @@ public struct MeshPeer {
         guard !config.isOrigin, !leaving, parents.count < config.plan.count else { return [] }
         let needed = config.plan.all.filter { parents[$0] == nil && pending[$0] == nil }
         guard !needed.isEmpty else { return [] }
-        // Nothing new heard since a search that found no one: no need to search again (but once a second anyway).
-        if let last = fruitlessSearch, last.version == newsVersion, last.needed == needed, now - last.at < 1_000_000 { return [] }
+        // After a search that found no one: not again within a tick, and not before something new is heard (but
+        // once a second anyway). A peer short of parents hears a lot; each search weighs every candidate.
+        if let last = fruitlessSearch, last.needed == needed,
+           now - last.at < Self.searchSpacing || (last.version == newsVersion && now - last.at < 1_000_000) { return [] }
         let plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
         fruitlessSearch = plan.isEmpty ? (newsVersion, needed, now) : nil
         return ask(plan, now: now)
@@ -630,20 +706,23 @@ public struct MeshPeer {
     }
 
     static let downstreamSpacing: Int64 = 20_000
+    static let searchSpacing: Int64 = 100_000
 
     private func candidate(_ id: PeerID) -> CandidateParent? {
-        guard let k = known[id], !isAvoided(id), k.info.epoch >= epoch else { return nil }
+        guard let k = known[id], !isAvoided(id), k.info.epoch >= epoch,
+              refusedAt[id].map({ lastNow - $0 >= Self.refusalMemory }) ?? true else { return nil }
         var delays: [Int: Int64] = [:]
-        var ancestors: [Int: Set<PeerID>] = [:]
+        var ancestors: [Int: [PeerID]] = [:]
+        let mine = children[id]
         for s in config.plan.all {
             if s < k.info.delays.count, let d = k.info.delays[s] { delays[s] = d }
-            var up = Set(s < k.info.ancestors.count ? k.info.ancestors[s] : [])
+            var up = s < k.info.ancestors.count ? k.info.ancestors[s] : []
             // My own child in a substream is below me there, whatever its news says.
-            if children[id]?.contains(s) == true { up.insert(config.me) }
+            if mine?.contains(s) == true { up.append(config.me) }
             ancestors[s] = up
         }
         guard !delays.isEmpty else { return nil }
-        return CandidateParent(id: id, delays: delays, linkDelay: k.linkDelay ?? config.assumedLinkDelay,
+        return CandidateParent(id: id, delays: delays, linkDelay: k.linkDelay ?? typicalLinkDelay,
                                scheduleDelay: k.info.scheduleDelay, residualUnits: k.info.residualUnits, ancestors: ancestors)
     }
 
@@ -666,7 +745,11 @@ public struct MeshPeer {
             if let info = known[id]?.info, info.delays.contains(where: { $0 != nil }) { picked.append(info) }
         }
         let withRoom = picked.filter { $0.residualUnits > 0 }
-        return Array((withRoom + picked.filter { $0.residualUnits == 0 }).prefix(16))
+        let sample = Array((withRoom + picked.filter { $0.residualUnits == 0 }).prefix(16))
+        // The room handed out is taken to be used until the peer says otherwise: the next asker is sent elsewhere,
+        // instead of a crowd of joiners all asking the same peers.
+        for info in sample where info.residualUnits > 0 { known[info.id]?.info.residualUnits = max(0, info.residualUnits - config.plan.count) }
+        return sample
     }
 
     private mutating func jittered(_ period: Int64) -> Int64 {

@@ -14,10 +14,10 @@ public struct CandidateParent: Equatable, Sendable {
     /// Units p can still serve.
     public var residualUnits: Int
     /// Peers upstream of p in each substream's tree. A peer never takes a parent that has it upstream.
-    public var ancestors: [Int: Set<PeerID>]
+    public var ancestors: [Int: [PeerID]]
 
     public init(id: PeerID, delays: [Int: Int64], linkDelay: Int64, scheduleDelay: Int64, residualUnits: Int,
-                ancestors: [Int: Set<PeerID>] = [:]) {
+                ancestors: [Int: [PeerID]] = [:]) {
         self.id = id
         self.delays = delays
         self.linkDelay = linkDelay
