@@ -126,11 +126,15 @@ public struct MeshPeer {
     /// Links opened to measure a candidate, and when.
     private var probing: Set<PeerID> = []
     private var probeStarted: [PeerID: Int64] = [:]
+    /// Peers heard of lately with room and no measured delay, newest last (at most `maxProbeQueue`).
+    private var toProbe: [PeerID] = []
+    static let maxProbeQueue = 16
     /// Peers that said no, and when: not asked again on hearsay for `refusalMemory`.
     private var refusedAt: [PeerID: Int64] = [:]
     /// Bumped when news of a peer could make it a better candidate than before.
     private var newsVersion = 0
     private var fruitlessSearch: (version: Int, needed: [Int], at: Int64)?
+    private var nextForget: Int64 = 0
     /// The time of the event being handled.
     private var lastNow: Int64 = 0
     /// Peers not to take as parents until a time: they failed to connect, or stopped forwarding.
@@ -258,7 +262,7 @@ public struct MeshPeer {
             let before = isParent ? self.info : nil
             if known[peer]?.info != info { newsVersion += 1 }
             known[peer] = Known(info: info, linkDelay: delay, heardAt: now)
-            refusedAt.removeValue(forKey: peer)
+            if info.residualUnits > 0 { refusedAt.removeValue(forKey: peer) }
             if info.epoch > epoch { out += newEpoch(info.epoch, now: now) }
             // A loop formed from moves made at once on stale news: leave that parent there, choose again.
             let looped = parents.filter { s, p in p == peer && s < info.ancestors.count && info.ancestors[s].contains(config.me) }
@@ -279,6 +283,10 @@ public struct MeshPeer {
                 // What a linked peer says of itself beats hearsay; hearsay refreshes the rest.
                 if known[info.id]?.info != info { newsVersion += 1 }
                 known[info.id] = Known(info: info, linkDelay: known[info.id]?.linkDelay ?? measured[info.id]?.delay, heardAt: now)
+                if info.residualUnits > 0, known[info.id]!.linkDelay == nil, !toProbe.contains(info.id) {
+                    toProbe.append(info.id)
+                    if toProbe.count > Self.maxProbeQueue { toProbe.removeFirst() }
+                }
             }
             out += selectParents(now: now)
         case .subscribe(let substreams, let fromSeq):
@@ -313,6 +321,9 @@ public struct MeshPeer {
             known[peer]?.info.residualUnits = 0
             // Hearsay of its room is older than this answer: only its own next word counts.
             refusedAt[peer] = now
+            // From the parent itself: it gave our unit to a stronger peer. Find another parent at once.
+            let dropped = substreams.filter { parents[$0] == peer }
+            if !dropped.isEmpty { out += orphan(dropped, now: now) }
             out += selectParents(now: now)
         case .repair(let seq):
             if let chunk = window[seq] { out.append(.sendChunk(peer, chunk)) }
@@ -335,18 +346,27 @@ public struct MeshPeer {
         // old, and many joiners ask the same peers at once.
         var granted: [Int] = []
         var added = 0
+        var out: [MeshAction] = []
         for s in valid where delay(of: s) != nil && !ancestors(of: s).contains(child) {
             if children[child]?.contains(s) == true {
                 granted.append(s)
             } else if added + 1 + unservedSubstreams(besides: granted + [s]) <= residualUnits {
                 granted.append(s)
                 added += 1
+            } else if let weaker = weakerChild(than: child, in: s) {
+                // Full: a peer with a much stronger uplink takes the weakest child's place, so strong peers end up
+                // near the source (the snowball of design §3). The weaker one is told and re-parents at once.
+                children[weaker]?.remove(s)
+                if children[weaker]?.isEmpty == true { children.removeValue(forKey: weaker) }
+                out.append(.send(weaker, .refuse([s])))
+                granted.append(s)
+                added += 1 // the unit just freed is this one's
             }
         }
         let refused = valid.filter { !granted.contains($0) }
-        guard !granted.isEmpty else { return [.send(child, .refuse(refused))] }
+        guard !granted.isEmpty else { return out + [.send(child, .refuse(refused))] }
         children[child, default: []].formUnion(granted)
-        var out: [MeshAction] = [.send(child, .accept(granted))]
+        out.append(.send(child, .accept(granted)))
         if !refused.isEmpty { out.append(.send(child, .refuse(refused))) }
         // What the child missed: from `fromSeq`, or for a newcomer from the newest random-access chunk.
         let start = fromSeq > 0 ? fromSeq : (window.values.filter(\.isRandomAccess).map(\.seq).max() ?? UInt64.max)
@@ -355,6 +375,19 @@ public struct MeshPeer {
         }
         return out
     }
+
+    /// A child fed `s` here whose uplink is far weaker than the asker's (its sched at least `preemptRatio` times as
+    /// long), the weakest first; nil when the asker is not that much stronger than any.
+    private func weakerChild(than asker: PeerID, in s: Int) -> PeerID? {
+        guard let strength = known[asker]?.info.scheduleDelay else { return nil }
+        let weakest = children.filter { $0.key != asker && $0.value.contains(s) }.keys
+            .compactMap { id in known[id].map { (id, $0.info.scheduleDelay) } }
+            .max { ($0.1, $1.0) < ($1.1, $0.0) }
+        guard let weakest, Double(weakest.1) >= Double(strength) * Self.preemptRatio else { return nil }
+        return weakest.0
+    }
+
+    static let preemptRatio = 1.5
 
     /// The origin keeps a unit for every substream nobody takes from it yet: a substream that leaves the origin
     /// nowhere cannot be had at all. Other peers keep none.
@@ -410,7 +443,13 @@ public struct MeshPeer {
             avoid = avoid.filter { $0.value > now }
             // Offences are remembered while a peer is avoided or still heard of: memory stays bounded under churn.
             if offenses.count > avoid.count { offenses = offenses.filter { avoid[$0.key] != nil || known[$0.key] != nil } }
-            known = known.filter { connected.contains($0.key) || now - $0.value.heardAt < Self.forgetAfter }
+            if now >= nextForget {
+                // Stale hearsay goes every few seconds; removed in place, since copying news is not free.
+                nextForget = now + 5_000_000
+                for id in known.compactMap({ !connected.contains($0.key) && now - $0.value.heardAt >= Self.forgetAfter ? $0.key : nil }) {
+                    known.removeValue(forKey: id)
+                }
+            }
             measured = measured.filter { now - $0.value.at < Self.rememberMeasurement }
             refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory }
             let delays = measured.values.map(\.delay).sorted()
@@ -462,8 +501,8 @@ public struct MeshPeer {
         return out
     }
 
-    static let refusalMemory: Int64 = 3_000_000
-    static let probePeriod: Int64 = 500_000
+    static let refusalMemory: Int64 = 10_000_000
+    static let probePeriod: Int64 = 1_000_000
     static let maxProbes = 4
     static let rememberMeasurement: Int64 = 60_000_000
 
@@ -472,11 +511,14 @@ public struct MeshPeer {
     private mutating func probe() -> [MeshAction] {
         probing = probing.filter { connected.contains($0) || awaitingProbe(since: $0) }
         guard !leaving, probing.count < Self.maxProbes else { return [] }
-        let unmeasured = candidates().filter { known[$0.id]?.linkDelay == nil && !connected.contains($0.id) && awaitingLink[$0.id] == nil }
+        // Only the newest news is weighed: a short list, not every peer heard of.
+        toProbe = toProbe.filter { known[$0].map { $0.linkDelay == nil } == true && !connected.contains($0) && awaitingLink[$0] == nil }
+        let unmeasured = toProbe.compactMap { known[$0]?.info.residualUnits ?? 0 > 0 ? candidate($0) : nil }
         guard let best = unmeasured.max(by: { a, b in
             let (pa, pb) = (a.power(needing: config.plan.all, me: config.me), b.power(needing: config.plan.all, me: config.me))
             return pa != pb ? pa < pb : a.id > b.id
         }) else { return [] }
+        toProbe.removeAll { $0 == best.id }
         probing.insert(best.id)
         probeStarted[best.id] = lastNow
         return [.connect(best.id)]
@@ -576,8 +618,10 @@ public struct MeshPeer {
         guard hasAllParents, pending.isEmpty else { return [] }
         let current = Dictionary(uniqueKeysWithValues: parents.compactMap { s, p in candidate(p).map { (s, $0) } })
         guard current.count == parents.count else { return [] }
-        guard let move = ParentSelector.improvement(parents: current, candidates: candidates(), me: config.me,
-                                                    margin: config.hysteresis) else { return [] }
+        // Candidates with room first; else full ones, which may give a weaker child's unit to this peer.
+        guard let move = ParentSelector.improvement(parents: current, candidates: candidates(), me: config.me, margin: config.hysteresis)
+            ?? ParentSelector.improvement(parents: current, candidates: candidates(includingFull: true), me: config.me,
+                                          margin: config.hysteresis) else { return [] }
         return ask([move.substream: move.to], now: now)
     }
 
@@ -729,9 +773,12 @@ public struct MeshPeer {
     /// Avoided until a time; the list itself is pruned once a second.
     private func isAvoided(_ peer: PeerID) -> Bool { avoid[peer] != nil && avoid[peer]! > lastNow }
 
-    /// Candidates with a unit to spare: only those can take a substream.
-    private func candidates() -> [CandidateParent] {
-        known.filter { $0.value.info.residualUnits > 0 }.keys.sorted().compactMap { candidate($0) }
+    /// Candidates with a unit to spare: only those can take a substream. With `includingFull`, full ones too,
+    /// with a unit they might free for a stronger peer.
+    private func candidates(includingFull: Bool = false) -> [CandidateParent] {
+        known.filter { includingFull || $0.value.info.residualUnits > 0 }.keys.sorted().compactMap { id in
+            candidate(id).map { var c = $0; c.residualUnits = max(1, c.residualUnits); return c }
+        }
     }
 
     /// Up to 16 linked peers that receive the stream, for a peer looking for parents: those with room first.
