@@ -1,14 +1,16 @@
 /// Events in time order: a binary min-heap on (time, order of scheduling), so equal times keep their order
-/// and a run is the same on every machine.
+/// and a run is the same on every machine. The heap moves small keys; the events stay put in slots.
 struct EventQueue<Event> {
-    private struct Entry {
+    private struct Key {
         let at: Int64
         let order: Int
-        let event: Event
-        static func < (a: Entry, b: Entry) -> Bool { a.at != b.at ? a.at < b.at : a.order < b.order }
+        let slot: Int
+        static func < (a: Key, b: Key) -> Bool { a.at != b.at ? a.at < b.at : a.order < b.order }
     }
 
-    private var heap: [Entry] = []
+    private var heap: [Key] = []
+    private var slots: [Event?] = []
+    private var free: [Int] = []
     private var scheduled = 0
 
     var count: Int { heap.count }
@@ -17,7 +19,15 @@ struct EventQueue<Event> {
 
     mutating func push(_ event: Event, at: Int64) {
         scheduled += 1
-        heap.append(Entry(at: at, order: scheduled, event: event))
+        let slot: Int
+        if let reused = free.popLast() {
+            slot = reused
+            slots[slot] = event
+        } else {
+            slot = slots.count
+            slots.append(event)
+        }
+        heap.append(Key(at: at, order: scheduled, slot: slot))
         var i = heap.count - 1
         while i > 0 {
             let parent = (i - 1) / 2
@@ -41,6 +51,8 @@ struct EventQueue<Event> {
             heap.swapAt(i, smallest)
             i = smallest
         }
-        return (top.at, top.event)
+        let event = slots[top.slot].take()!
+        free.append(top.slot)
+        return (top.at, event)
     }
 }

@@ -23,7 +23,7 @@ public struct MeshPeerConfig: Sendable {
     public var windowChunks = 256
     /// How far behind the newest chunk, in stream time, a missing one is still pulled from a parent.
     public var repairHorizon: Int64 = 6_400_000
-    /// Link delay assumed for a candidate not yet measured.
+    /// Link delay assumed for a candidate not yet measured, until some link is (then: the median measured).
     public var assumedLinkDelay: Int64 = 1_000
     public var seed: UInt64
     /// The origin's run (stamped on its chunks); joiners learn it from the mesh.
@@ -510,6 +510,7 @@ public struct MeshPeer {
     /// (the driver pings every link), so choices and moves weigh real delays; the link closes when idle.
     private mutating func probe() -> [MeshAction] {
         probing = probing.filter { connected.contains($0) || awaitingProbe(since: $0) }
+        if probeStarted.count > probing.count { probeStarted = probeStarted.filter { probing.contains($0.key) } }
         guard !leaving, probing.count < Self.maxProbes else { return [] }
         // Only the newest news is weighed: a short list, not every peer heard of.
         toProbe = toProbe.filter { known[$0].map { $0.linkDelay == nil } == true && !connected.contains($0) && awaitingLink[$0] == nil }

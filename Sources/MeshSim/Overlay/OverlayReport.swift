@@ -35,7 +35,7 @@ public struct OverlayReport: Encodable {
             chunkMs: Double(sc.chunkDuration) / 1_000, deadlineMs: Double(sc.deadline) / 1_000, churn: sc.churn.description,
             durationS: Double(sc.duration) / 1e6, warmupS: Double(sc.warmup) / 1e6, seed: sc.seed, rMaxBps: world.maxRate,
             targetRateBps: min(world.rate, world.maxRate),
-            meanUplinkStreams: world.uplink[1...sc.peers].reduce(0, +) / Double(sc.peers) / world.rate,
+            meanUplinkStreams: world.uplink.dropFirst().prefix(sc.peers).reduce(0, +) / Double(max(1, sc.peers)) / world.rate,
             churnEvents: world.events.filter { $0.kind != .join }.count)
         algorithms = Dictionary(uniqueKeysWithValues: results.map { ($0.0.rawValue, $0.1) })
         order = results.map(\.0)

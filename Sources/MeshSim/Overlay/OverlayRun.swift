@@ -18,7 +18,7 @@ public struct OverlayResult: Codable, Sendable {
     public var parentChanges: Int
     /// [percentile, ms] of every chunk's delay.
     public var delayCdfMs: [[Double]]
-    /// Every measured peer's delay, ms, sorted (at most 500, evenly picked).
+    /// Every measured peer's delay, ms, sorted (about 500, evenly picked, the largest always in).
     public var peerDelaysMs: [Double]
     /// Samples (each second, each 10 s past 2,000 peers) where some substream's parents formed a cycle.
     public var loopsSeen: Int
@@ -111,7 +111,7 @@ struct DeliveryTally {
             meanDelayMs: peerDelays.isEmpty ? 0 : peerDelays.reduce(0, +) / Double(peerDelays.count),
             rateRatio: ratio * world.rate / target, achievedRateBps: ratio * world.rate,
             onTime: due == 0 ? 0 : Double(inTime) / Double(due), originLoad: originLoad, parentChanges: parentChanges,
-            delayCdfMs: cdf, peerDelaysMs: stride(from: 0, to: peerDelays.count, by: step).map { peerDelays[$0] },
+            delayCdfMs: cdf, peerDelaysMs: (Array(stride(from: 0, to: peerDelays.count - 1, by: step)) + (peerDelays.isEmpty ? [] : [peerDelays.count - 1])).map { peerDelays[$0] },
             loopsSeen: loopsSeen, peersMeasured: peerDelays.count, wallSeconds: wall)
     }
 }
@@ -169,7 +169,7 @@ public enum OverlaySimulation {
             tally.record(peer: index[id]!, ingest: chunk.ingestTime, delay: now - chunk.ingestTime)
         }
         // The first peers join within the spread; churn follows the script.
-        var script = (1...sc.peers).map { OverlayWorld.Event(at: world.joinAt[$0], kind: .join, peer: $0) } + world.events
+        var script = (0..<sc.peers).map { $0 + 1 }.map { OverlayWorld.Event(at: world.joinAt[$0], kind: .join, peer: $0) } + world.events
         script.sort { ($0.at, $0.peer) < ($1.at, $1.peer) }
         var next = script[...]
         var load = 0.0, loops = 0, departedChanges = 0

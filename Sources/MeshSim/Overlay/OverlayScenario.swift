@@ -110,7 +110,7 @@ public struct OverlayWorld: Sendable {
             joinAt.append(Int64.random(in: 0...max(0, scenario.joinSpread), using: &rng))
         }
         // The churn script: who goes when, and the newcomer that replaces it.
-        var up = Array(1...max(1, scenario.peers)).filter { $0 <= scenario.peers }
+        var up = (0..<scenario.peers).map { $0 + 1 }
         var timeline: [(at: Int64, kind: Event.Kind)] = []
         for (every, kind) in [(scenario.churn.failEvery, Event.Kind.fail), (scenario.churn.leaveEvery, .leave)] {
             guard let every else { continue }
@@ -151,7 +151,7 @@ public struct OverlayWorld: Sendable {
     /// Kumar, Liu and Ross's bound (design §4): r_max = min(u_s, (u_s + Σ u_i) / n), for the first `peers`.
     public var maxRate: Double {
         let n = Double(max(1, scenario.peers))
-        return min(uplink[0], (uplink[0] + uplink[1...scenario.peers].reduce(0, +)) / n)
+        return min(uplink[0], (uplink[0] + uplink.dropFirst().prefix(scenario.peers).reduce(0, +)) / n)
     }
 
     /// When a peer leaves for good (fails or leaves), or nil if it stays to the end.

@@ -35,7 +35,7 @@ struct StaticMesh {
         if world.units[0] > 0 { withRoom = [0] }
         // The centralized heuristic inserts high uplinks first (a snowball: they end up near the source);
         // the others take peers in the order they join.
-        let initial = Array(1...world.scenario.peers)
+        let initial = (0..<world.scenario.peers).map { $0 + 1 }
         let order = algorithm == .centralized
             ? initial.sorted { (world.uplink[$0], $1) > (world.uplink[$1], $0) }
             : initial.sorted { (world.joinAt[$0], $0) < (world.joinAt[$1], $1) }
