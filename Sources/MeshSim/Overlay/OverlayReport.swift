@@ -55,6 +55,10 @@ public struct OverlayReport: Encodable {
             "algorithm     max delay  mean delay  rate    on time   origin  parent changes  wall",
         ]
         for (name, r) in rows {
+            guard r.peersMeasured > 0 else {
+                lines.append(name.padding(toLength: 12, withPad: " ", startingAt: 0) + " no peer measured: none stayed a whole second past its first 5 s and the warm-up")
+                continue
+            }
             lines.append(name.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %8.0f ms %8.0f ms  %6.3f  %7.3f%%  %5.2f  %14d  %6.1f s",
                                 r.maxDelayMs, r.meanDelayMs, r.rateRatio, r.onTime * 100, r.originLoad, r.parentChanges, r.wallSeconds))
         }
