@@ -19,6 +19,8 @@ public final class SimulatedMesh {
     public private(set) var now: Int64 = 0
     public private(set) var peers: [PeerID: MeshPeer] = [:]
     public private(set) var alive: Set<PeerID> = []
+    /// Each peer's sched, read on every chunk sent (reading it from the peer would copy the peer).
+    private var sched: [PeerID: Int64] = [:]
     /// Live peers in the order they joined: the order they tick in.
     private var tickOrder: [PeerID] = []
     private var queue = EventQueue<Delivery>()
@@ -75,6 +77,7 @@ public final class SimulatedMesh {
 
     public func add(_ config: MeshPeerConfig) {
         peers[config.me] = MeshPeer(config: config)
+        sched[config.me] = config.scheduleDelay
         if alive.insert(config.me).inserted { tickOrder.append(config.me) }
         schedule(config.me, .start, after: 0)
     }
@@ -172,7 +175,7 @@ public final class SimulatedMesh {
             case .sendChunk(let other, let chunk):
                 guard links.contains(Link(id, other)), !dropChunk(id, other, chunk.seq) else { continue }
                 chunksSent += 1
-                schedule(other, .chunk(from: id, chunk), after: oneWayDelay(id, other) + peers[id]!.config.scheduleDelay)
+                schedule(other, .chunk(from: id, chunk), after: oneWayDelay(id, other) + sched[id, default: 0])
             case .deliver(let chunk):
                 guard chunk.epoch == epoch else { continue }
                 if recordDeliveries { delivered[id, default: [:]][chunk.seq] = now }
