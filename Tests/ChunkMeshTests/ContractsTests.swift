@@ -58,4 +58,11 @@ final class ContractsTests: XCTestCase {
         XCTAssertTrue(bucket.take(500, now: 10_000_000)) // capped at burst
         XCTAssertFalse(bucket.take(1, now: 10_000_000))
     }
+
+    func testChurnListsParseKindsTimesAndDowntimes() {
+        XCTAssertEqual(ChurnList.parse("off"), [])
+        XCTAssertEqual(ChurnList.parse("relays:10s:3,players:20"),
+                       [ChurnList.Item(kind: "relays", every: 10, down: 3), ChurnList.Item(kind: "players", every: 20, down: nil)])
+        for bad in ["relays", "relays:x", "relays:0", "relays:5:-1", "a:1:2:3"] { XCTAssertNil(ChurnList.parse(bad), bad) }
+    }
 }

@@ -15,6 +15,16 @@ final class OverlayTests: XCTestCase {
         return sc
     }
 
+    func testChurnSpecs() {
+        let churn = OverlayChurn(argument: "fail:2s,leave:5:1")
+        XCTAssertEqual(churn?.failEvery, 2)
+        XCTAssertEqual(churn?.leaveEvery, 5)
+        XCTAssertEqual(churn?.down, 1)
+        XCTAssertEqual(OverlayChurn(argument: "off"), OverlayChurn())
+        XCTAssertNil(OverlayChurn(argument: "relays:5s"), "a soak kind is not an overlay kind")
+        XCTAssertNil(OverlayChurn(argument: "often"))
+    }
+
     func testMaxRateIsKumarLiuRossBound() {
         var sc = scenario(peers: 10, uplinks: "0.5x")
         sc.originUplink = UplinkDistribution(argument: "3x")!

@@ -14,20 +14,14 @@ public struct ChurnSpec: ExpressibleByArgument, CustomStringConvertible, Sendabl
     public init() {}
 
     public init?(argument: String) {
-        guard argument != "off" else { return }
-        func seconds(_ s: Substring) -> Double? {
-            Double(s.hasSuffix("s") ? s.dropLast() : s).flatMap { $0 > 0 ? $0 : nil }
-        }
-        for item in argument.split(separator: ",") {
-            let f = item.split(separator: ":")
-            switch (f.first, f.count) {
-            case ("relays", 2), ("relays", 3):
-                guard let every = seconds(f[1]) else { return nil }
-                relayEvery = every
-                if f.count == 3 { guard let down = seconds(f[2]) else { return nil }; relayDown = down }
-            case ("players", 2):
-                guard let every = seconds(f[1]) else { return nil }
-                playerEvery = every
+        guard let items = ChurnList.parse(argument) else { return nil }
+        for item in items {
+            switch (item.kind, item.down) {
+            case ("relays", let down):
+                relayEvery = item.every
+                if let down { relayDown = down }
+            case ("players", nil):
+                playerEvery = item.every
             default:
                 return nil
             }

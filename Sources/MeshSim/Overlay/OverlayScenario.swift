@@ -23,17 +23,12 @@ public struct OverlayChurn: CustomStringConvertible, Sendable, Equatable {
     public init() {}
 
     public init?(argument: String) {
-        guard argument != "off" else { return }
-        func seconds(_ s: Substring) -> Double? {
-            Double(s.hasSuffix("s") ? s.dropLast() : s).flatMap { $0 > 0 ? $0 : nil }
-        }
-        for item in argument.split(separator: ",") {
-            let f = item.split(separator: ":")
-            guard (2...3).contains(f.count), let every = seconds(f[1]) else { return nil }
-            if f.count == 3 { guard let down = seconds(f[2]) else { return nil }; self.down = down }
-            switch f[0] {
-            case "fail": failEvery = every
-            case "leave": leaveEvery = every
+        guard let items = ChurnList.parse(argument) else { return nil }
+        for item in items {
+            if let down = item.down { self.down = down }
+            switch item.kind {
+            case "fail": failEvery = item.every
+            case "leave": leaveEvery = item.every
             default: return nil
             }
         }
