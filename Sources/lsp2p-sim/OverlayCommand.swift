@@ -94,9 +94,7 @@ struct OverlayCommand: ParsableCommand {
             progress.finish()
         }
         let report = OverlayReport(world: world, results: results)
-        try exitingOnFailure("lsp2p-sim") {
-            do { try report.write(to: URL(fileURLWithPath: out)) } catch { throw RuntimeFailure("cannot write \(out): \(error.localizedDescription)") }
-        }
+        try writeOutput(to: out, report.write)
         print(report.summary)
         print("report: \(out)/report.md")
     }

@@ -75,9 +75,7 @@ struct PacketCommand: ParsableCommand {
         network.run { progress.show(simulated: Double($0)) }
         progress.finish()
         let report = PacketReport(network)
-        try exitingOnFailure("lsp2p-sim") {
-            do { try report.write(to: URL(fileURLWithPath: out)) } catch { throw RuntimeFailure("cannot write \(out): \(error.localizedDescription)") }
-        }
+        try writeOutput(to: out, report.write)
         print(report.summary)
         print("wrote \(out)/performance.csv and 4 plots, in \(String(format: "%.1f", Date().timeIntervalSince(progress.started))) s")
     }

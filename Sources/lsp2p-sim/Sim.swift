@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LSP2PKit
 
 @main
@@ -15,4 +16,11 @@ struct Sim: ParsableCommand {
     )
 
     static func main() { mainWithContractExitCodes() }
+}
+
+/// Writes a report to the `--out` folder; a failure is one `lsp2p-sim: …` line and exit 1.
+func writeOutput(to out: String, _ write: (URL) throws -> Void) throws {
+    try exitingOnFailure("lsp2p-sim") {
+        do { try write(URL(fileURLWithPath: out)) } catch { throw RuntimeFailure("cannot write \(out): \(error.localizedDescription)") }
+    }
 }

@@ -59,4 +59,15 @@ final class SimTests: XCTestCase {
             XCTAssertTrue(sim.stderr.contains(flag), sim.stderr)
         }
     }
+
+    func testAnOutputThatCannotBeWrittenIsAOneLineErrorAndExit1() throws {
+        let blocker = dir.appendingPathComponent("file")
+        try Data("x".utf8).write(to: blocker)
+        let sim = try Proc("lsp2p-sim", ["packet", "--nodes", "50", "--steps", "5", "--out", blocker.appendingPathComponent("out").path, "-q"],
+                           in: dir, name: "unwritable")
+        XCTAssertEqual(sim.wait(), 1)
+        let lines = sim.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, sim.stderr)
+        XCTAssertTrue(lines.first?.hasPrefix("lsp2p-sim: cannot write") == true, sim.stderr)
+    }
 }
