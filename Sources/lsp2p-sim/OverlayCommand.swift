@@ -66,9 +66,9 @@ struct OverlayCommand: ParsableCommand {
         guard algo.split(separator: ",").allSatisfy({ OverlayAlgorithm(rawValue: String($0)) != nil }), !algorithms.isEmpty else {
             throw ValidationError("--algo: a comma list of fastmesh, centralized, random, tree")
         }
-        guard peers >= 1 else { throw ValidationError("--peers must be at least 1") }
+        guard (1...1_000_000).contains(peers) else { throw ValidationError("--peers must be 1 to 1000000") }
         guard (1...64).contains(k) else { throw ValidationError("--k must be 1 to 64") }
-        guard duration >= 10 else { throw ValidationError("--duration must be at least 10 s") }
+        guard (10...86_400).contains(duration) else { throw ValidationError("--duration must be 10 to 86400 s") }
         guard (20...10_000).contains(chunkMs) else { throw ValidationError("--chunk-ms must be 20 to 10000") }
         guard deadlineMs > 0, Double(deadlineMs) < duration * 500 else { throw ValidationError("--deadline-ms must be positive and under half the duration") }
     }

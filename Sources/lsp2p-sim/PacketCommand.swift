@@ -54,6 +54,9 @@ struct PacketCommand: ParsableCommand {
         guard (2...200_000).contains(nodes) else { throw ValidationError("--nodes must be 2 to 200000") }
         guard radius > 0, radius <= 1.5 else { throw ValidationError("--radius must be in (0, 1.5]") }
         guard sources >= 1, receivers >= 1, receivers <= nodes else { throw ValidationError("--sources and --receivers must be at least 1 (receivers at most --nodes)") }
+        guard sources <= 10_000, receivers <= 10_000, steps <= 1_000_000 else {
+            throw ValidationError("--sources and --receivers at most 10000, --steps at most 1000000")
+        }
         guard energy > 0, share >= 0, steps >= 1, updatePeriod >= 1 else {
             throw ValidationError("--energy, --steps and --update-period must be positive, --share not negative")
         }
