@@ -543,8 +543,7 @@ public struct MeshPeer {
                 probing.remove(peer)
                 probeStarted.removeValue(forKey: peer)
                 idleSince.removeValue(forKey: peer)
-                connected.remove(peer)
-                linked.removeAll { $0 == peer }
+                unlink(peer)
                 out.append(.disconnect(peer))
                 continue
             }
@@ -653,12 +652,17 @@ public struct MeshPeer {
     /// A link is gone: its news is forgotten (so it is not chosen again at once), its children go, and the
     /// substreams it fed are re-parented at once.
     private mutating func lose(_ peer: PeerID, now: Int64) -> [MeshAction] {
-        if connected.remove(peer) != nil { linked.removeAll { $0 == peer } }
+        unlink(peer)
         known.removeValue(forKey: peer)
         children.removeValue(forKey: peer)
         awaitingLink.removeValue(forKey: peer)
         for (s, p) in pending where p.peer == peer { pending.removeValue(forKey: s) }
         return orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
+    }
+
+    /// The link to a peer is no longer counted as up.
+    private mutating func unlink(_ peer: PeerID) {
+        if connected.remove(peer) != nil { linked.removeAll { $0 == peer } }
     }
 
     /// Counts a chunk its parent sent in a substream, and the substream's slots it skipped since the last one.

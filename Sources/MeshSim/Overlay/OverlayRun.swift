@@ -196,12 +196,6 @@ public enum OverlaySimulation {
                 if second % (world.count > 2_000 ? 10 : 1) == 0, sim.loop() != nil { loops += 1 }
             }
             progress(end)
-            if ProcessInfo.processInfo.environment["SIM_DEBUG"] != nil, second % 5 == 4 {
-                let live = sim.alive.filter { $0 != sim.origin }
-                let short = live.filter { sim.peers[$0]!.parents.count < sc.k }
-                print("t=\(second + 1) short \(short.count)/\(live.count) changes \(live.map { sim.peers[$0]!.parentChanges }.reduce(0, +)) msgs \(sim.messageCounts)")
-                if let s = short.sorted().first { print("  \(s): \(sim.peers[s]!.debugState.prefix(400))") }
-            }
         }
         let changes = departedChanges + sim.alive.filter { $0 != sim.origin }.map { sim.peers[$0]!.parentChanges }.reduce(0, +)
         return tally.result(originLoad: load / Double(max(1, tally.seconds)), parentChanges: changes, loopsSeen: loops,
