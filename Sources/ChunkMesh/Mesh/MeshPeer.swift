@@ -129,6 +129,9 @@ public struct MeshPeer {
     /// Peers heard of lately with room and no measured delay, newest last (at most `maxProbeQueue`).
     private var toProbe: [PeerID] = []
     static let maxProbeQueue = 16
+    /// Full peers asked for a weaker child's unit, and when.
+    private var askedFull: [PeerID: Int64] = [:]
+    static let fullAskSpacing: Int64 = 10_000_000
     /// Peers that said no, and when: not asked again on hearsay for `refusalMemory`.
     private var refusedAt: [PeerID: Int64] = [:]
     /// Bumped when news of a peer could make it a better candidate than before.
@@ -452,6 +455,7 @@ public struct MeshPeer {
             }
             measured = measured.filter { now - $0.value.at < Self.rememberMeasurement }
             refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory }
+            askedFull = askedFull.filter { now - $0.value < Self.fullAskSpacing }
             let delays = measured.values.map(\.delay).sorted()
             typicalLinkDelay = delays.isEmpty ? config.assumedLinkDelay : delays[delays.count / 2]
             out += closeIdleLinks(now: now)
@@ -501,7 +505,7 @@ public struct MeshPeer {
         return out
     }
 
-    static let refusalMemory: Int64 = 10_000_000
+    static let refusalMemory: Int64 = 3_000_000
     static let probePeriod: Int64 = 1_000_000
     static let maxProbes = 4
     static let rememberMeasurement: Int64 = 60_000_000
@@ -622,6 +626,8 @@ public struct MeshPeer {
         guard let move = ParentSelector.improvement(parents: current, candidates: candidates(), me: config.me, margin: config.hysteresis)
             ?? ParentSelector.improvement(parents: current, candidates: candidates(includingFull: true), me: config.me,
                                           margin: config.hysteresis) else { return [] }
+        // A full peer is asked at most once in `fullAskSpacing`: the next rounds try the next best.
+        if known[move.to]?.info.residualUnits ?? 0 <= 0 { askedFull[move.to] = now }
         return ask([move.substream: move.to], now: now)
     }
 
@@ -781,7 +787,9 @@ public struct MeshPeer {
     /// Candidates with a unit to spare: only those can take a substream. With `includingFull`, full ones too,
     /// with a unit they might free for a stronger peer.
     private func candidates(includingFull: Bool = false) -> [CandidateParent] {
-        known.filter { includingFull || $0.value.info.residualUnits > 0 }.keys.sorted().compactMap { id in
+        known.filter { k in
+            k.value.info.residualUnits > 0 || (includingFull && askedFull[k.key].map { lastNow - $0 >= Self.fullAskSpacing } ?? true)
+        }.keys.sorted().compactMap { id in
             candidate(id).map { var c = $0; c.residualUnits = max(1, c.residualUnits); return c }
         }
     }
