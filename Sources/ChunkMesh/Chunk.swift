@@ -27,6 +27,8 @@ public struct Chunk: Equatable, Sendable {
     public var flags: Flags
     /// A whole number of 188-byte TS packets.
     public var payload: ByteBuffer
+    /// The origin's Ed25519 signature over the rest (`OriginSigningKey.sign`); empty until signed.
+    public var signature: [UInt8] = []
 
     public init(seq: UInt64, epoch: UInt64 = 0, ingestTime: Int64, pts: Int64, duration: Int64, flags: Flags, payload: ByteBuffer) {
         self.seq = seq
@@ -46,7 +48,8 @@ public struct Chunk: Equatable, Sendable {
         Chunk(seq: seq, ingestTime: ingestTime, pts: 0, duration: 0, flags: .endOfStream, payload: ByteBuffer())
     }
 
-    static let headerLength = 8 + 8 + 8 + 8 + 8 + 1
+    static let signatureLength = 64
+    static let headerLength = 8 + 8 + 8 + 8 + 8 + 1 + signatureLength
 
     func write(to buffer: inout ByteBuffer) {
         buffer.writeInteger(seq)
@@ -55,6 +58,11 @@ public struct Chunk: Equatable, Sendable {
         buffer.writeInteger(pts)
         buffer.writeInteger(duration)
         buffer.writeInteger(flags.rawValue)
+        if signature.count == Self.signatureLength {
+            buffer.writeBytes(signature)
+        } else {
+            buffer.writeRepeatingByte(0, count: Self.signatureLength)
+        }
         buffer.writeImmutableBuffer(payload)
     }
 
@@ -64,13 +72,19 @@ public struct Chunk: Equatable, Sendable {
               let ingestTime = buffer.readInteger(as: Int64.self),
               let pts = buffer.readInteger(as: Int64.self),
               let duration = buffer.readInteger(as: Int64.self),
-              let flags = buffer.readInteger(as: UInt8.self)
+              let flags = buffer.readInteger(as: UInt8.self),
+              let signature = buffer.readBytes(length: signatureLength)
         else { throw WireError.malformed("chunk header truncated") }
         let payload = buffer.readSlice(length: buffer.readableBytes)!
         guard payload.readableBytes % 188 == 0 else {
             throw WireError.malformed("chunk payload of \(payload.readableBytes) bytes is not whole TS packets")
         }
-        return Chunk(seq: seq, epoch: epoch, ingestTime: ingestTime, pts: pts, duration: duration,
-                     flags: Flags(rawValue: flags), payload: payload)
+        guard ingestTime >= 0, (0...WireLimits.maxDelay).contains(duration) else {
+            throw WireError.malformed("chunk times out of range")
+        }
+        var chunk = Chunk(seq: seq, epoch: epoch, ingestTime: ingestTime, pts: pts, duration: duration,
+                          flags: Flags(rawValue: flags), payload: payload)
+        chunk.signature = signature
+        return chunk
     }
 }

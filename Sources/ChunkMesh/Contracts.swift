@@ -69,14 +69,17 @@ public struct HostPort: Equatable, Sendable, CustomStringConvertible {
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
-/// `lsp2p://HOST:PORT?key=HEX64`: where to join and, optionally, the channel key.
+/// `lsp2p://HOST:PORT?key=HEX64&origin=HEX64`: where to join and, optionally, the channel key and the origin's
+/// public key (which every chunk is checked against).
 public struct JoinURL: Equatable, Sendable, CustomStringConvertible {
     public var address: HostPort
     public var key: ChannelKey?
+    public var origin: OriginPublicKey?
 
-    public init(address: HostPort, key: ChannelKey?) {
+    public init(address: HostPort, key: ChannelKey?, origin: OriginPublicKey? = nil) {
         self.address = address
         self.key = key
+        self.origin = origin
     }
 
     public enum ParseError: Error, CustomStringConvertible {
@@ -84,7 +87,7 @@ public struct JoinURL: Equatable, Sendable, CustomStringConvertible {
         case badKey(ChannelKey.KeyError)
         public var description: String {
             switch self {
-            case .notJoinURL(let s): return "'\(s)' is not a join URL (lsp2p://HOST:PORT?key=HEX64)"
+            case .notJoinURL(let s): return "'\(s)' is not a join URL (lsp2p://HOST:PORT?key=HEX64&origin=HEX64)"
             case .badKey(let e): return "bad key in join URL: \(e)"
             }
         }
@@ -103,14 +106,18 @@ public struct JoinURL: Equatable, Sendable, CustomStringConvertible {
         if parts.count == 2 {
             for item in parts[1].split(separator: "&") {
                 let kv = item.split(separator: "=", maxSplits: 1)
-                guard kv.count == 2, kv[0] == "key" else { continue }
-                do { key = try ChannelKey(hex: String(kv[1])) } catch let e as ChannelKey.KeyError { throw ParseError.badKey(e) }
+                guard kv.count == 2 else { continue }
+                do {
+                    if kv[0] == "key" { key = try ChannelKey(hex: String(kv[1])) }
+                    if kv[0] == "origin" { origin = try OriginPublicKey(hex: String(kv[1])) }
+                } catch let e as ChannelKey.KeyError { throw ParseError.badKey(e) }
             }
         }
     }
 
     public var description: String {
-        "lsp2p://\(address)" + (key.map { "?key=\($0.hex)" } ?? "")
+        let query = [key.map { "key=\($0.hex)" }, origin.map { "origin=\($0.hex)" }].compactMap { $0 }
+        return "lsp2p://\(address)" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
     }
 }
 
@@ -151,4 +158,18 @@ public func monotonicMicros() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+}
+
+extension Int64 {
+    /// `self + other`, held at the type's bounds instead of trapping: for sums of values peers told us.
+    public func saturatingAdd(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
+
+    /// `self - other`, held at the type's bounds instead of trapping.
+    public func saturatingSubtract(_ other: Int64) -> Int64 {
+        let (difference, overflow) = subtractingReportingOverflow(other)
+        return overflow ? (other < 0 ? .max : .min) : difference
+    }
 }

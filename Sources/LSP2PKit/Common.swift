@@ -65,13 +65,26 @@ public struct RuntimeFailure: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Resolves the channel key from `--key-file`, else the join URL's `?key=`.
-public func resolveKey(keyFile: String?, url: JoinURL?) throws -> ChannelKey {
+/// Resolves the keys from `--key-file`, else the join URL's `?key=`; the origin's public key from either.
+public func resolveKeys(keyFile: String?, url: JoinURL?) throws -> KeyFile {
+    var keys: KeyFile
     if let keyFile {
-        do { return try ChannelKey(contentsOfFile: keyFile) } catch { throw ValidationError("--key-file \(keyFile): \(error)") }
+        do { keys = try KeyFile(contentsOfFile: keyFile) } catch { throw ValidationError("--key-file \(keyFile): \(error)") }
+    } else if let key = url?.key {
+        keys = KeyFile(channel: key)
+    } else {
+        throw ValidationError("no key: give --key-file F or a join URL with ?key=HEX64")
     }
-    if let key = url?.key { return key }
-    throw ValidationError("no key: give --key-file F or a join URL with ?key=HEX64")
+    if let origin = url?.origin {
+        if let given = keys.origin, given != origin { throw ValidationError("the join URL's origin= differs from the key file's") }
+        keys.origin = origin
+    }
+    return keys
+}
+
+/// The channel key alone (see `resolveKeys`).
+public func resolveKey(keyFile: String?, url: JoinURL?) throws -> ChannelKey {
+    try resolveKeys(keyFile: keyFile, url: url).channel
 }
 
 /// Writes a line to stderr, unbuffered.
@@ -119,11 +132,13 @@ extension ParsableCommand {
 }
 
 /// A mesh peer that joins through `bootstrap`: listens where it can be reached and advertises that address.
-func joinerConfiguration(bootstrap: HostPort, key: ChannelKey, listen: HostPort?, units: Int, uplink: BitRate?) -> MeshNode.Configuration {
+func joinerConfiguration(bootstrap: HostPort, key: ChannelKey, originKey: OriginPublicKey?, listen: HostPort?, units: Int,
+                         uplink: BitRate?) -> MeshNode.Configuration {
     let listen = listen ?? defaultListen(joining: bootstrap)
     var config = MeshNode.Configuration(listen: listen, key: key, isOrigin: false, bootstrap: bootstrap, capacityUnits: units,
                                         scheduleDelay: 1_000, seed: UInt64.random(in: 0...UInt64.max), uplink: uplink)
     config.advertise = advertisedHost(listen.host)
+    config.originKey = originKey
     return config
 }
 

@@ -21,6 +21,8 @@ public struct PlayerService: Sendable {
     public var noUpload = false
     /// Where to listen for peers; nil picks the interface that reaches the join address.
     public var listen: HostPort?
+    /// The origin's public key; nil trusts the one the bootstrap names.
+    public var originKey: OriginPublicKey?
 
     public init(url: JoinURL, key: ChannelKey, output: String, duration: Double?, deadlineMs: Int,
                 reportPath: String?, quiet: Bool) {
@@ -92,7 +94,7 @@ final class PlayerSession: @unchecked Sendable {
     private var source: String { service.url.address.description }
 
     func start(group: EventLoopGroup) throws {
-        let config = joinerConfiguration(bootstrap: service.url.address, key: service.key, listen: service.listen,
+        let config = joinerConfiguration(bootstrap: service.url.address, key: service.key, originKey: service.originKey, listen: service.listen,
                                          units: service.noUpload ? 0 : SubstreamPlan().count,
                                          uplink: service.noUpload ? nil : service.uplink)
         let node = MeshNode(configuration: config, group: loop, logger: logger,
@@ -160,7 +162,7 @@ final class PlayerSession: @unchecked Sendable {
         if chunk.isEndOfStream { endOfStreamArrived = true }
         let now = originNow
         switch buffer.receive(chunk, now: now) {
-        case .onTime, .late, .tooLate: metrics.latency.recordMicroseconds(max(0, now - chunk.ingestTime))
+        case .onTime, .late, .tooLate: metrics.latency.recordMicroseconds(max(0, now.saturatingSubtract(chunk.ingestTime)))
         default: break
         }
         release(buffer.pull(now: now))
@@ -203,9 +205,9 @@ final class PlayerSession: @unchecked Sendable {
                         writeFailure.withLockedValue { $0 = "\(error)" }
                     }
                 }
-            case .skipped(let seq):
-                metrics.missing.increment()
-                logger.debug("skipped chunk \(seq): deadline passed")
+            case .skipped(let seqs):
+                metrics.missing.increment(by: seqs.count)
+                logger.debug("skipped chunks \(seqs): deadline passed")
             case .restarted:
                 logger.notice("the origin restarted: playing its new run")
             }

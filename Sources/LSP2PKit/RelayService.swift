@@ -12,6 +12,8 @@ public struct RelayService {
     public var listen: HostPort?
     public var uplink: BitRate?
     public var quiet: Bool
+    /// The origin's public key; nil trusts the one the bootstrap names.
+    public var originKey: OriginPublicKey?
 
     public init(url: JoinURL, key: ChannelKey, listen: HostPort?, uplink: BitRate?, quiet: Bool) {
         self.url = url
@@ -27,7 +29,7 @@ public struct RelayService {
         defer { try? group.syncShutdownGracefully() }
         let bootstrap = url.address
         // Without an uplink, two streams' worth; with one, the node sizes itself from the welcome.
-        let config = joinerConfiguration(bootstrap: bootstrap, key: key, listen: listen, units: 2 * SubstreamPlan().count, uplink: uplink)
+        let config = joinerConfiguration(bootstrap: bootstrap, key: key, originKey: originKey, listen: listen, units: 2 * SubstreamPlan().count, uplink: uplink)
         let failure = NIOLockedValueBox<String?>(nil)
         // Woken by a stop signal or a failure to join; nothing polls.
         let wake = DispatchSemaphore(value: 0)

@@ -14,9 +14,12 @@ public struct SourceService {
     public var uplink: BitRate?
     public var waitReceivers: Int
     public var quiet: Bool
+    /// Signs every chunk; its public key goes in the join URL.
+    public var originSigner: OriginSigningKey
 
-    public init(ingest: IngestOptions, listen: HostPort, key: ChannelKey, suite: CipherSuite,
+    public init(ingest: IngestOptions, listen: HostPort, key: ChannelKey, originSigner: OriginSigningKey, suite: CipherSuite,
                 uplink: BitRate?, waitReceivers: Int, quiet: Bool) {
+        self.originSigner = originSigner
         self.ingest = ingest
         self.listen = listen
         self.key = key
@@ -53,11 +56,12 @@ public struct SourceService {
                                             scheduleDelay: sched, seed: UInt64.random(in: 0...UInt64.max), uplink: uplink)
         config.suite = suite
         config.advertise = advertisedHost(listen.host)
+        config.originSigner = originSigner
         let origin = MeshNode(configuration: config, group: group, logger: logger)
         origin.streamRate = rate
         let id: PeerID
         do { id = try origin.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
-        let url = JoinURL(address: HostPort(id)!, key: key)
+        let url = JoinURL(address: HostPort(id)!, key: key, origin: originSigner.publicKey)
         printErr("join: \(url)")
 
         let signals = StopSignals { sig in

@@ -19,13 +19,13 @@ struct Play: ParsableCommand {
         """
     )
 
-    @Argument(help: "Join URL: lsp2p://HOST:PORT?key=HEX64")
+    @Argument(help: "Join URL: lsp2p://HOST:PORT?key=HEX64&origin=HEX64")
     var url: String
 
     @Option(name: .shortAndLong, help: "Output file (.ts, .mp4, .mkv) or - for stdout.")
     var output: String
 
-    @Option(help: "Channel key file (64 hex characters), instead of ?key= in the URL.")
+    @Option(help: "Key file (the channel key, and origin= for the origin's public key), instead of ?key= and &origin= in the URL.")
     var keyFile: String?
 
     @Option(help: "Stop after this many seconds.")
@@ -63,11 +63,13 @@ struct Play: ParsableCommand {
     func run() throws {
         let logger = common.makeLogger("lsp2p.play")
         let url = try parsedURL()
-        var service = PlayerService(url: url, key: try resolveKey(keyFile: keyFile, url: url), output: output,
+        let keys = try resolveKeys(keyFile: keyFile, url: url)
+        var service = PlayerService(url: url, key: keys.channel, output: output,
                                     duration: duration, deadlineMs: deadlineMs, reportPath: report, quiet: common.quiet)
         service.uplink = uplink
         service.noUpload = noUpload
         service.listen = listen
+        service.originKey = keys.origin
         try exitingOnFailure("lsp2p-play") {
             try metrics.serving(logger: logger) { try service.run(logger: logger) }
         }

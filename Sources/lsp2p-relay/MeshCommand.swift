@@ -16,7 +16,7 @@ struct MeshCommand: ParsableCommand {
     @Argument(help: "Join URL of the origin: lsp2p://HOST:PORT?key=HEX64")
     var url: String
 
-    @Option(help: "Channel key file (64 hex characters), instead of ?key= in the URL.")
+    @Option(help: "Key file (the channel key, and origin= for the origin's public key), instead of ?key= and &origin= in the URL.")
     var keyFile: String?
 
     @Flag(help: "Print JSON (snake_case keys) instead of text.")

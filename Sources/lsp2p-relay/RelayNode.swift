@@ -13,7 +13,7 @@ struct RelayNode: ParsableCommand {
         """
     )
 
-    @Argument(help: "Join URL: lsp2p://HOST:PORT?key=HEX64")
+    @Argument(help: "Join URL: lsp2p://HOST:PORT?key=HEX64&origin=HEX64")
     var url: String
 
     @Option(help: "Address to listen on for peers, HOST:PORT. Default: the interface that reaches the join address, any port.")
@@ -22,7 +22,7 @@ struct RelayNode: ParsableCommand {
     @Option(help: "Upload budget in bits/s (8M, 500k). Default: two streams' worth, unshaped.")
     var uplink: BitRate?
 
-    @Option(help: "Channel key file (64 hex characters), instead of ?key= in the URL.")
+    @Option(help: "Key file (the channel key, and origin= for the origin's public key), instead of ?key= and &origin= in the URL.")
     var keyFile: String?
 
     @OptionGroup var common: CommonOptions
@@ -35,7 +35,9 @@ struct RelayNode: ParsableCommand {
     func run() throws {
         let logger = common.makeLogger("lsp2p.relay")
         let url = try JoinURL(url)
-        let service = RelayService(url: url, key: try resolveKey(keyFile: keyFile, url: url), listen: listen, uplink: uplink, quiet: common.quiet)
+        let keys = try resolveKeys(keyFile: keyFile, url: url)
+        var service = RelayService(url: url, key: keys.channel, listen: listen, uplink: uplink, quiet: common.quiet)
+        service.originKey = keys.origin
         try exitingOnFailure("lsp2p-relay") {
             try metrics.serving(logger: logger) { try service.run(logger: logger) }
         }

@@ -26,7 +26,7 @@ struct Source: ParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT ([::1]:7000 for IPv6).")
     var listen = HostPort(host: "127.0.0.1", port: 7000)
 
-    @Option(help: "Channel key file (64 hex characters). A new key is made when absent.")
+    @Option(help: "Key file from `lsp2p-relay keygen`: the channel key and the origin's signing key (origin-secret=). Keys missing from it are made anew and the join URL carries them.")
     var keyFile: String?
 
     @Option(help: "Target chunk duration in milliseconds.")
@@ -58,11 +58,15 @@ struct Source: ParsableCommand {
 
     func run() throws {
         let logger = common.makeLogger("lsp2p.source")
-        let key = try keyFile.map { try resolveKey(keyFile: $0, url: nil) } ?? ChannelKey.random()
+        let keys = try keyFile.map { try resolveKeys(keyFile: $0, url: nil) } ?? KeyFile(channel: ChannelKey.random())
+        let key = keys.channel
+        if keys.originSecret == nil {
+            logger.warning("no origin-secret in the key file: signing with a new origin key, which a restart will change (keep one: lsp2p-relay keygen)")
+        }
         let service = SourceService(
             ingest: IngestOptions(input: InputSpec(location: input, format: format), realtime: realtime,
                                   loop: loop, chunkDuration: Int64(chunkMs) * 1000),
-            listen: listen, key: key, suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
+            listen: listen, key: key, originSigner: keys.originSecret ?? OriginSigningKey(), suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
         try exitingOnFailure("lsp2p-relay") {
             try metrics.serving(logger: logger) { try service.run(logger: logger) }
         }

@@ -91,10 +91,15 @@ final class FrameDecoderTests: XCTestCase {
     }
 
     func testMessagesRoundTrip() throws {
-        let chunk = Chunk(seq: 7, epoch: 1_795_000_000_000_000, ingestTime: 123_456, pts: 90_000, duration: 200_000, flags: [.randomAccess],
+        var chunk = Chunk(seq: 7, epoch: 1_795_000_000_000_000, ingestTime: 123_456, pts: 90_000, duration: 200_000, flags: [.randomAccess],
                           payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 376)))
-        for message in [Message.welcome(originClock: 99, streamRate: 8_000_000), .chunk(chunk), .ping(5), .pong(6), .bye("done"),
-                        .chunk(.endOfStream(seq: 8, ingestTime: 1))] {
+        let signer = OriginSigningKey()
+        signer.sign(&chunk)
+        var unsigned = chunk
+        unsigned.signature = [UInt8](repeating: 0, count: 64)
+        for message in [Message.welcome(Welcome(originClock: 99, streamRate: 8_000_000)),
+                        .welcome(Welcome(originClock: 99, streamRate: 1, originKey: signer.publicKey, originProof: signer.proveLink([1, 2]))),
+                        .chunk(chunk), .chunk(unsigned), .ping(5), .pong(6), .bye("done")] {
             XCTAssertEqual(try Message.decode(message.encode()), message)
         }
         var bad = ByteBuffer(bytes: [2, 0, 0])

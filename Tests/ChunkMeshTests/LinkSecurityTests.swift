@@ -12,7 +12,8 @@ final class LinkSecurityTests: XCTestCase {
         var client = HandshakeInitiator(key: clientKey, role: .player, nonce: randomNonce())
         var server = HandshakeResponder(key: serverKey, suite: suite, nonce: randomNonce(), clientAddress: address)
         let challenge = try server.receiveHello(client.hello())
-        let (proof, clientCipher, chosen) = try client.receive(challenge)
+        let (proof, clientCipher, chosen, binding) = try client.receive(challenge)
+        XCTAssertEqual(binding, server.binding, "both sides name the link alike")
         XCTAssertEqual(chosen, suite)
         let serverCipher = try server.receiveProof(proof)
         return (clientCipher, serverCipher)
@@ -52,7 +53,7 @@ final class LinkSecurityTests: XCTestCase {
         var server = HandshakeResponder(key: key, suite: .rc4HmacSHA256, nonce: randomNonce(), clientAddress: "x")
         let hello = client.hello()
         let challenge = try server.receiveHello(hello)
-        let (proof, _, _) = try client.receive(challenge)
+        let (proof, _, _, _) = try client.receive(challenge)
         for frame in [hello, challenge, proof] {
             XCTAssertNil(hex(frame.payload.readableBytesView).range(of: key.hex.prefix(16)))
         }

@@ -13,7 +13,7 @@ final class MeshNodeTests: XCTestCase {
 
     override func setUp() {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        logger.logLevel = .critical
+        logger.logLevel = ProcessInfo.processInfo.environment["MESH_LOG"] != nil ? .debug : .critical
     }
 
     override func tearDownWithError() throws { try group.syncShutdownGracefully() }
@@ -124,6 +124,7 @@ final class MeshNodeTests: XCTestCase {
             let have = got.withLockedValue { $0 }
             let missing = checked.filter { !have.contains($0) }
             XCTAssertLessThanOrEqual(missing.count, 1, "leaf \(i) missed \(missing)")
+            if missing.count > 1 { print("DEBUG leaf \(leafNodes[i].id) \(leafNodes[i].debugState) bad \(badIDs) honest \(honest.map(\.id)) origin \(origin.id)") }
         }
         // Not a test of nothing: bad peers were leaves' parents on the way.
         XCTAssertFalse(seen.withLockedValue { $0.isDisjoint(with: badIDs) }, "no leaf ever took a bad parent")

@@ -14,21 +14,13 @@ public struct ChannelKey: Equatable, Sendable, CustomStringConvertible {
     public init(hex: String) throws {
         let hex = hex.trimmingCharacters(in: .whitespacesAndNewlines)
         guard hex.count == 64 else { throw KeyError.badLength(hex.count) }
-        var out = [UInt8]()
-        out.reserveCapacity(32)
-        var it = hex.utf8.makeIterator()
-        while let hi = it.next(), let lo = it.next() {
-            guard let h = hexValue(hi), let l = hexValue(lo) else { throw KeyError.notHex }
-            out.append(h << 4 | l)
-        }
-        try self.init(bytes: out)
+        guard let bytes = hexBytes(hex, count: 32) else { throw KeyError.notHex }
+        try self.init(bytes: bytes)
     }
 
-    /// Reads a key file: 64 hex characters and an optional newline.
+    /// Reads a key file's channel key: 64 hex characters and an optional newline (the origin's lines may follow).
     public init(contentsOfFile path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw KeyError.unreadable(path) }
-        guard data.count <= 66, let text = String(data: data, encoding: .utf8) else { throw KeyError.notHex }
-        try self.init(hex: text)
+        self = try KeyFile(contentsOfFile: path).channel
     }
 
     public static func random() -> ChannelKey {
@@ -36,7 +28,7 @@ public struct ChannelKey: Equatable, Sendable, CustomStringConvertible {
         return try! ChannelKey(bytes: key.withUnsafeBytes { Array($0) })
     }
 
-    public var hex: String { bytes.map { String(format: "%02x", $0) }.joined() }
+    public var hex: String { hexString(bytes) }
 
     /// Never the key itself: a short fingerprint safe for logs.
     public var description: String {
@@ -47,18 +39,24 @@ public struct ChannelKey: Equatable, Sendable, CustomStringConvertible {
         case badLength(Int)
         case notHex
         case unreadable(String)
+        case badOriginKey
+        case unknownLine
+        case originMismatch
 
         public var description: String {
             switch self {
             case .badLength(let n): return "a channel key is 64 hex characters, got \(n)"
             case .notHex: return "a channel key is 64 hex characters (0-9, a-f)"
             case .unreadable(let path): return "cannot read key file \(path)"
+            case .badOriginKey: return "an origin key is 64 hex characters (an Ed25519 key)"
+            case .unknownLine: return "a key file holds the channel key, then only origin= and origin-secret= lines"
+            case .originMismatch: return "origin= is not the public key of origin-secret="
             }
         }
     }
 }
 
-private func hexValue(_ c: UInt8) -> UInt8? {
+func hexValue(_ c: UInt8) -> UInt8? {
     switch c {
     case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
     case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10

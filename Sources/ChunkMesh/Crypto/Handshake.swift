@@ -55,8 +55,8 @@ public struct HandshakeInitiator {
         return Frame(type: .hello, payload: ByteBuffer(bytes: helloBytes))
     }
 
-    /// Checks the challenge; returns the proof frame to send and the link's cipher.
-    public func receive(_ frame: Frame) throws -> (proof: Frame, cipher: LinkCipher, suite: CipherSuite) {
+    /// Checks the challenge; returns the proof frame to send, the link's cipher and its binding (`linkBinding`).
+    public func receive(_ frame: Frame) throws -> (proof: Frame, cipher: LinkCipher, suite: CipherSuite, binding: [UInt8]) {
         if frame.type == .reject { throw HandshakeError.rejected(String(buffer: frame.payload)) }
         guard frame.type == .challenge else { throw HandshakeError.unexpected(frame.type) }
         var payload = frame.payload
@@ -75,7 +75,7 @@ public struct HandshakeInitiator {
         let keys = deriveLinkKeys(channelKey: key, clientNonce: nonce, serverNonce: serverNonce,
                                   clientAddress: address, suite: suite)
         let cipher = LinkCipher(suite: suite, send: keys.clientToServer, receive: keys.serverToClient)
-        return (Frame(type: .proof, payload: ByteBuffer(bytes: proof)), cipher, suite)
+        return (Frame(type: .proof, payload: ByteBuffer(bytes: proof)), cipher, suite, linkBinding(transcript + serverProof))
     }
 }
 
@@ -88,6 +88,8 @@ public struct HandshakeResponder {
     private var transcript: [UInt8]?
     private var clientNonce: [UInt8] = []
     public private(set) var role: PeerRole?
+    /// What names this link alone, once the hello is answered (`linkBinding`).
+    public var binding: [UInt8] { transcript.map(linkBinding) ?? [] }
 
     /// `clientAddress` is the joiner's address as this side sees it; it is sent back and bound into the keys.
     public init(key: ChannelKey, suite: CipherSuite, nonce: [UInt8], clientAddress: String) {
@@ -146,6 +148,12 @@ private func handshakeProof(_ key: ChannelKey, _ side: String, _ transcript: [UI
     hmac.update(data: Array("lsp2p/1 \(side) proof".utf8))
     hmac.update(data: transcript)
     return Array(hmac.finalize())
+}
+
+/// A digest of the handshake both sides hold alike and no other link shares (fresh nonces, the joiner's address):
+/// what the origin signs to prove it is the one at the other end.
+func linkBinding(_ transcript: [UInt8]) -> [UInt8] {
+    Array(SHA256.hash(data: Array("lsp2p/1 binding".utf8) + transcript))
 }
 
 /// Fresh random bytes for a nonce.

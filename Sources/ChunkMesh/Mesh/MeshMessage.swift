@@ -24,18 +24,21 @@ public struct PeerInfo: Equatable, Sendable {
 
     /// Longest ancestry carried per substream; deeper trees than this lose loop protection at their bottom.
     static let maxAncestors = 64
+    /// Most substreams a stream may be cut into.
+    static let maxSubstreams = 64
 
     func write(to out: inout ByteBuffer) {
         writeShortString(id, to: &out)
         out.writeInteger(epoch)
         out.writeInteger(UInt16(clamping: residualUnits))
-        out.writeInteger(scheduleDelay)
-        out.writeInteger(UInt8(clamping: delays.count))
-        for (i, delay) in delays.prefix(255).enumerated() {
-            out.writeInteger(delay ?? -1)
-            let kept = (i < ancestors.count ? ancestors[i] : []).prefix(Self.maxAncestors)
-            out.writeInteger(UInt8(kept.count))
-            for a in kept { writeShortString(a, to: &out) }
+        out.writeInteger(min(max(0, scheduleDelay), WireLimits.maxDelay))
+        let kept = delays.prefix(Self.maxSubstreams)
+        out.writeInteger(UInt8(kept.count))
+        for (i, delay) in kept.enumerated() {
+            out.writeInteger(delay.map { min(max(0, $0), WireLimits.maxDelay) } ?? -1)
+            let up = (i < ancestors.count ? ancestors[i] : []).prefix(Self.maxAncestors)
+            out.writeInteger(UInt8(up.count))
+            for a in up { writeShortString(a, to: &out) }
         }
     }
 
@@ -44,12 +47,17 @@ public struct PeerInfo: Equatable, Sendable {
         guard let epoch = buffer.readInteger(as: UInt64.self), let residual = buffer.readInteger(as: UInt16.self), let sched = buffer.readInteger(as: Int64.self),
               let count = buffer.readInteger(as: UInt8.self)
         else { throw WireError.malformed("peer info truncated") }
+        guard (0...WireLimits.maxDelay).contains(sched) else { throw WireError.malformed("schedule delay out of range") }
+        guard count <= maxSubstreams else { throw WireError.malformed("\(count) substreams") }
         var delays: [Int64?] = []
         var ancestors: [[PeerID]] = []
         for _ in 0..<count {
             guard let delay = buffer.readInteger(as: Int64.self), let n = buffer.readInteger(as: UInt8.self) else {
                 throw WireError.malformed("peer info truncated")
             }
+            // -1 is "not received"; anything else outside 0-60 s is a lie.
+            guard delay == -1 || (0...WireLimits.maxDelay).contains(delay) else { throw WireError.malformed("delay out of range") }
+            guard n <= maxAncestors else { throw WireError.malformed("ancestry of \(n)") }
             delays.append(delay < 0 ? nil : delay)
             ancestors.append(try (0..<n).map { _ in try readShortString(&buffer) })
         }
@@ -120,9 +128,10 @@ public enum MeshMessage: Equatable, Sendable {
             throw WireError.malformed("unknown mesh message")
         }
         func substreams() throws -> [Int] {
-            guard let n = buffer.readInteger(as: UInt8.self), let bytes = buffer.readBytes(length: Int(n)) else {
+            guard let n = buffer.readInteger(as: UInt8.self), n <= PeerInfo.maxSubstreams, let bytes = buffer.readBytes(length: Int(n)) else {
                 throw WireError.malformed("substream list truncated")
             }
+            guard bytes.allSatisfy({ $0 < PeerInfo.maxSubstreams }) else { throw WireError.malformed("substream out of range") }
             return bytes.map(Int.init)
         }
         switch tag {
@@ -131,6 +140,7 @@ public enum MeshMessage: Equatable, Sendable {
             return .announce(try PeerInfo.read(from: &buffer), wantPeers: want != 0)
         case .peers:
             guard let n = buffer.readInteger(as: UInt8.self) else { throw WireError.malformed("peers truncated") }
+            guard n <= WireLimits.maxPeers else { throw WireError.malformed("\(n) peers in one list") }
             return .peers(try (0..<n).map { _ in try PeerInfo.read(from: &buffer) })
         case .subscribe:
             let list = try substreams()
@@ -151,13 +161,13 @@ public enum MeshMessage: Equatable, Sendable {
     }
 }
 
-private func writeShortString(_ s: String, to out: inout ByteBuffer) {
+func writeShortString(_ s: String, to out: inout ByteBuffer) {
     let bytes = Array(s.utf8.prefix(255))
     out.writeInteger(UInt8(bytes.count))
     out.writeBytes(bytes)
 }
 
-private func readShortString(_ buffer: inout ByteBuffer) throws -> String {
+func readShortString(_ buffer: inout ByteBuffer) throws -> String {
     guard let n = buffer.readInteger(as: UInt8.self), let s = buffer.readString(length: Int(n)) else {
         throw WireError.malformed("string truncated")
     }

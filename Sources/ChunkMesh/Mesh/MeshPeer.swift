@@ -28,6 +28,11 @@ public struct MeshPeerConfig: Sendable {
     public var seed: UInt64
     /// The origin's run (stamped on its chunks); joiners learn it from the mesh.
     public var epoch: UInt64 = 0
+    /// The origin, as the driver found it proven by the origin's key (`MeshEvent.originIs`), or set up front.
+    public var originID: PeerID?
+    /// Checks each chunk a peer sends against the origin's key before it is stored, forwarded or delivered.
+    /// Nil checks nothing (the simulator, where every chunk is the origin's).
+    public var verifier: OriginPublicKey?
 
     public init(me: PeerID, isOrigin: Bool, bootstrap: PeerID?, capacityUnits: Int, scheduleDelay: Int64, seed: UInt64,
                 plan: SubstreamPlan = SubstreamPlan(), chunkDuration: Int64 = 200_000) {
@@ -62,6 +67,12 @@ public enum MeshEvent: Equatable, Sendable {
     case leave
     /// The upload capacity changed (the stream's rate became known, say).
     case setCapacity(Int)
+    /// This linked peer proved it holds the origin's key.
+    case originIs(PeerID)
+    /// The origin's public key became known (a joiner given none takes its bootstrap's).
+    case originKey(OriginPublicKey)
+    /// The peer dialled at one address calls itself by another (a port forward, a NAT): one peer, one link.
+    case renamed(from: PeerID, to: PeerID)
 }
 
 /// What a peer asks its driver to do.
@@ -156,6 +167,22 @@ public struct MeshPeer {
     private var nextPeerAsk: Int64 = 0
     public private(set) var parentChanges = 0
     public private(set) var leaving = false
+    /// Peers asked for a `peers` answer and not answered yet: an answer nobody asked for is dropped.
+    private var peersAsked: Set<PeerID> = []
+    /// Chunks sent on each link, and those sent again as a repair: no request of a child makes this peer send a
+    /// chunk more than twice on one link, so its bytes to a child stay near the stream's rate.
+    private var sentTo: [PeerID: Set<UInt64>] = [:]
+    private var resentTo: [PeerID: Set<UInt64>] = [:]
+    /// When each child last lost a unit to a stronger asker, and when each asker last took one: a peer that lies
+    /// about its uplink can evict a given child once in `preemptProtection`, and evict once in `preemptSpacing`.
+    private var preemptedAt: [PeerID: Int64] = [:]
+    private var preemptedBy: [PeerID: Int64] = [:]
+    static let preemptProtection: Int64 = 30_000_000
+    static let preemptSpacing: Int64 = 10_000_000
+    /// Most peers whose news is kept; hearsay past it is not taken (linked peers' own news always is).
+    static let maxKnown = 512
+    /// How far ahead of the newest seq a chunk is taken: a window's worth.
+    var maxAhead: UInt64 { UInt64(config.windowChunks) }
 
     public init(config: MeshPeerConfig) {
         self.config = config
@@ -176,7 +203,7 @@ public struct MeshPeer {
         // A parent that has lost that substream itself passes on no delay, however it says it is fed otherwise.
         guard let p = parents[substream], let k = known[p], !isAvoided(p), k.info.epoch >= epoch,
               substream < k.info.delays.count, let d = k.info.delays[substream] else { return nil }
-        return d + (k.linkDelay ?? typicalLinkDelay) + k.info.scheduleDelay
+        return d.saturatingAdd(k.linkDelay ?? typicalLinkDelay).saturatingAdd(k.info.scheduleDelay)
     }
 
     /// D(me): the longest over my substreams, or nil without a full set of parents.
@@ -221,7 +248,7 @@ public struct MeshPeer {
             if connected.insert(peer).inserted { linked.append(peer) }
             // A bootstrap that answers again (a restarted origin) is a candidate again at once.
             if peer == config.bootstrap, avoid.removeValue(forKey: peer) != nil { newsVersion += 1 }
-            out.append(.send(peer, .announce(info, wantPeers: !config.isOrigin)))
+            out.append(announceTo(peer, wantPeers: !config.isOrigin))
             // What we wait for from it, asked again if a new link replaced one a subscribe may have been lost on.
             let wanted = (awaitingLink.removeValue(forKey: peer) ?? []).union(pending.filter { $0.value.peer == peer }.keys)
             if !wanted.isEmpty {
@@ -247,6 +274,12 @@ public struct MeshPeer {
             out += tick(now: now)
         case .setCapacity(let units):
             config.capacityUnits = max(0, units)
+        case .originIs(let peer):
+            if connected.contains(peer) { config.originID = peer }
+        case .originKey(let key):
+            if config.verifier == nil { config.verifier = key }
+        case .renamed(let old, let new):
+            out += rename(old, to: new, now: now)
         case .leave:
             leaving = true
             for child in children.keys.sorted() { out.append(.send(child, .leaving)) }
@@ -266,7 +299,7 @@ public struct MeshPeer {
             if known[peer]?.info != info { newsVersion += 1 }
             known[peer] = Known(info: info, linkDelay: delay, heardAt: now)
             if info.residualUnits > 0 { refusedAt.removeValue(forKey: peer) }
-            if info.epoch > epoch { out += newEpoch(info.epoch, now: now) }
+            // A newer run is believed from a chunk the origin signed, never from a peer's word.
             // A loop formed from moves made at once on stale news: leave that parent there, choose again.
             let looped = parents.filter { s, p in p == peer && s < info.ancestors.count && info.ancestors[s].contains(config.me) }
                 .map(\.key).sorted()
@@ -278,11 +311,14 @@ public struct MeshPeer {
             }
             if wantPeers {
                 // Only first-hand news: peers linked to us, so the dead drop out of everyone's lists.
-                out.append(.send(peer, .peers(candidateSample(for: peer) + [self.info])))
+                out.append(.send(peer, .peers(Array((candidateSample(for: peer) + [self.info]).suffix(WireLimits.maxPeers)))))
             }
             out += selectParents(now: now)
         case .peers(let list):
-            for info in list where info.id != config.me && !connected.contains(info.id) {
+            // Only an answer to our ask: a peer cannot flood us with hearsay.
+            guard peersAsked.remove(peer) != nil else { return [] }
+            for info in list where info.id != config.me && !connected.contains(info.id)
+                && (known[info.id] != nil || known.count < Self.maxKnown) {
                 // What a linked peer says of itself beats hearsay; hearsay refreshes the rest.
                 if known[info.id]?.info != info { newsVersion += 1 }
                 known[info.id] = Known(info: info, linkDelay: known[info.id]?.linkDelay ?? measured[info.id]?.delay, heardAt: now)
@@ -329,7 +365,10 @@ public struct MeshPeer {
             if !dropped.isEmpty { out += orphan(dropped, now: now) }
             out += selectParents(now: now)
         case .repair(let seq):
-            if let chunk = window[seq] { out.append(.sendChunk(peer, chunk)) }
+            // Once per chunk and link: a child that lost one may ask again, not make us send it over and over.
+            if let chunk = window[seq], resentTo[peer, default: []].insert(seq).inserted {
+                out.append(.sendChunk(peer, chunk))
+            }
         case .leaving:
             out += orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
             known[peer]?.info.residualUnits = 0
@@ -361,6 +400,8 @@ public struct MeshPeer {
                 // near the source (the snowball of design §3). The weaker one is told and re-parents at once.
                 children[weaker]?.remove(s)
                 if children[weaker]?.isEmpty == true { children.removeValue(forKey: weaker) }
+                preemptedAt[weaker] = lastNow
+                preemptedBy[child] = lastNow
                 out.append(.send(weaker, .refuse([s])))
                 granted.append(s)
                 added += 1 // the unit just freed is this one's
@@ -371,19 +412,31 @@ public struct MeshPeer {
         children[child, default: []].formUnion(granted)
         out.append(.send(child, .accept(granted)))
         if !refused.isEmpty { out.append(.send(child, .refuse(refused))) }
-        // What the child missed: from `fromSeq`, or for a newcomer from the newest random-access chunk.
-        let start = fromSeq > 0 ? fromSeq : (window.values.filter(\.isRandomAccess).map(\.seq).max() ?? UInt64.max)
+        // What the child missed: from `fromSeq`, or for a newcomer from the newest random-access chunk; never more
+        // than the repair horizon back, and never what this link has carried already.
+        let newest = window.values.filter(\.isRandomAccess).map(\.seq).max() ?? UInt64.max
+        let horizon = UInt64(config.repairHorizon / max(1, config.chunkDuration))
+        let start = fromSeq > 0 ? max(fromSeq, (highestSeq ?? 0) > horizon ? highestSeq! - horizon : 0) : newest
         for seq in window.keys.sorted() where seq >= start && granted.contains(config.plan.substream(of: seq)) {
-            out.append(.sendChunk(child, window[seq]!))
+            out += sendChunk(window[seq]!, to: child)
         }
         return out
+    }
+
+    /// A chunk to a peer, unless this link has carried it already.
+    private mutating func sendChunk(_ chunk: Chunk, to peer: PeerID) -> [MeshAction] {
+        guard sentTo[peer, default: []].insert(chunk.seq).inserted else { return [] }
+        return [.sendChunk(peer, chunk)]
     }
 
     /// A child fed `s` here whose uplink is far weaker than the asker's (its sched at least `preemptRatio` times as
     /// long), the weakest first; nil when the asker is not that much stronger than any.
     private func weakerChild(than asker: PeerID, in s: Int) -> PeerID? {
-        guard let strength = known[asker]?.info.scheduleDelay else { return nil }
-        let weakest = children.filter { $0.key != asker && $0.value.contains(s) }.keys
+        guard let strength = known[asker]?.info.scheduleDelay,
+              preemptedBy[asker].map({ lastNow - $0 >= Self.preemptSpacing }) ?? true else { return nil }
+        let weakest = children.filter { c in
+            c.key != asker && c.value.contains(s) && preemptedAt[c.key].map { lastNow - $0 >= Self.preemptProtection } ?? true
+        }.keys
             .compactMap { id in known[id].map { (id, $0.info.scheduleDelay) } }
             .max { ($0.1, $1.0) < ($1.1, $0.0) }
         guard let weakest, Double(weakest.1) >= Double(strength) * Self.preemptRatio else { return nil }
@@ -400,20 +453,34 @@ public struct MeshPeer {
     }
 
     private mutating func receive(_ chunk: Chunk, from: PeerID?, now: Int64) -> [MeshAction] {
-        var out: [MeshAction] = []
-        if chunk.epoch > epoch, !config.isOrigin {
-            if let from { known[from]?.info.epoch = chunk.epoch }
-            out += newEpoch(chunk.epoch, now: now)
-        }
-        guard chunk.epoch == epoch else { return out } // the old run's leftovers
         let s = config.plan.substream(of: chunk.seq)
-        if let from, parents[s] == from, tally(chunk.seq, substream: s) {
+        if let from {
+            // Taken only from the parent of its substream, or from a parent asked to repair it (the end of the stream
+            // comes from every parent). The origin takes none: it has the stream.
+            let asked = (repairTried[chunk.seq] != nil || chunk.isEndOfStream) && parents.values.contains(from)
+            guard !config.isOrigin, parents[s] == from || asked else { return [] }
+        }
+        guard chunk.epoch >= epoch else { return [] } // the old run's leftovers
+        // Within the window: not behind it, nor further ahead of the newest than a window's worth.
+        if chunk.epoch == epoch, chunk.seq < windowLow || highestSeq.map({ chunk.seq > $0 &+ maxAhead }) == true { return [] }
+        var out: [MeshAction] = []
+        if let from, chunk.epoch == epoch, parents[s] == from, tally(chunk.seq, substream: s) {
             // A parent that loses a good part of what it took on (it claimed an uplink it does not have) goes.
             out.append(.send(from, .unsubscribe([s])))
             punish(from, now: now)
             out += orphan([s], now: now)
         }
-        guard window[chunk.seq] == nil, chunk.seq >= windowLow else { return out }
+        guard chunk.epoch > epoch || window[chunk.seq] == nil else { return out }
+        if let from, let key = config.verifier, !key.verifies(chunk) {
+            // Not what the origin signed: dropped, and so is the peer that sent it.
+            punish(from, now: now)
+            return out + [.disconnect(from)] + lose(from, now: now)
+        }
+        if chunk.epoch > epoch {
+            // A restarted origin, proven by its signature: what is held of the old run goes.
+            if let from { known[from]?.info.epoch = chunk.epoch }
+            out += newEpoch(chunk.epoch, now: now)
+        }
         if let from, parents[s] == from { lastFed[s] = now }
         window[chunk.seq] = chunk
         repairTried.removeValue(forKey: chunk.seq)
@@ -430,17 +497,26 @@ public struct MeshPeer {
             }
             windowLow = low
             if !repairTried.isEmpty { repairTried = repairTried.filter { $0.key >= windowLow } }
+            for (peer, seqs) in sentTo where seqs.count > 2 * config.windowChunks { sentTo[peer] = seqs.filter { $0 >= low } }
+            for (peer, seqs) in resentTo where seqs.count > config.windowChunks { resentTo[peer] = seqs.filter { $0 >= low } }
         }
         out.append(.deliver(chunk))
         for (child, subs) in children.sorted(by: { $0.key < $1.key }) where child != from && (subs.contains(s) || chunk.isEndOfStream) {
-            out.append(.sendChunk(child, chunk))
+            out += sendChunk(chunk, to: child)
         }
         return out
     }
 
     private mutating func tick(now: Int64) -> [MeshAction] {
         var out: [MeshAction] = []
-        guard !config.isOrigin else { return announce(now: now) }
+        if now >= nextHousekeeping, !preemptedAt.isEmpty || !preemptedBy.isEmpty {
+            preemptedAt = preemptedAt.filter { now - $0.value < Self.preemptProtection }
+            preemptedBy = preemptedBy.filter { now - $0.value < Self.preemptSpacing }
+        }
+        guard !config.isOrigin else {
+            if now >= nextHousekeeping { nextHousekeeping = now + 1_000_000 }
+            return announce(now: now)
+        }
         if now >= nextHousekeeping {
             nextHousekeeping = now + 1_000_000
             avoid = avoid.filter { $0.value > now }
@@ -454,6 +530,7 @@ public struct MeshPeer {
                 }
             }
             measured = measured.filter { now - $0.value.at < Self.rememberMeasurement }
+
             refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory }
             askedFull = askedFull.filter { now - $0.value < Self.fullAskSpacing }
             let delays = measured.values.map(\.delay).sorted()
@@ -498,7 +575,7 @@ public struct MeshPeer {
         // Short of parents: ask the bootstrap for candidates more often than the gossip round does.
         if !hasAllParents, let bootstrap = config.bootstrap, connected.contains(bootstrap), now >= nextPeerAsk {
             nextPeerAsk = now + 300_000
-            out.append(.send(bootstrap, .announce(info, wantPeers: true)))
+            out.append(announceTo(bootstrap, wantPeers: true))
         }
         out += announce(now: now)
         out += repair(now: now)
@@ -569,7 +646,14 @@ public struct MeshPeer {
         let peers = linked
         // Gossip: ask one neighbour a round for the peers it knows.
         let asked = peers.isEmpty || config.isOrigin ? nil : peers[Int(rng.next() % UInt64(peers.count))]
+        if let asked { peersAsked.insert(asked) }
         return peers.map { .send($0, .announce(me, wantPeers: $0 == asked)) }
+    }
+
+    /// This peer's news to one peer; asking for its peers lets its answer in.
+    private mutating func announceTo(_ peer: PeerID, wantPeers: Bool) -> MeshAction {
+        if wantPeers { peersAsked.insert(peer) }
+        return .send(peer, .announce(info, wantPeers: wantPeers))
     }
 
     /// Pulls chunks missing behind the newest ones from a parent, while they can still be on time.
@@ -661,9 +745,34 @@ public struct MeshPeer {
         unlink(peer)
         known.removeValue(forKey: peer)
         children.removeValue(forKey: peer)
+        sentTo.removeValue(forKey: peer)
+        resentTo.removeValue(forKey: peer)
+        peersAsked.remove(peer)
         awaitingLink.removeValue(forKey: peer)
         for (s, p) in pending where p.peer == peer { pending.removeValue(forKey: s) }
         return orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
+    }
+
+    /// The peer dialled as `old` calls itself `new`: the link and what waits on it are the new name's. Its news
+    /// comes again under the new name; the driver dials the old address to reach it again.
+    private mutating func rename(_ old: PeerID, to new: PeerID, now: Int64) -> [MeshAction] {
+        guard old != new, connected.contains(old), !connected.contains(new), new != config.me else { return [] }
+        unlink(old)
+        if connected.insert(new).inserted { linked.append(new) }
+        known.removeValue(forKey: old)
+        if config.bootstrap == old { config.bootstrap = new }
+        if config.originID == old { config.originID = new }
+        for (s, p) in pending where p.peer == old { pending[s] = (new, p.since) }
+        for (s, p) in parents where p == old { parents[s] = new }
+        if let waiting = awaitingLink.removeValue(forKey: old) { awaitingLink[new, default: []].formUnion(waiting) }
+        if let subs = children.removeValue(forKey: old) { children[new, default: []].formUnion(subs) }
+        if let d = measured.removeValue(forKey: old) { measured[new] = d }
+        if peersAsked.remove(old) != nil { peersAsked.insert(new) }
+        if let seqs = sentTo.removeValue(forKey: old) { sentTo[new] = seqs }
+        if let seqs = resentTo.removeValue(forKey: old) { resentTo[new] = seqs }
+        probing.remove(old)
+        idleSince.removeValue(forKey: old)
+        return []
     }
 
     /// The link to a peer is no longer counted as up.
@@ -701,10 +810,8 @@ public struct MeshPeer {
         avoid[peer] = now + 30_000_000 << min(count, 4)
     }
 
-    /// The origin as a peer knows it: the peer it joined through, or one at delay 0 in every substream.
-    private func isOrigin(_ peer: PeerID) -> Bool {
-        peer == config.bootstrap || known[peer].map { !$0.info.delays.isEmpty && $0.info.delays.allSatisfy { $0 == 0 } } == true
-    }
+    /// The origin as a peer knows it: by its key, proven on the link (never by its word or a delay of 0).
+    private func isOrigin(_ peer: PeerID) -> Bool { peer == config.originID }
 
     /// A restarted origin: what is held of the old run is dropped, and so are parents still on it.
     private mutating func newEpoch(_ new: UInt64, now: Int64) -> [MeshAction] {
@@ -720,6 +827,8 @@ public struct MeshPeer {
         lastFromParent.removeAll()
         fedLog.removeAll()
         pending.removeAll()
+        sentTo.removeAll()
+        resentTo.removeAll()
         // Peers that starved or failed in the outage were not to blame for it.
         avoid.removeAll()
         offenses.removeAll()

@@ -9,8 +9,9 @@ public struct EncodedMessage: Sendable {
 
 /// What the link tells the handler above it.
 public enum LinkEvent: Sendable {
-    /// The handshake succeeded: from now on messages flow, sealed with `suite`.
-    case established(suite: CipherSuite, role: PeerRole)
+    /// The handshake succeeded: from now on messages flow, sealed with `suite`. `binding` names this link alone
+    /// (both sides hold it alike): the origin signs it to prove who it is.
+    case established(suite: CipherSuite, role: PeerRole, binding: [UInt8])
 }
 
 /// Runs the join handshake, then seals every outgoing message and opens every incoming frame.
@@ -39,13 +40,17 @@ public final class LinkSecurityHandler: ChannelDuplexHandler {
     private var state: State
     private let handshakeTimeout: TimeAmount
     private var timeout: Scheduled<Void>?
+    private let frameLimit: FrameLimit?
 
-    public init(_ side: Side, handshakeTimeout: TimeAmount = .seconds(10)) {
+    /// `frameLimit`, shared with the link's `FrameDecoder`, is raised to `Frame.defaultMaxPayload` once the other
+    /// side has proven the channel key; until then it stays as small as a handshake frame.
+    public init(_ side: Side, handshakeTimeout: TimeAmount = .seconds(3), frameLimit: FrameLimit? = nil) {
         switch side {
         case .initiator(let initiator): state = .initiating(initiator)
         case .responder(let key, let suite): state = .awaitingHello(key: key, suite: suite)
         }
         self.handshakeTimeout = handshakeTimeout
+        self.frameLimit = frameLimit
     }
 
     public func channelActive(context: ChannelHandlerContext) {
@@ -78,10 +83,10 @@ public final class LinkSecurityHandler: ChannelDuplexHandler {
                 state = .established(cipher)
                 context.fireChannelRead(wrapInboundOut(try Message.decode(plain)))
             case .initiating(let initiator):
-                let (proof, cipher, suite) = try initiator.receive(frame)
+                let (proof, cipher, suite, binding) = try initiator.receive(frame)
                 writeFrame(context: context, proof, promise: nil)
                 context.flush()
-                establish(context: context, cipher: cipher, suite: suite, role: initiator.role)
+                establish(context: context, cipher: cipher, suite: suite, role: initiator.role, binding: binding)
             case .awaitingHello(let key, let suite):
                 var responder = HandshakeResponder(key: key, suite: suite, nonce: randomNonce(),
                                                    clientAddress: context.remoteAddress.map(describe) ?? "unknown")
@@ -91,7 +96,7 @@ public final class LinkSecurityHandler: ChannelDuplexHandler {
                 context.flush()
             case .awaitingProof(let responder):
                 let cipher = try responder.receiveProof(frame)
-                establish(context: context, cipher: cipher, suite: cipher.suite, role: responder.role ?? .player)
+                establish(context: context, cipher: cipher, suite: cipher.suite, role: responder.role ?? .player, binding: responder.binding)
             case .failed:
                 return
             }
@@ -119,10 +124,11 @@ public final class LinkSecurityHandler: ChannelDuplexHandler {
         writeFrame(context: context, frame, promise: promise)
     }
 
-    private func establish(context: ChannelHandlerContext, cipher: LinkCipher, suite: CipherSuite, role: PeerRole) {
+    private func establish(context: ChannelHandlerContext, cipher: LinkCipher, suite: CipherSuite, role: PeerRole, binding: [UInt8]) {
         timeout?.cancel()
         state = .established(cipher)
-        context.fireUserInboundEventTriggered(LinkEvent.established(suite: suite, role: role))
+        frameLimit?.value = Frame.defaultMaxPayload
+        context.fireUserInboundEventTriggered(LinkEvent.established(suite: suite, role: role, binding: binding))
     }
 
     private func fail(context: ChannelHandlerContext, _ error: Error) {

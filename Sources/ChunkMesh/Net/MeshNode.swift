@@ -61,6 +61,19 @@ public final class MeshNode: @unchecked Sendable {
         public var advertise: String?
         /// A link whose socket stays full this long is closed as too slow.
         public var slowLinkTimeout: Int64 = 10_000_000
+        /// The origin's signing key: the origin signs every chunk it publishes and proves itself on every link.
+        /// An origin given none makes one.
+        public var originSigner: OriginSigningKey?
+        /// The origin's public key, which every chunk is checked against. Nil at a joiner: it trusts the key its
+        /// bootstrap's welcome names (and says so in its log).
+        public var originKey: OriginPublicKey?
+        /// Most links kept; past it a new inbound link is closed.
+        public var maxLinks = 1024
+        /// Handshakes under way at once, in all and from one address; the rest are closed as they connect.
+        public var maxPendingHandshakes = 64
+        public var maxPendingPerAddress = 8
+        /// `lsp2p-relay mesh` clients at once.
+        public var maxObservers = 4
         /// Misbehaviour to put on, for tests of how the others route around a bad peer.
         var faults = Faults()
 
@@ -123,6 +136,18 @@ public final class MeshNode: @unchecked Sendable {
     /// The origin's run, stamped on every chunk it publishes (its start time, µs); 0 at a joiner.
     public let epoch: UInt64
     private var stopped = false
+    /// The origin's key as this node holds it (given, or named by its bootstrap); chunks wait for it.
+    private var originKey: OriginPublicKey?
+    /// What the origin signs with.
+    private let signer: OriginSigningKey?
+    /// The linked peer that proved it is the origin.
+    private var originPeer: PeerID?
+    /// Where to dial a peer known by another name than its address (reached through a port forward).
+    private var dialAddress: [PeerID: PeerID] = [:]
+    /// Handshakes under way, by remote host.
+    private var pendingHandshakes: [String: Int] = [:]
+    private var pendingTotal = 0
+    private var observers = 0
 
     public init(configuration: Configuration, group: EventLoopGroup, logger: Logger,
                 onEvent: @escaping @Sendable (MeshNodeEvent) -> Void = { _ in },
@@ -134,6 +159,8 @@ public final class MeshNode: @unchecked Sendable {
         self.onEvent = onEvent
         self.onDeliver = onDeliver
         self.epoch = configuration.isOrigin ? UInt64(wallClockMicros()) : 0
+        self.signer = configuration.isOrigin ? configuration.originSigner ?? OriginSigningKey() : nil
+        self.originKey = configuration.originKey ?? signer?.publicKey
         if let uplink = configuration.uplink {
             bucket = TokenBucket(bytesPerSecond: uplink.bytesPerSecond, burst: max(uplink.bytesPerSecond, Double(1 << 20)))
         } else if let real = configuration.faults.realUplink {
@@ -151,11 +178,7 @@ public final class MeshNode: @unchecked Sendable {
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 1 << 20, high: 2 << 20))
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(config.faults.handlers + [
-                        ByteToMessageHandler(FrameDecoder()),
-                        LinkSecurityHandler(.responder(key: config.key, suite: config.suite)),
-                        MeshLinkHandler(node: self, peer: nil),
-                    ])
+                    try channel.pipeline.syncOperations.addHandlers(linkHandlers(.responder(key: config.key, suite: config.suite), peer: nil))
                 }
             }
             .bind(host: config.listen.host, port: config.listen.port).wait()
@@ -166,6 +189,7 @@ public final class MeshNode: @unchecked Sendable {
             var core = MeshPeerConfig(me: id, isOrigin: config.isOrigin, bootstrap: config.bootstrap?.description,
                                       capacityUnits: config.capacityUnits, scheduleDelay: config.scheduleDelay, seed: config.seed)
             core.epoch = epoch
+            core.verifier = originKey
             peer = MeshPeer(config: core)
             handle(.start)
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [self] _ in
@@ -183,6 +207,8 @@ public final class MeshNode: @unchecked Sendable {
     public func publish(_ chunk: Chunk) {
         var chunk = chunk
         chunk.epoch = epoch
+        // Signed on the caller's thread, not the loop's.
+        signer?.sign(&chunk)
         loop.execute { [self] in handle(.chunk(from: nil, chunk)) }
     }
 
@@ -203,6 +229,8 @@ public final class MeshNode: @unchecked Sendable {
         loop.execute { [self] in handle(.setCapacity(units)) }
     }
 
+    var debugState: String { (try? loop.submit { [self] in peer.debugState }.wait()) ?? "" }
+
     /// The core's view, read on its loop.
     public func snapshot() -> (parents: [Int: PeerID], children: [PeerID: Set<Int>], delay: Int64?, changes: Int) {
         (try? loop.submit { [self] in (peer.parents, peer.children, peer.delayFromSource, peer.parentChanges) }.wait())
@@ -219,18 +247,15 @@ public final class MeshNode: @unchecked Sendable {
     private func execute(_ action: MeshAction) {
         switch action {
         case .connect(let id):
-            guard let address = HostPort(id) else { return handle(.connectFailed(id)) }
+            guard let address = HostPort(dialAddress[id] ?? id) else { return handle(.connectFailed(id)) }
             let node = self
             ClientBootstrap(group: loop)
                 .connectTimeout(.seconds(3))
                 .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers(node.configuration.faults.handlers + [
-                            ByteToMessageHandler(FrameDecoder()),
-                            LinkSecurityHandler(.initiator(HandshakeInitiator(key: node.configuration.key, role: .relay, nonce: randomNonce()))),
-                            MeshLinkHandler(node: node, peer: id),
-                        ])
+                        try channel.pipeline.syncOperations.addHandlers(node.linkHandlers(
+                            .initiator(HandshakeInitiator(key: node.configuration.key, role: .relay, nonce: randomNonce())), peer: id))
                     }
                 }
                 .connect(host: address.host, port: address.port)
@@ -247,7 +272,10 @@ public final class MeshNode: @unchecked Sendable {
             links.removeValue(forKey: id)?.close(promise: nil)
             statsBox.withLockedValue { $0.links = links.count }
         case .send(let id, let message):
-            links[id]?.writeAndFlush(EncodedMessage(.mesh(message)), promise: nil)
+            guard let channel = links[id] else { return }
+            // An answer a peer can ask for at will waits for nobody: a peer that does not read gets no more of them.
+            if case .peers = message, !channel.isWritable { return }
+            channel.writeAndFlush(EncodedMessage(.mesh(message)), promise: nil)
         case .sendChunk(let id, let chunk):
             if chunk.epoch == newestEpoch { newestSeq = max(newestSeq, chunk.seq) } else { (newestEpoch, newestSeq) = (chunk.epoch, chunk.seq) }
             guard let channel = links[id], !configuration.faults.mute else { return }
@@ -275,7 +303,6 @@ public final class MeshNode: @unchecked Sendable {
                 guard ok || chunk.isEndOfStream else {
                     statsBox.withLockedValue { $0.chunksDropped += 1 }
                     metrics.chunksDropped.increment()
-                metrics.chunksDropped.increment()
                     return
                 }
             }
@@ -294,16 +321,34 @@ public final class MeshNode: @unchecked Sendable {
         }
     }
 
-    /// A link finished its handshake; an inbound one is named once its first announce arrives.
-    func linkUp(_ channel: Channel, as id: PeerID, outbound: Bool, suite: CipherSuite) {
+    /// The handlers of one link: frames capped to a handshake's size until the other side proves the channel key,
+    /// and inbound handshakes counted against the caps (the gate sits where it sees the link come up).
+    func linkHandlers(_ side: LinkSecurityHandler.Side, peer: PeerID?) -> [ChannelHandler] {
+        let limit = FrameLimit(WireLimits.handshakeFrame)
+        var gate: [ChannelHandler] = []
+        if case .responder = side { gate = [HandshakeGate(node: self)] }
+        return configuration.faults.handlers + [
+            ByteToMessageHandler(FrameDecoder(limit: limit)),
+            LinkSecurityHandler(side, frameLimit: limit),
+        ] + gate + [MeshLinkHandler(node: self, peer: peer)]
+    }
+
+    /// A link finished its handshake (outbound), or an inbound one named itself in its first announce.
+    /// False when the link must close: an inbound claim never replaces a link, never names the origin (which dials
+    /// no one) or this node, and finds no room past `maxLinks`.
+    func linkUp(_ channel: Channel, as id: PeerID, outbound: Bool, suite: CipherSuite) -> Bool {
+        if !outbound {
+            guard HostPort(id) != nil, id != self.id, id != originPeer, links.count < configuration.maxLinks || links[id] != nil else {
+                return false
+            }
+        }
         if let old = links[id], old !== channel {
-            // Two peers that dialled each other at once: both keep the link the smaller id opened.
+            // Two peers that dialled each other at once: both keep the link the smaller id opened. An inbound claim
+            // takes part only from the host its id names, and never against the origin's link.
             let oldOpener = linkOpenedByMe[id] == true ? self.id : id
             let newOpener = outbound ? self.id : id
-            guard newOpener < oldOpener else {
-                channel.close(promise: nil)
-                return
-            }
+            let claimFromItsHost = outbound || channel.remoteAddress?.ipAddress == HostPort(id)?.host
+            guard newOpener < oldOpener, claimFromItsHost, id != originPeer else { return false }
             old.close(promise: nil)
         }
         links[id] = channel
@@ -314,7 +359,52 @@ public final class MeshNode: @unchecked Sendable {
         }
         onEvent(.linkUp(id, outbound: outbound, suite: suite))
         handle(.connected(id))
+        return true
     }
+
+    /// The peer dialled as `old` calls itself `new` (a port forward, a NAT): the link is the new name's, and the
+    /// old address is where to dial it again. False when this node is linked to `new` already: this link goes.
+    func rename(_ channel: Channel, from old: PeerID, to new: PeerID) -> Bool {
+        guard links[old] === channel, links[new] == nil, HostPort(new) != nil, new != id else { return false }
+        links[new] = links.removeValue(forKey: old)
+        linkOpenedByMe[new] = linkOpenedByMe.removeValue(forKey: old)
+        fullSince.removeValue(forKey: old)
+        dialAddress[new] = dialAddress[old] ?? old
+        if originPeer == old { originPeer = new }
+        logger.info("\(old) is \(new)")
+        handle(.renamed(from: old, to: new))
+        return true
+    }
+
+    /// A chunk from a linked peer. Until the origin's key is known none is taken: nothing unsigned gets through.
+    func receiveChunk(_ chunk: Chunk, from id: PeerID) {
+        guard originKey != nil else { return }
+        handle(.chunk(from: id, chunk))
+    }
+
+    /// Whether a new inbound connection may start a handshake: few at once, fewer from one address.
+    func admitHandshake(from host: String) -> Bool {
+        guard pendingTotal < configuration.maxPendingHandshakes,
+              pendingHandshakes[host, default: 0] < configuration.maxPendingPerAddress else { return false }
+        pendingTotal += 1
+        pendingHandshakes[host, default: 0] += 1
+        return true
+    }
+
+    func handshakeEnded(from host: String) {
+        pendingTotal -= 1
+        pendingHandshakes[host, default: 1] -= 1
+        if pendingHandshakes[host] == 0 { pendingHandshakes.removeValue(forKey: host) }
+    }
+
+    /// Whether one more observer may look in; `observerLeft` gives its place back.
+    func admitObserver() -> Bool {
+        guard observers < configuration.maxObservers else { return false }
+        observers += 1
+        return true
+    }
+
+    func observerLeft() { observers -= 1 }
 
     func linkFailed(_ id: PeerID?, _ error: Error) {
         statsBox.withLockedValue { $0.linksFailed += 1 }
@@ -346,22 +436,72 @@ public final class MeshNode: @unchecked Sendable {
         handle(.disconnected(id))
     }
 
-    /// The bootstrap's welcome sets this node's origin clock and, with an uplink, its units from the stream rate.
-    func welcome(from id: PeerID, originClock: Int64, streamRate: Int64, rtt: Int64) {
+    /// A welcome: from the origin, its proof of who it is; from the bootstrap, the origin clock, this node's units
+    /// from the stream rate and, if none was given, the origin's key.
+    func welcome(from id: PeerID, _ welcome: Welcome, binding: [UInt8], rtt: Int64) {
         let receivedAt = wallClockMicros()
-        if id == configuration.bootstrap?.description {
-            // Half the handshake-to-welcome round trip is the best guess of the one-way delay.
-            clockOffset = originClock + rtt / 2 - receivedAt
-            if let uplink = configuration.uplink, streamRate > 0 {
-                handle(.setCapacity(peer.config.plan.units(uplink: uplink, streamRate: BitRate(bitsPerSecond: Double(streamRate)))))
-            }
+        let fromBootstrap = (dialAddress[id] ?? id) == configuration.bootstrap?.description
+        if fromBootstrap, originKey == nil, let key = welcome.originKey {
+            logger.notice("checking chunks against \(key) as named by \(id) (no origin key given)")
+            originKey = key
+            handle(.originKey(key))
         }
-        onEvent(.welcome(id, originClock: originClock, streamRate: streamRate, receivedAt: receivedAt, rtt: rtt))
+        if let key = originKey, let proof = welcome.originProof, key.verifiesLink(binding, proof: proof) {
+            originPeer = id
+            handle(.originIs(id))
+        }
+        guard fromBootstrap else { return onEvent(.welcome(id, originClock: welcome.originClock, streamRate: welcome.streamRate, receivedAt: receivedAt, rtt: rtt)) }
+        guard abs(welcome.originClock - receivedAt) <= WireLimits.maxClockSkew else {
+            logger.warning("ignoring \(id)'s clock: more than a day from ours")
+            return
+        }
+        // Half the handshake-to-welcome round trip is the best guess of the one-way delay.
+        clockOffset = welcome.originClock + rtt / 2 - receivedAt
+        if let uplink = configuration.uplink, welcome.streamRate > 0 {
+            handle(.setCapacity(peer.config.plan.units(uplink: uplink, streamRate: BitRate(bitsPerSecond: Double(welcome.streamRate)))))
+        }
+        onEvent(.welcome(id, originClock: welcome.originClock, streamRate: welcome.streamRate, receivedAt: receivedAt, rtt: rtt))
     }
 
-    /// What this node tells a joiner first: its origin-clock estimate and the stream rate.
-    var welcomeMessage: EncodedMessage {
-        EncodedMessage(.welcome(originClock: wallClockMicros() + clockOffset, streamRate: streamRate))
+    /// What this node tells a joiner first: its origin-clock estimate, the stream rate, the origin's key and, at
+    /// the origin, its signature over this link.
+    func welcomeMessage(binding: [UInt8]) -> EncodedMessage {
+        EncodedMessage(.welcome(Welcome(originClock: wallClockMicros() + clockOffset, streamRate: streamRate, originKey: originKey,
+                                        originProof: signer?.proveLink(binding))))
+    }
+}
+
+/// Counts an inbound connection's handshake against the node's caps, and closes it at once when they are full.
+final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = NIOAny
+    private let node: MeshNode
+    private var host: String?
+
+    init(node: MeshNode) { self.node = node }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let host = context.remoteAddress?.ipAddress ?? "unknown"
+        guard node.admitHandshake(from: host) else {
+            context.close(promise: nil)
+            return
+        }
+        self.host = host
+        context.fireChannelActive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is LinkEvent { release() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        release()
+        context.fireChannelInactive()
+    }
+
+    private func release() {
+        if let host { node.handshakeEnded(from: host) }
+        host = nil
     }
 }
 
@@ -372,10 +512,14 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private var peer: PeerID?
     private let outbound: Bool
     private var suite = CipherSuite.rc4HmacSHA256
+    private var binding: [UInt8] = []
     private var establishedAt: Int64 = 0
     private var failed = false
-    /// A `lsp2p-relay mesh` client: it may ask for the view, and is never a peer.
+    /// A `lsp2p-relay mesh` client: it may ask for the view (once a second), is never a peer, and goes when idle.
     private var observer = false
+    private var lastViewAt: Int64 = .min / 2
+    private var idleCheck: RepeatedTask?
+    static let observerIdle: Int64 = 10_000_000
 
     init(node: MeshNode, peer: PeerID?) {
         self.node = node
@@ -384,15 +528,25 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .established(let suite, let role)? = event as? LinkEvent {
+        if case .established(let suite, let role, let binding)? = event as? LinkEvent {
             self.suite = suite
+            self.binding = binding
             establishedAt = monotonicMicros()
             if role == .observer, !outbound {
+                guard node.admitObserver() else { return context.close(promise: nil) }
                 observer = true
+                lastViewAt = establishedAt
+                let channel = context.channel
+                idleCheck = context.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+                    if monotonicMicros() - lastViewAt > Self.observerIdle { channel.close(promise: nil) }
+                }
             } else if outbound, let peer {
-                node.linkUp(context.channel, as: peer, outbound: true, suite: suite)
+                if !node.linkUp(context.channel, as: peer, outbound: true, suite: suite) {
+                    self.peer = nil
+                    context.close(promise: nil)
+                }
             } else {
-                context.writeAndFlush(NIOAny(node.welcomeMessage), promise: nil)
+                context.writeAndFlush(NIOAny(node.welcomeMessage(binding: binding)), promise: nil)
             }
         }
         context.fireUserInboundEventTriggered(event)
@@ -401,28 +555,38 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let message = unwrapInboundIn(data)
         if observer {
-            if case .mesh(.viewRequest) = message {
+            let now = monotonicMicros()
+            if case .mesh(.viewRequest) = message, now - lastViewAt >= 1_000_000 || lastViewAt == establishedAt, context.channel.isWritable {
+                lastViewAt = now
                 context.writeAndFlush(NIOAny(EncodedMessage(.mesh(.view(node.view)))), promise: nil)
             }
             return
         }
         switch message {
         case .mesh(let message):
-            if peer == nil, case .announce(let info, _) = message {
-                peer = info.id
-                node.linkUp(context.channel, as: info.id, outbound: false, suite: suite)
+            if case .announce(let info, _) = message {
+                if peer == nil {
+                    guard node.linkUp(context.channel, as: info.id, outbound: false, suite: suite) else { return context.close(promise: nil) }
+                    peer = info.id
+                } else if outbound, let dialled = peer, info.id != dialled {
+                    // Reached at another address than its own: still one peer, with one link.
+                    guard node.rename(context.channel, from: dialled, to: info.id) else { return context.close(promise: nil) }
+                    peer = info.id
+                }
             }
             guard let peer else { return }
             node.handle(.message(from: peer, message))
         case .chunk(let chunk):
             guard let peer else { return }
-            node.handle(.chunk(from: peer, chunk))
+            node.receiveChunk(chunk, from: peer)
         case .ping(let t):
-            context.writeAndFlush(NIOAny(EncodedMessage(.pong(t))), promise: nil)
+            if context.channel.isWritable { context.writeAndFlush(NIOAny(EncodedMessage(.pong(t))), promise: nil) }
         case .pong(let t):
-            if let peer { node.handle(.linkDelay(peer, max(1, (monotonicMicros() - t) / 2))) }
-        case .welcome(let clock, let rate):
-            if let peer { node.welcome(from: peer, originClock: clock, streamRate: rate, rtt: monotonicMicros() - establishedAt) }
+            // Our own ping's time back: anything else (from the future, or older than a minute) is not a measurement.
+            let rtt = monotonicMicros().saturatingSubtract(t)
+            if let peer, (0...WireLimits.maxDelay).contains(rtt) { node.handle(.linkDelay(peer, max(1, rtt / 2))) }
+        case .welcome(let welcome):
+            if let peer, outbound { node.welcome(from: peer, welcome, binding: binding, rtt: monotonicMicros() - establishedAt) }
         case .bye:
             break
         }
@@ -437,6 +601,10 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if observer {
+            idleCheck?.cancel()
+            node.observerLeft()
+        }
         node.linkDown(context.channel, id: peer)
     }
 }

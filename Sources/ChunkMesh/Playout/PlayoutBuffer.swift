@@ -9,8 +9,8 @@ public struct PlayoutBuffer {
     public enum Output: Equatable {
         /// The next chunk in order, to be written. `late` if it arrived after its deadline.
         case chunk(Chunk, late: Bool)
-        /// The chunk with this seq was given up on.
-        case skipped(UInt64)
+        /// The chunks with these seqs were given up on (a gap is skipped in one step, however long).
+        case skipped(ClosedRange<UInt64>)
         /// The origin restarted: what follows is a new run of the stream (its timestamps start again).
         case restarted
     }
@@ -25,6 +25,8 @@ public struct PlayoutBuffer {
         case beforeStart
         /// From an origin run that has been replaced by a newer one.
         case oldRun
+        /// More than `capacity` chunks ahead of the next to play: not a chunk of this stream's present.
+        case tooFarAhead
     }
 
     public struct Stats: Equatable, Sendable {
@@ -53,7 +55,10 @@ public struct PlayoutBuffer {
 
     private var next: UInt64?
     private var pending: [UInt64: (chunk: Chunk, arrival: Int64)] = [:]
-    private var skipped = Set<UInt64>()
+    /// Gaps given up on lately (the newest `maxSkipped`), and seqs that came after all.
+    private var skipped: [ClosedRange<UInt64>] = []
+    private var cameAfterSkip = Set<UInt64>()
+    static let maxSkipped = 256
     /// The origin run being played (`Chunk.epoch`); nil before the first chunk.
     public private(set) var epoch: UInt64?
     /// What the last run left to release, ahead of the new run.
@@ -74,6 +79,7 @@ public struct PlayoutBuffer {
             startSeq = nil
             pending.removeAll()
             skipped.removeAll()
+            cameAfterSkip.removeAll()
         }
         epoch = chunk.epoch
         if next == nil {
@@ -82,9 +88,10 @@ public struct PlayoutBuffer {
             startSeq = chunk.seq
         }
         guard let next, chunk.seq >= startSeq! else { return .beforeStart }
+        guard chunk.seq < next || chunk.seq - next <= UInt64(capacity) else { return .tooFarAhead }
         if chunk.seq < next || pending[chunk.seq] != nil {
-            if skipped.contains(chunk.seq) {
-                skipped.remove(chunk.seq)
+            if skipped.contains(where: { $0.contains(chunk.seq) }), cameAfterSkip.insert(chunk.seq).inserted {
+                if cameAfterSkip.count > capacity { cameAfterSkip.remove(cameAfterSkip.min()!) }
                 count(chunk, now: now)
                 return .tooLate
             }
@@ -100,7 +107,7 @@ public struct PlayoutBuffer {
         guard !chunk.isEndOfStream else { return }
         stats.received += 1
         stats.bytesReceived += chunk.payload.readableBytes
-        _ = latency.record(UInt64(max(0, now - chunk.ingestTime)))
+        _ = latency.record(UInt64(max(0, now.saturatingSubtract(chunk.ingestTime))))
     }
 
     /// Releases what can be played now, in order.
@@ -119,7 +126,7 @@ public struct PlayoutBuffer {
                 }
                 out.append(.chunk(chunk, late: arrival > deadline(of: chunk)))
             } else if let due = gapDeadline, now >= due || pending.count >= capacity {
-                out.append(skip(seq))
+                out.append(skipGap())
             } else {
                 break
             }
@@ -134,7 +141,7 @@ public struct PlayoutBuffer {
             if pending[seq] != nil {
                 out += pull(now: .min)
             } else {
-                out.append(skip(seq))
+                out.append(skipGap())
             }
         }
         return out
@@ -146,13 +153,16 @@ public struct PlayoutBuffer {
         return deadline(of: pending[later]!.chunk)
     }
 
-    private mutating func skip(_ seq: UInt64) -> Output {
-        next = seq + 1
-        stats.missing += 1
-        skipped.insert(seq)
-        if skipped.count > 4096, let oldest = skipped.min() { skipped.remove(oldest) }
-        return .skipped(seq)
+    /// Gives up on everything from the next seq to the first chunk held, in one step.
+    private mutating func skipGap() -> Output {
+        let first = next!
+        let last = pending.keys.min()! - 1
+        next = last + 1
+        stats.missing += Int(last - first + 1)
+        skipped.append(first...last)
+        if skipped.count > Self.maxSkipped { skipped.removeFirst() }
+        return .skipped(first...last)
     }
 
-    private func deadline(of chunk: Chunk) -> Int64 { chunk.ingestTime + playoutDelay }
+    private func deadline(of chunk: Chunk) -> Int64 { chunk.ingestTime.saturatingAdd(playoutDelay) }
 }

@@ -19,6 +19,21 @@ public enum WireError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// The ranges every value from the wire is checked against where it is decoded (design §6): a core fed only
+/// values inside them cannot overflow a sum of a few of them.
+public enum WireLimits {
+    /// Delays, schedule delays and durations: 0 to 60 s, in µs.
+    public static let maxDelay: Int64 = 60_000_000
+    /// How far a peer's clock may be from ours: a day, in µs.
+    public static let maxClockSkew: Int64 = 86_400_000_000
+    /// A stream's rate: up to 10 Gbit/s.
+    public static let maxStreamRate: Int64 = 10_000_000_000
+    /// Entries in one `peers` answer.
+    public static let maxPeers = 64
+    /// Frames before the handshake is through: a hello, a challenge, a proof are well under this.
+    public static let handshakeFrame = 1024
+}
+
 /// The kinds of frame. Handshake frames travel in clear; every other frame is sealed by the link cipher.
 public enum FrameType: UInt8, Sendable {
     case hello = 0x01
@@ -57,6 +72,13 @@ public struct Frame: Equatable, Sendable {
     }
 }
 
+/// A frame size cap shared by a link's decoder and its security handler: small until the peer has proven the
+/// channel key, so a stranger cannot make a node buffer megabytes. Used on one event loop only.
+public final class FrameLimit: @unchecked Sendable {
+    public var value: Int
+    public init(_ value: Int) { self.value = value }
+}
+
 /// Cuts a byte stream into frames; checks the size cap before it buffers a payload.
 /// Runs inside a NIO pipeline (`ByteToMessageHandler`) and outside one (`NIOSingleStepByteToMessageProcessor`).
 public struct FrameDecoder: NIOSingleStepByteToMessageDecoder, ByteToMessageDecoder {
@@ -68,10 +90,17 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder, ByteToMessageDeco
     }
 
     private var state = State.waitingForHeader
-    public let maxPayload: Int
+    private let limit: FrameLimit
+    /// Largest payload accepted now.
+    public var maxPayload: Int { limit.value }
 
     public init(maxPayload: Int = Frame.defaultMaxPayload) {
-        self.maxPayload = maxPayload
+        self.limit = FrameLimit(maxPayload)
+    }
+
+    /// A decoder whose cap its link raises once the handshake is through (`LinkSecurityHandler`).
+    public init(limit: FrameLimit) {
+        self.limit = limit
     }
 
     public mutating func decode(buffer: inout ByteBuffer) throws -> Frame? {

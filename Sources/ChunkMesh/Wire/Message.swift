@@ -1,10 +1,27 @@
 import NIOCore
 
+/// Accepting side to joiner after the handshake.
+public struct Welcome: Equatable, Sendable {
+    /// Its estimate of the origin's clock, µs (for deadlines across machines).
+    public var originClock: Int64
+    /// The stream's nominal rate in bits/s (0 if unknown), for sizing upload units.
+    public var streamRate: Int64
+    /// The origin's public key as this peer holds it: a joiner given none trusts its bootstrap's.
+    public var originKey: OriginPublicKey?
+    /// From the origin only: its signature over this link's handshake (`OriginSigningKey.proveLink`).
+    public var originProof: [UInt8]?
+
+    public init(originClock: Int64, streamRate: Int64, originKey: OriginPublicKey? = nil, originProof: [UInt8]? = nil) {
+        self.originClock = originClock
+        self.streamRate = streamRate
+        self.originKey = originKey
+        self.originProof = originProof
+    }
+}
+
 /// What established links say to each other, inside sealed frames.
 public enum Message: Equatable, Sendable {
-    /// Accepting side to joiner after the handshake: its estimate of the origin's clock (for deadlines across
-    /// machines) and the stream's nominal rate in bits/s (0 if unknown), for sizing upload units.
-    case welcome(originClock: Int64, streamRate: Int64)
+    case welcome(Welcome)
     case chunk(Chunk)
     case ping(Int64)
     case pong(Int64)
@@ -20,11 +37,16 @@ public enum Message: Equatable, Sendable {
     public func encode(allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         var out: ByteBuffer
         switch self {
-        case .welcome(let clock, let rate):
-            out = allocator.buffer(capacity: 17)
+        case .welcome(let welcome):
+            out = allocator.buffer(capacity: 200)
             out.writeInteger(Tag.welcome.rawValue)
-            out.writeInteger(clock)
-            out.writeInteger(rate)
+            out.writeInteger(welcome.originClock)
+            out.writeInteger(welcome.streamRate)
+            out.writeInteger(UInt8(welcome.originKey == nil ? 0 : 1))
+            if let key = welcome.originKey { out.writeBytes(key.bytes) }
+            let proof = welcome.originProof.flatMap { $0.count == 64 ? $0 : nil }
+            out.writeInteger(UInt8(proof == nil ? 0 : 1))
+            if let proof { out.writeBytes(proof) }
         case .chunk(let chunk):
             out = allocator.buffer(capacity: 1 + Chunk.headerLength + chunk.payload.readableBytes)
             out.writeInteger(Tag.chunk.rawValue)
@@ -51,17 +73,33 @@ public enum Message: Equatable, Sendable {
         guard let tag = Tag(rawValue: raw) else { throw WireError.malformed("unknown message type \(raw)") }
         switch tag {
         case .welcome:
-            guard let clock = buffer.readInteger(as: Int64.self), let rate = buffer.readInteger(as: Int64.self) else {
+            guard let clock = buffer.readInteger(as: Int64.self), let rate = buffer.readInteger(as: Int64.self),
+                  let hasKey = buffer.readInteger(as: UInt8.self) else {
                 throw WireError.malformed("welcome truncated")
             }
-            return .welcome(originClock: clock, streamRate: rate)
+            // The clock is checked against ours by the node (a day at most); here only what needs no clock.
+            guard clock >= 0, (0...WireLimits.maxStreamRate).contains(rate) else { throw WireError.malformed("welcome out of range") }
+            var welcome = Welcome(originClock: clock, streamRate: rate)
+            if hasKey != 0 {
+                guard let bytes = buffer.readBytes(length: 32), let key = try? OriginPublicKey(bytes: bytes) else {
+                    throw WireError.malformed("welcome's origin key")
+                }
+                welcome.originKey = key
+            }
+            guard let hasProof = buffer.readInteger(as: UInt8.self) else { throw WireError.malformed("welcome truncated") }
+            if hasProof != 0 {
+                guard let proof = buffer.readBytes(length: 64) else { throw WireError.malformed("welcome's origin proof") }
+                welcome.originProof = proof
+            }
+            guard buffer.readableBytes == 0 else { throw WireError.malformed("trailing bytes after welcome") }
+            return .welcome(welcome)
         case .chunk:
             return .chunk(try Chunk.read(from: &buffer))
         case .ping, .pong:
             guard let t = buffer.readInteger(as: Int64.self) else { throw WireError.malformed("ping truncated") }
             return tag == .ping ? .ping(t) : .pong(t)
         case .bye:
-            return .bye(buffer.readString(length: buffer.readableBytes) ?? "")
+            return .bye(buffer.readString(length: min(buffer.readableBytes, 200)) ?? "")
         case .mesh:
             let message = try MeshMessage.read(from: &buffer)
             guard buffer.readableBytes == 0 else { throw WireError.malformed("trailing bytes after mesh message") }

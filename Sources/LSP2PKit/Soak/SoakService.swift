@@ -175,7 +175,8 @@ final class SoakRun {
             throw RuntimeFailure("lsp2p-play not found next to lsp2p-relay (\(playerBinary.path))")
         }
         defer { try? group.syncShutdownGracefully() }
-        try key.hex.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        try KeyFile(channel: key, originSecret: OriginSigningKey()).text(includingSecret: true)
+            .write(toFile: keyFile, atomically: true, encoding: .utf8)
         do {
             try startOrigin()
             for _ in 0..<service.relays { relays.append(try startRelay()) }
