@@ -14,10 +14,10 @@ public struct SourceService {
     public var uplink: BitRate?
     public var waitReceivers: Int
     public var quiet: Bool
-    /// Signs every chunk; its public key goes in the join URL.
-    public var originSigner: OriginSigningKey
+    /// Signs every chunk; its public key goes in the join URL. Nil makes one for this run.
+    public var originSigner: OriginSigningKey?
 
-    public init(ingest: IngestOptions, listen: HostPort, key: ChannelKey, originSigner: OriginSigningKey, suite: CipherSuite,
+    public init(ingest: IngestOptions, listen: HostPort, key: ChannelKey, originSigner: OriginSigningKey?, suite: CipherSuite,
                 uplink: BitRate?, waitReceivers: Int, quiet: Bool) {
         self.originSigner = originSigner
         self.ingest = ingest
@@ -56,13 +56,17 @@ public struct SourceService {
                                             scheduleDelay: sched, seed: UInt64.random(in: 0...UInt64.max), uplink: uplink)
         config.suite = suite
         config.advertise = advertisedHost(listen.host)
-        config.originSigner = originSigner
+        let signer = originSigner ?? OriginSigningKey()
+        config.originSigner = signer
         let origin = MeshNode(configuration: config, group: group, logger: logger)
         origin.streamRate = rate
         let id: PeerID
         do { id = try origin.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
-        let url = JoinURL(address: HostPort(id)!, key: key, origin: originSigner.publicKey)
+        let url = JoinURL(address: HostPort(id)!, key: key, origin: signer.publicKey)
         printErr("join: \(url)")
+        if originSigner == nil {
+            logger.warning("signing with an origin key made for this run: a restarted origin would not be believed (keep one: lsp2p-relay keygen)")
+        }
 
         let signals = StopSignals { sig in
             logger.notice("stopping on signal \(sig)")

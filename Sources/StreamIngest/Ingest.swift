@@ -109,7 +109,8 @@ public final class Ingest: @unchecked Sendable {
         while !isStopped {
             let r = av_read_frame(input.context, p)
             if r < 0 {
-                if r == AVError.eof || r == lsp2p_averror(EIO) || input.spec.location != "-" {
+                // The end: EOF, or stdin closed under us. Any other read error is a failure (exit 1), not an end.
+                if r == AVError.eof || (r == lsp2p_averror(EIO) && input.spec.location == "-") {
                     if options.loop, let start = passStart, passEnd > start {
                         try input.rewind()
                         // The next pass starts where this one ended, priming packets (negative times) included.

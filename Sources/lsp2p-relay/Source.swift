@@ -60,13 +60,10 @@ struct Source: ParsableCommand {
         let logger = common.makeLogger("lsp2p.source")
         let keys = try keyFile.map { try resolveKeys(keyFile: $0, url: nil) } ?? KeyFile(channel: ChannelKey.random())
         let key = keys.channel
-        if keys.originSecret == nil {
-            logger.warning("no origin-secret in the key file: signing with a new origin key, which a restart will change (keep one: lsp2p-relay keygen)")
-        }
         let service = SourceService(
             ingest: IngestOptions(input: InputSpec(location: input, format: format), realtime: realtime,
                                   loop: loop, chunkDuration: Int64(chunkMs) * 1000),
-            listen: listen, key: key, originSigner: keys.originSecret ?? OriginSigningKey(), suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
+            listen: listen, key: key, originSigner: keys.originSecret, suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
         try exitingOnFailure("lsp2p-relay") {
             try metrics.serving(logger: logger) { try service.run(logger: logger) }
         }

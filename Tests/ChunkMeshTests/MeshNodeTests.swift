@@ -6,60 +6,7 @@ import NIOPosix
 import XCTest
 
 /// Mesh nodes driven by NIO over real TCP on loopback, in one process: the origin, relays and leaves.
-final class MeshNodeTests: XCTestCase {
-    let key = ChannelKey.random()
-    var group: MultiThreadedEventLoopGroup!
-    var logger = Logger(label: "test.mesh")
-
-    override func setUp() {
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        logger.logLevel = ProcessInfo.processInfo.environment["MESH_LOG"] != nil ? .debug : .critical
-    }
-
-    override func tearDownWithError() throws { try group.syncShutdownGracefully() }
-
-    private func node(origin: Bool = false, bootstrap: HostPort?, units: Int, seed: UInt64,
-                      got: NIOLockedValueBox<Set<UInt64>>? = nil, faults: Faults = Faults(),
-                      parentsSeen: NIOLockedValueBox<Set<PeerID>>? = nil) throws -> MeshNode {
-        var config = MeshNode.Configuration(listen: HostPort(host: "127.0.0.1", port: 0), key: key, isOrigin: origin,
-                                            bootstrap: bootstrap, capacityUnits: units, scheduleDelay: 1_000, seed: seed)
-        config.faults = faults
-        let node = MeshNode(configuration: config,
-                            group: group, logger: logger,
-                            onEvent: { event in
-                                if case .parentsChanged(let map) = event { parentsSeen?.withLockedValue { $0.formUnion(map.values) } }
-                            },
-                            onDeliver: { chunk in got?.withLockedValue { _ = $0.insert(chunk.seq) } })
-        try node.start()
-        return node
-    }
-
-    private func chunk(_ seq: UInt64) -> Chunk {
-        Chunk(seq: seq, ingestTime: wallClockMicros(), pts: 0, duration: 50_000, flags: seq % 10 == 0 ? .randomAccess : [],
-              payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 188 * 20)))
-    }
-
-    /// Publishes `n` chunks from `seq` on, one each 50 ms.
-    private func publish(_ n: Int, from origin: MeshNode, seq: inout UInt64) {
-        for _ in 0..<n {
-            origin.publish(chunk(seq))
-            seq += 1
-            usleep(50_000)
-        }
-    }
-
-    private func waitUntil(_ what: String, seconds: Double = 20, _ condition: () -> Bool) -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while !condition() {
-            if Date() > end {
-                XCTFail("timed out waiting for \(what)")
-                return false
-            }
-            usleep(20_000)
-        }
-        return true
-    }
-
+final class MeshNodeTests: MeshNodeTestCase {
     func testRelaysCarryWhatTheOriginsUplinkCannotAndSurviveAKill() throws {
         // The origin serves one stream's worth (4 units); three relays carry the rest to four leaves.
         let origin = try node(origin: true, bootstrap: nil, units: 4, seed: 1)
@@ -72,8 +19,13 @@ final class MeshNodeTests: XCTestCase {
         let leaves = (0..<4).map { _ in NIOLockedValueBox<Set<UInt64>>([]) }
         let leafNodes = try leaves.enumerated().map { try node(bootstrap: bootstrap, units: 0, seed: UInt64(20 + $0.offset), got: $0.element) }
         defer { leafNodes.forEach { $0.stop() } }
-        publish(60, from: origin, seq: &seq)
-        XCTAssertTrue(leafNodes.allSatisfy { $0.snapshot().parents.count == 4 })
+        publish(20, from: origin, seq: &seq)
+        XCTAssertTrue(waitUntil("every leaf fed in every substream") {
+            origin.publish(chunk(seq))
+            seq += 1
+            usleep(30_000) // with the wait's own 20 ms, one chunk each 50 ms
+            return leafNodes.allSatisfy { $0.snapshot().parents.count == 4 }
+        })
         XCTAssertLessThanOrEqual(origin.snapshot().children.values.reduce(0) { $0 + $1.count }, 4, "origin within its uplink")
 
         // Kill the relay that feeds most, without a goodbye; the leaves re-parent and keep getting chunks.
@@ -124,7 +76,6 @@ final class MeshNodeTests: XCTestCase {
             let have = got.withLockedValue { $0 }
             let missing = checked.filter { !have.contains($0) }
             XCTAssertLessThanOrEqual(missing.count, 1, "leaf \(i) missed \(missing)")
-            if missing.count > 1 { print("DEBUG leaf \(leafNodes[i].id) \(leafNodes[i].debugState) bad \(badIDs) honest \(honest.map(\.id)) origin \(origin.id)") }
         }
         // Not a test of nothing: bad peers were leaves' parents on the way.
         XCTAssertFalse(seen.withLockedValue { $0.isDisjoint(with: badIDs) }, "no leaf ever took a bad parent")

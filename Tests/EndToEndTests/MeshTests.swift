@@ -16,7 +16,7 @@ final class MeshTests: ChannelTestCase {
                                     "--quiet"], in: dir, name: "player\($0)")
         }
         for player in players { XCTAssertNotNil(player.waitForLine(containing: "joined"), player.stderr) }
-        sleep(7)
+        try waitForMesh(source.url, "all 16 peers fed in every substream") { Self.fed($0) >= 16 }
         for relay in relays.prefix(4) { relay.signal(SIGKILL) }
         for (i, player) in players.enumerated() { XCTAssertEqual(player.wait(seconds: 60), 0, "player \(i): \(player.stderr)") }
         source.proc.signal(SIGTERM)
@@ -52,7 +52,7 @@ final class MeshTests: ChannelTestCase {
                                     "--quiet"], in: dir, name: "player\($0)")
         }
         for player in players { XCTAssertNotNil(player.waitForLine(containing: "joined"), player.stderr) }
-        sleep(6)
+        try waitForMesh(first.url, "five peers fed in every substream") { $0.count == 6 && Self.fed($0) == 5 }
 
         // The mesh as the origin sees it: the five peers, each with a parent for every substream.
         let mesh = try Proc("lsp2p-relay", ["mesh", first.url, "--json"], in: dir, name: "mesh")

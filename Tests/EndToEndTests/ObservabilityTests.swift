@@ -33,13 +33,21 @@ final class ObservabilityTests: ChannelTestCase {
                                              "--metrics", "127.0.0.1:0"], in: dir, name: "player")
         let line = try XCTUnwrap(player.waitForLine(containing: "metrics at"), player.stderr)
         let endpoint = String(line[line.range(of: "http://")!.lowerBound...].prefix { $0 != " " })
-        sleep(2)
-        let first = try get(endpoint)
-        sleep(2)
-        let second = try get(endpoint)
+        // Scraped until chunks have come, then until more have: the counters move while the stream plays.
+        func scrape(until condition: (Double) -> Bool) throws -> (status: Int, body: String) {
+            let end = Date().addingTimeInterval(20)
+            while true {
+                let answer = try get(endpoint)
+                if let n = value("lsp2p_chunks_received_total", in: answer.body), condition(n) { return answer }
+                if Date() > end { XCTFail("counter never got there: \(answer.body)"); return answer }
+                usleep(200_000)
+            }
+        }
+        let first = try scrape { $0 > 0 }
         XCTAssertEqual(first.status, 200)
         XCTAssertTrue(first.body.contains("# TYPE lsp2p_chunks_received_total counter"), first.body)
         let before = try XCTUnwrap(value("lsp2p_chunks_received_total", in: first.body), first.body)
+        let second = try scrape { $0 > before }
         let after = try XCTUnwrap(value("lsp2p_chunks_received_total", in: second.body), second.body)
         XCTAssertGreaterThan(after, before, "counters move")
         XCTAssertGreaterThan(value("lsp2p_chunks_on_time_total", in: second.body) ?? 0, 0, second.body)

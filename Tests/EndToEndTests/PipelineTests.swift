@@ -43,7 +43,14 @@ final class PipelineTests: ChannelTestCase {
         }
         // Stats lines and logs stay off stdout: the stdout file is pure TS.
         XCTAssertTrue(toStdout.stderr.contains("play "))
-        XCTAssertFalse(source.proc.stderr.contains("key=" + String(repeating: "0", count: 64)))
+        // Keys stay out of logs: the channel key only in the join URL the source prints, the origin's secret nowhere.
+        let keys = try String(contentsOfFile: keyFile, encoding: .utf8).split(separator: "\n").map(String.init)
+        let channelKey = try XCTUnwrap(keys.first), secret = try XCTUnwrap(keys.first { $0.hasPrefix("origin-secret=") }?.dropFirst(14))
+        XCTAssertTrue(source.proc.stderr.contains("key=" + channelKey), "the join URL carries the key")
+        for log in [source.proc.stderr, toFile.stderr, toStdout.stderr] {
+            XCTAssertFalse(log.split(separator: "\n").contains { !$0.hasPrefix("join: ") && $0.contains(channelKey) }, log)
+            XCTAssertFalse(log.contains(secret), log)
+        }
     }
 
     func testWebMOverIPv6WithChaChaArrivesAsH264AACInMP4() throws {

@@ -113,5 +113,32 @@ class ChannelTestCase: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
+    /// Asks the origin for the mesh (`lsp2p-relay mesh --json`) until `condition` holds of its peers, up to
+    /// `seconds`; returns the last answer's peers (or fails the test).
+    @discardableResult
+    func waitForMesh(_ url: String, seconds: Double = 30, _ what: String, file: StaticString = #filePath, line: UInt = #line,
+                     until condition: ([[String: Any]]) -> Bool) throws -> [[String: Any]] {
+        let end = Date().addingTimeInterval(seconds)
+        var peers: [[String: Any]] = []
+        var attempt = 0
+        while Date() < end {
+            attempt += 1
+            let mesh = try Proc("lsp2p-relay", ["mesh", url, "--json", "--timeout", "3"], in: dir, name: "mesh-wait\(attempt)")
+            if mesh.wait(seconds: 10, file: file, line: line) == 0,
+               let map = try? JSONSerialization.jsonObject(with: Data(contentsOf: mesh.stdoutURL)) as? [String: Any] {
+                peers = map["peers"] as? [[String: Any]] ?? []
+                if condition(peers) { return peers }
+            }
+            usleep(300_000)
+        }
+        XCTFail("timed out waiting for the mesh: \(what); last seen: \(peers)", file: file, line: line)
+        return peers
+    }
+
+    /// Peers of a mesh answer that have a parent for each of the 4 substreams.
+    static func fed(_ peers: [[String: Any]]) -> Int {
+        peers.filter { (($0["substreams"] as? [[String: Any]]) ?? []).compactMap { $0["parent"] as? String }.count == 4 }.count
+    }
+
     func path(_ name: String) -> String { dir.appendingPathComponent(name).path }
 }

@@ -167,8 +167,11 @@ public struct MeshPeer {
     private var nextPeerAsk: Int64 = 0
     public private(set) var parentChanges = 0
     public private(set) var leaving = false
-    /// Peers asked for a `peers` answer and not answered yet: an answer nobody asked for is dropped.
-    private var peersAsked: Set<PeerID> = []
+    /// Answers each peer owes us (asked for, not yet come): an answer nobody asked for is dropped, and a peer that
+    /// keeps sending them loses its link.
+    private var peersAsked: [PeerID: Int] = [:]
+    private var unaskedPeers: [PeerID: Int] = [:]
+    static let maxUnaskedPeers = 8
     /// Chunks sent on each link, and those sent again as a repair: no request of a child makes this peer send a
     /// chunk more than twice on one link, so its bytes to a child stay near the stream's rate.
     private var sentTo: [PeerID: Set<UInt64>] = [:]
@@ -230,6 +233,9 @@ public struct MeshPeer {
         [info] + connected.sorted().compactMap { known[$0]?.info }
     }
 
+    /// Peers whose news is kept (bounded: `maxKnown` and the links).
+    var knownCount: Int { known.count }
+
     public var debugState: String {
         "parents \(parents) pending \(pending.mapValues(\.peer)) known \(known.values.map { "\($0.info.id):\($0.info.residualUnits)" }.sorted()) connected \(connected.sorted()) avoid \(avoid.keys.sorted())"
     }
@@ -262,7 +268,8 @@ public struct MeshPeer {
         case .misbehaved(let peer):
             punish(peer, now: now)
             out += lose(peer, now: now)
-        case .linkDelay(let peer, let delay):
+        case .linkDelay(let peer, let measuredDelay):
+            let delay = min(max(1, measuredDelay), WireLimits.maxDelay)
             known[peer]?.linkDelay = delay
             measured[peer] = (delay, now)
             newsVersion += 1
@@ -316,7 +323,13 @@ public struct MeshPeer {
             out += selectParents(now: now)
         case .peers(let list):
             // Only an answer to our ask: a peer cannot flood us with hearsay.
-            guard peersAsked.remove(peer) != nil else { return [] }
+            guard let owed = peersAsked[peer] else {
+                unaskedPeers[peer, default: 0] += 1
+                guard unaskedPeers[peer]! > Self.maxUnaskedPeers else { return [] }
+                punish(peer, now: now)
+                return [.disconnect(peer)] + lose(peer, now: now)
+            }
+            peersAsked[peer] = owed > 1 ? owed - 1 : nil
             for info in list where info.id != config.me && !connected.contains(info.id)
                 && (known[info.id] != nil || known.count < Self.maxKnown) {
                 // What a linked peer says of itself beats hearsay; hearsay refreshes the rest.
@@ -550,10 +563,13 @@ public struct MeshPeer {
         if !starved.isEmpty {
             var byParent: [PeerID: [Int]] = [:]
             for s in starved { byParent[parents[s]!, default: []].append(s) }
+            // Blame needs a stream that flows: when every substream went quiet at once, the source or this peer
+            // stalled (a restart, a busy machine), and the parents are not to blame.
+            let flowing = lastFed.values.contains { now - $0 <= config.parentTimeout }
             for (parent, substreams) in byParent.sorted(by: { $0.key < $1.key }) {
                 out.append(.send(parent, .unsubscribe(substreams)))
                 // It did not deliver: not a parent to take again for a while.
-                punish(parent, now: now)
+                if flowing { punish(parent, now: now) }
             }
             out += orphan(starved, now: now)
         }
@@ -646,14 +662,19 @@ public struct MeshPeer {
         let peers = linked
         // Gossip: ask one neighbour a round for the peers it knows.
         let asked = peers.isEmpty || config.isOrigin ? nil : peers[Int(rng.next() % UInt64(peers.count))]
-        if let asked { peersAsked.insert(asked) }
+        if let asked { owePeers(asked) }
         return peers.map { .send($0, .announce(me, wantPeers: $0 == asked)) }
     }
 
     /// This peer's news to one peer; asking for its peers lets its answer in.
     private mutating func announceTo(_ peer: PeerID, wantPeers: Bool) -> MeshAction {
-        if wantPeers { peersAsked.insert(peer) }
+        if wantPeers { owePeers(peer) }
         return .send(peer, .announce(info, wantPeers: wantPeers))
+    }
+
+    /// One more answer owed by `peer` (a few at most: an ask unanswered for long is not waited for forever).
+    private mutating func owePeers(_ peer: PeerID) {
+        peersAsked[peer] = min(4, peersAsked[peer, default: 0] + 1)
     }
 
     /// Pulls chunks missing behind the newest ones from a parent, while they can still be on time.
@@ -747,7 +768,8 @@ public struct MeshPeer {
         children.removeValue(forKey: peer)
         sentTo.removeValue(forKey: peer)
         resentTo.removeValue(forKey: peer)
-        peersAsked.remove(peer)
+        peersAsked.removeValue(forKey: peer)
+        unaskedPeers.removeValue(forKey: peer)
         awaitingLink.removeValue(forKey: peer)
         for (s, p) in pending where p.peer == peer { pending.removeValue(forKey: s) }
         return orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
@@ -767,7 +789,7 @@ public struct MeshPeer {
         if let waiting = awaitingLink.removeValue(forKey: old) { awaitingLink[new, default: []].formUnion(waiting) }
         if let subs = children.removeValue(forKey: old) { children[new, default: []].formUnion(subs) }
         if let d = measured.removeValue(forKey: old) { measured[new] = d }
-        if peersAsked.remove(old) != nil { peersAsked.insert(new) }
+        if let owed = peersAsked.removeValue(forKey: old) { peersAsked[new] = owed }
         if let seqs = sentTo.removeValue(forKey: old) { sentTo[new] = seqs }
         if let seqs = resentTo.removeValue(forKey: old) { resentTo[new] = seqs }
         probing.remove(old)

@@ -31,9 +31,10 @@ public struct CandidateParent: Equatable, Sendable {
         id != me && delays[substream] != nil && !(ancestors[substream]?.contains(me) ?? false)
     }
 
-    /// My delay in `substream` through this parent: `D_s(p) + link(p→me) + sched(p)`.
+    /// My delay in `substream` through this parent: `D_s(p) + link(p→me) + sched(p)`. The terms come from peers:
+    /// the sum saturates instead of trapping.
     public func delayVia(_ substream: Int) -> Int64 {
-        (delays[substream] ?? .max / 4) + linkDelay + scheduleDelay
+        (delays[substream] ?? .max / 4).saturatingAdd(linkDelay).saturatingAdd(scheduleDelay)
     }
 
     /// `power(p) = min(residual(p), n) / delay` for a peer that still needs the substreams `needed`:

@@ -75,6 +75,8 @@ public final class LinkSecurityHandler: ChannelDuplexHandler {
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        // Frames already buffered when the link was closed (a flood, say) are not worth opening.
+        guard context.channel.isActive else { return }
         do {
             switch state {
             case .established(var cipher):

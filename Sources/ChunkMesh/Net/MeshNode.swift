@@ -22,6 +22,9 @@ struct Faults: Sendable {
     var realUplink: BitRate?
     /// Flips a bit in every frame at least this large once its link is up: chunks arrive with bad tags.
     var corruptFramesFrom: Int?
+    /// Changes a byte of every chunk's payload it forwards, behind a valid link tag: only the origin's
+    /// signature tells.
+    var forgePayload = false
 
     var handlers: [ChannelHandler] { corruptFramesFrom.map { [FrameCorrupter(minimum: $0)] } ?? [] }
 }
@@ -125,6 +128,8 @@ public final class MeshNode: @unchecked Sendable {
     private var peer: MeshPeer!
     private var links: [PeerID: Channel] = [:]
     private var linkOpenedByMe: [PeerID: Bool] = [:]
+    /// When each link came up: only a link just opened can lose to one the other side opened at once.
+    private var linkSince: [PeerID: Int64] = [:]
     private var serverChannel: Channel?
     private var tasks: [RepeatedTask] = []
     private var bucket: TokenBucket?
@@ -230,6 +235,8 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     var debugState: String { (try? loop.submit { [self] in peer.debugState }.wait()) ?? "" }
+    var linkNames: Set<PeerID> { (try? loop.submit { [self] in Set(links.keys) }.wait()) ?? [] }
+    var knownCount: Int { (try? loop.submit { [self] in peer.knownCount }.wait()) ?? 0 }
 
     /// The core's view, read on its loop.
     public func snapshot() -> (parents: [Int: PeerID], children: [PeerID: Set<Int>], delay: Int64?, changes: Int) {
@@ -268,6 +275,7 @@ public final class MeshNode: @unchecked Sendable {
         case .disconnect(let id):
             // The core has let it go already; its link closes without a word.
             linkOpenedByMe.removeValue(forKey: id)
+            linkSince.removeValue(forKey: id)
             fullSince.removeValue(forKey: id)
             links.removeValue(forKey: id)?.close(promise: nil)
             statsBox.withLockedValue { $0.links = links.count }
@@ -279,7 +287,13 @@ public final class MeshNode: @unchecked Sendable {
         case .sendChunk(let id, let chunk):
             if chunk.epoch == newestEpoch { newestSeq = max(newestSeq, chunk.seq) } else { (newestEpoch, newestSeq) = (chunk.epoch, chunk.seq) }
             guard let channel = links[id], !configuration.faults.mute else { return }
-            if encoded?.seq != chunk.seq || encoded?.epoch != chunk.epoch { encoded = (chunk.seq, chunk.epoch, EncodedMessage(.chunk(chunk))) }
+            if encoded?.seq != chunk.seq || encoded?.epoch != chunk.epoch {
+                var chunk = chunk
+                if configuration.faults.forgePayload, chunk.payload.readableBytes > 0 {
+                    chunk.payload = ByteBuffer(bytes: [UInt8](repeating: 0x47, count: chunk.payload.readableBytes))
+                }
+                encoded = (chunk.seq, chunk.epoch, EncodedMessage(.chunk(chunk)))
+            }
             let message = encoded!.message
             let now = monotonicMicros()
             if !channel.isWritable && !chunk.isEndOfStream {
@@ -333,6 +347,15 @@ public final class MeshNode: @unchecked Sendable {
         ] + gate + [MeshLinkHandler(node: self, peer: peer)]
     }
 
+    /// The name an inbound link goes by: the id it claims, but on the host it connects from. A peer cannot pass for
+    /// one on another host; one behind a NAT is known by the address the NAT shows.
+    static func boundName(claimed: PeerID, remote: SocketAddress?) -> PeerID? {
+        guard let claim = HostPort(claimed) else { return nil }
+        guard var host = remote?.ipAddress else { return claimed }
+        if host.hasPrefix("::ffff:"), !claim.host.contains(":") { host.removeFirst("::ffff:".count) } // IPv4 on a dual-stack socket
+        return host == claim.host ? claimed : HostPort(host: host, port: claim.port).description
+    }
+
     /// A link finished its handshake (outbound), or an inbound one named itself in its first announce.
     /// False when the link must close: an inbound claim never replaces a link, never names the origin (which dials
     /// no one) or this node, and finds no room past `maxLinks`.
@@ -347,12 +370,13 @@ public final class MeshNode: @unchecked Sendable {
             // takes part only from the host its id names, and never against the origin's link.
             let oldOpener = linkOpenedByMe[id] == true ? self.id : id
             let newOpener = outbound ? self.id : id
-            let claimFromItsHost = outbound || channel.remoteAddress?.ipAddress == HostPort(id)?.host
-            guard newOpener < oldOpener, claimFromItsHost, id != originPeer else { return false }
+            let justOpened = monotonicMicros() - (linkSince[id] ?? 0) < Self.simultaneousDialWindow
+            guard newOpener < oldOpener, justOpened, id != originPeer else { return false }
             old.close(promise: nil)
         }
         links[id] = channel
         linkOpenedByMe[id] = outbound
+        linkSince[id] = monotonicMicros()
         statsBox.withLockedValue {
             $0.links = links.count
             $0.joined += 1
@@ -362,12 +386,16 @@ public final class MeshNode: @unchecked Sendable {
         return true
     }
 
+    /// Two peers that dial each other at once see both links come up within this long.
+    static let simultaneousDialWindow: Int64 = 3_000_000
+
     /// The peer dialled as `old` calls itself `new` (a port forward, a NAT): the link is the new name's, and the
     /// old address is where to dial it again. False when this node is linked to `new` already: this link goes.
     func rename(_ channel: Channel, from old: PeerID, to new: PeerID) -> Bool {
         guard links[old] === channel, links[new] == nil, HostPort(new) != nil, new != id else { return false }
         links[new] = links.removeValue(forKey: old)
         linkOpenedByMe[new] = linkOpenedByMe.removeValue(forKey: old)
+        linkSince[new] = linkSince.removeValue(forKey: old)
         fullSince.removeValue(forKey: old)
         dialAddress[new] = dialAddress[old] ?? old
         if originPeer == old { originPeer = new }
@@ -411,8 +439,14 @@ public final class MeshNode: @unchecked Sendable {
         metrics.failed(error)
         logger.warning("closing link: \(error)", metadata: ["peer": "\(id ?? "unnamed")"])
         onEvent(.linkFailed(id, error))
-        // A peer whose frames fail their tags or do not parse is not taken as a parent again soon.
-        if let id, error is LinkCipherError || error is WireError || error is HandshakeError { handle(.misbehaved(id)) }
+        // A peer whose frames fail their tags or do not parse is not taken as a parent again soon. A handshake that
+        // fails (a timeout, a busy node) is a failed connect, not an offence: a wrong key is one.
+        guard let id else { return }
+        if error is LinkCipherError || error is WireError || error as? HandshakeError == .wrongKey {
+            handle(.misbehaved(id))
+        } else if error is HandshakeError {
+            handle(.connectFailed(id))
+        }
     }
 
     private func updateGauges() {
@@ -430,6 +464,7 @@ public final class MeshNode: @unchecked Sendable {
         guard let id, links[id] === channel else { return }
         links.removeValue(forKey: id)
         linkOpenedByMe.removeValue(forKey: id)
+        linkSince.removeValue(forKey: id)
         fullSince.removeValue(forKey: id)
         statsBox.withLockedValue { $0.links = links.count }
         onEvent(.linkDown(id))
@@ -510,6 +545,8 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Message
     private let node: MeshNode
     private var peer: PeerID?
+    /// The id an inbound peer claims, where it differs from the name it is bound to (`MeshNode.boundName`).
+    private var claimed: PeerID?
     private let outbound: Bool
     private var suite = CipherSuite.rc4HmacSHA256
     private var binding: [UInt8] = []
@@ -520,6 +557,10 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private var lastViewAt: Int64 = .min / 2
     private var idleCheck: RepeatedTask?
     static let observerIdle: Int64 = 10_000_000
+    /// Control messages a peer may send: an honest one sends a few a second, a flood loses its link.
+    private var controlBudget = TokenBucket(bytesPerSecond: Double(MeshLinkHandler.controlRate), burst: Double(MeshLinkHandler.controlBurst))
+    static let controlRate = 100
+    static let controlBurst = 400
 
     init(node: MeshNode, peer: PeerID?) {
         self.node = node
@@ -563,12 +604,28 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         switch message {
-        case .mesh(let message):
-            if case .announce(let info, _) = message {
+        case .mesh, .ping, .pong, .welcome, .bye:
+            guard controlBudget.take(1, now: monotonicMicros()) else {
+                return errorCaught(context: context, error: WireError.malformed("more than \(Self.controlRate) control messages a second"))
+            }
+        case .chunk:
+            break
+        }
+        switch message {
+        case .mesh(var message):
+            if case .announce(var info, let wantPeers) = message {
                 if peer == nil {
-                    guard node.linkUp(context.channel, as: info.id, outbound: false, suite: suite) else { return context.close(promise: nil) }
-                    peer = info.id
-                } else if outbound, let dialled = peer, info.id != dialled {
+                    guard let name = MeshNode.boundName(claimed: info.id, remote: context.channel.remoteAddress),
+                          node.linkUp(context.channel, as: name, outbound: false, suite: suite) else { return context.close(promise: nil) }
+                    if name != info.id { claimed = info.id }
+                    peer = name
+                }
+                // It speaks for itself under the name it is bound to.
+                if let claimed, info.id == claimed, let peer {
+                    info.id = peer
+                    message = .announce(info, wantPeers: wantPeers)
+                }
+                if outbound, let dialled = peer, info.id != dialled {
                     // Reached at another address than its own: still one peer, with one link.
                     guard node.rename(context.channel, from: dialled, to: info.id) else { return context.close(promise: nil) }
                     peer = info.id

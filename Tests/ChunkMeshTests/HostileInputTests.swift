@@ -1,0 +1,258 @@
+@testable import ChunkMesh
+import NIOCore
+import XCTest
+
+/// Values a hostile peer can put on the wire, one at a time, against the decoders and the core (design §6).
+final class HostileInputTests: XCTestCase {
+    let signer = OriginSigningKey()
+
+    private func info(_ id: PeerID, delay: Int64 = 0, sched: Int64 = 1_000, units: Int = 8, epoch: UInt64 = 1) -> PeerInfo {
+        PeerInfo(id: id, delays: [delay, delay, delay, delay], residualUnits: units, scheduleDelay: sched,
+                 ancestors: [[], [], [], []], epoch: epoch)
+    }
+
+    private func chunk(_ seq: UInt64, epoch: UInt64 = 1, signed: Bool = true, payload: UInt8 = 0x47) -> Chunk {
+        var c = Chunk(seq: seq, epoch: epoch, ingestTime: 1_000_000 + Int64(seq % 1_000_000) * 200_000, pts: 0, duration: 200_000,
+                      flags: seq % 10 == 0 ? .randomAccess : [], payload: ByteBuffer(bytes: [UInt8](repeating: payload, count: 188)))
+        if signed { signer.sign(&c) }
+        return c
+    }
+
+    /// A joiner "me" whose bootstrap "o" is the origin and has given it all four substreams.
+    private func fedJoiner(verifier: OriginPublicKey? = nil) -> MeshPeer {
+        var config = MeshPeerConfig(me: "me:1", isOrigin: false, bootstrap: "o:1", capacityUnits: 4, scheduleDelay: 1_000, seed: 1)
+        config.epoch = 1
+        config.verifier = verifier
+        var peer = MeshPeer(config: config)
+        var now: Int64 = 1_000_000
+        _ = peer.handle(.start, now: now)
+        _ = peer.handle(.connected("o:1"), now: now)
+        _ = peer.handle(.originIs("o:1"), now: now)
+        now += 1_000
+        let asked = peer.handle(.message(from: "o:1", .announce(info("o:1"), wantPeers: false)), now: now)
+        XCTAssertTrue(asked.contains { if case .send("o:1", .subscribe) = $0 { return true }; return false }, "\(asked)")
+        _ = peer.handle(.message(from: "o:1", .accept([0, 1, 2, 3])), now: now + 1_000)
+        XCTAssertEqual(peer.parents.count, 4)
+        _ = peer.handle(.connected("x:1"), now: now + 2_000)
+        return peer
+    }
+
+    private func delivered(_ actions: [MeshAction]) -> [UInt64] {
+        actions.compactMap { if case .deliver(let c) = $0 { return c.seq }; return nil }
+    }
+
+    // MARK: decoding
+
+    func testOutOfRangeValuesAreRejectedWhereTheyAreDecoded() {
+        func encoded(_ message: MeshMessage) -> ByteBuffer {
+            var out = ByteBuffer()
+            out.writeInteger(UInt8(6))
+            message.write(to: &out)
+            return out
+        }
+        // The writer clamps what it sends, so hostile values are written by hand.
+        func announce(delay: Int64, sched: Int64, substreams: UInt8 = 1, ancestors: UInt8 = 0) -> ByteBuffer {
+            var out = ByteBuffer(bytes: [6, 1, 0]) // mesh, announce, wantPeers no
+            out.writeInteger(UInt8(1)); out.writeString("x")
+            out.writeInteger(UInt64(1)); out.writeInteger(UInt16(1)); out.writeInteger(sched)
+            out.writeInteger(substreams)
+            for _ in 0..<substreams {
+                out.writeInteger(delay)
+                out.writeInteger(ancestors)
+                for _ in 0..<ancestors { out.writeInteger(UInt8(1)); out.writeString("a") }
+            }
+            return out
+        }
+        XCTAssertNoThrow(try Message.decode(announce(delay: 5_000, sched: 1_000)))
+        XCTAssertNoThrow(try Message.decode(announce(delay: -1, sched: 0)))
+        for bad in [announce(delay: .max, sched: 1_000), announce(delay: 1_000, sched: .max), announce(delay: -2, sched: 0),
+                    announce(delay: 60_000_001, sched: 0), announce(delay: 0, sched: -1), announce(delay: 0, sched: 0, substreams: 65),
+                    announce(delay: 0, sched: 0, ancestors: 65)] {
+            XCTAssertThrowsError(try Message.decode(bad)) { XCTAssertTrue($0 is WireError, "\($0)") }
+        }
+        var peers = ByteBuffer(bytes: [6, 2, 65]) // 65 entries: more than a list may hold
+        XCTAssertThrowsError(try Message.decode(peers))
+        peers = encoded(.subscribe([0, 1], fromSeq: 0))
+        peers.setInteger(UInt8(200), at: peers.readerIndex + 3) // substream 200
+        XCTAssertThrowsError(try Message.decode(peers))
+        // Welcome: a negative clock or a rate past 10 Gbit/s.
+        for (clock, rate) in [(Int64(-1), Int64(1)), (1, -1), (1, 20_000_000_000)] {
+            var w = ByteBuffer(bytes: [1])
+            w.writeInteger(clock); w.writeInteger(rate); w.writeBytes([0, 0])
+            XCTAssertThrowsError(try Message.decode(w), "\(clock) \(rate)")
+        }
+        // A chunk whose duration is 100 s, or whose ingest time is before 1970.
+        for (ingest, duration) in [(Int64(1), Int64(100_000_000)), (-5, 200_000)] {
+            var c = ByteBuffer(bytes: [2])
+            c.writeInteger(UInt64(1)); c.writeInteger(UInt64(1)); c.writeInteger(ingest); c.writeInteger(Int64(0))
+            c.writeInteger(duration); c.writeInteger(UInt8(0)); c.writeRepeatingByte(0, count: 64)
+            XCTAssertThrowsError(try Message.decode(c))
+        }
+    }
+
+    func testHandshakeFramesAreSmallUntilTheKeyIsProven() throws {
+        let limit = FrameLimit(WireLimits.handshakeFrame)
+        var decoder = FrameDecoder(limit: limit)
+        var header = ByteBuffer(bytes: Frame.header(type: .sealed, length: 8 << 20))
+        XCTAssertThrowsError(try decoder.decode(buffer: &header)) {
+            XCTAssertEqual($0 as? WireError, .frameTooLarge(length: 8 << 20, limit: WireLimits.handshakeFrame))
+        }
+        limit.value = Frame.defaultMaxPayload
+        var decoder2 = FrameDecoder(limit: limit)
+        header = ByteBuffer(bytes: Frame.header(type: .sealed, length: 8 << 20))
+        XCTAssertNil(try decoder2.decode(buffer: &header), "past the handshake a large frame waits for its bytes")
+    }
+
+    // MARK: the core
+
+    func testNoPeerGivenValueTrapsTheCore() {
+        // Values the decoder would refuse, handed to the core directly: sums saturate, nothing traps.
+        var peer = fedJoiner()
+        let huge = PeerInfo(id: "h:1", delays: [.max, .max - 1, nil, .max], residualUnits: .max, scheduleDelay: .max,
+                            ancestors: [[], [], [], []], epoch: .max)
+        _ = peer.handle(.message(from: "x:1", .announce(info("x:1", delay: .max, sched: .max), wantPeers: true)), now: 3_000_000)
+        _ = peer.handle(.linkDelay("x:1", .max), now: 3_000_001)
+        _ = peer.handle(.tick, now: 3_100_000)
+        _ = peer.handle(.message(from: "o:1", .peers([huge])), now: 3_200_000) // the answer to the ask of the link's start
+        _ = peer.handle(.message(from: "o:1", .announce(info("o:1", delay: .max, sched: .max, units: .max, epoch: .max), wantPeers: false)),
+                        now: 3_300_000)
+        XCTAssertNotNil(peer.delay(of: 0).map { $0 >= 0 }, "a saturated delay, not a trap")
+        for t in 0..<80 { _ = peer.handle(.tick, now: 3_400_000 + Int64(t) * 100_000) }
+        _ = peer.handle(.message(from: "x:1", .subscribe([0, 1, 2, 3], fromSeq: .max)), now: 12_000_000)
+        _ = peer.handle(.message(from: "x:1", .repair(.max)), now: 12_000_001)
+        _ = peer.handle(.chunk(from: "o:1", chunk(.max - 1)), now: 12_000_002)
+
+        // A joiner whose bootstrap hands it such an entry (the crash the issue reports).
+        var joiner = MeshPeer(config: MeshPeerConfig(me: "j:1", isOrigin: false, bootstrap: "o:1", capacityUnits: 0, scheduleDelay: 1_000, seed: 2))
+        _ = joiner.handle(.start, now: 0)
+        _ = joiner.handle(.connected("o:1"), now: 0) // asks the bootstrap for peers
+        let out = joiner.handle(.message(from: "o:1", .peers([huge, info("z:1", delay: .max - 10, sched: .max)])), now: 1)
+        XCTAssertTrue(out.contains { if case .connect = $0 { return true }; return false }, "it still chooses: \(out)")
+        for t in 0..<30 { _ = joiner.handle(.tick, now: Int64(t) * 100_000) }
+    }
+
+    func testChunksAreTakenOnlyFromTheirParentOrAnAskedRepairWithinTheWindow() {
+        var peer = fedJoiner()
+        XCTAssertEqual(delivered(peer.handle(.chunk(from: "x:1", chunk(0)), now: 3_000_000)), [], "x is no parent")
+        XCTAssertEqual(delivered(peer.handle(.chunk(from: "o:1", chunk(0)), now: 3_000_001)), [0])
+        XCTAssertEqual(delivered(peer.handle(.chunk(from: "o:1", chunk(1)), now: 3_000_002)), [1])
+        // Far ahead of the newest: not a chunk of the present.
+        XCTAssertEqual(delivered(peer.handle(.chunk(from: "o:1", chunk(1 + 10_000)), now: 3_000_003)), [])
+        XCTAssertEqual(delivered(peer.handle(.chunk(from: "o:1", chunk(.max)), now: 3_000_004)), [])
+        XCTAssertEqual(peer.highestSeq, 1)
+        // The origin takes no chunk from anyone.
+        var origin = MeshPeer(config: MeshPeerConfig(me: "o:1", isOrigin: true, bootstrap: nil, capacityUnits: 8, scheduleDelay: 1_000, seed: 3))
+        _ = origin.handle(.connected("x:1"), now: 0)
+        XCTAssertEqual(delivered(origin.handle(.chunk(from: "x:1", chunk(0)), now: 1)), [])
+    }
+
+    func testAForgedChunkIsDroppedAndItsSenderCutOff() {
+        var peer = fedJoiner(verifier: signer.publicKey)
+        XCTAssertEqual(delivered(peer.handle(.chunk(from: "o:1", chunk(0)), now: 3_000_000)), [0])
+        var forged = chunk(1)
+        forged.payload = ByteBuffer(bytes: [UInt8](repeating: 0x48, count: 188)) // same header, same signature
+        // The parent of substream 1 is o in this set-up; forged chunks from any parent are refused.
+        let out = peer.handle(.chunk(from: "o:1", forged), now: 3_000_001)
+        XCTAssertEqual(delivered(out), [])
+        XCTAssertTrue(out.contains(.disconnect("o:1")), "\(out)")
+        XCTAssertTrue(peer.parents.isEmpty)
+        var unsigned = MeshPeer(config: {
+            var c = MeshPeerConfig(me: "u:1", isOrigin: false, bootstrap: "o:1", capacityUnits: 0, scheduleDelay: 1_000, seed: 4)
+            c.verifier = signer.publicKey
+            return c
+        }())
+        _ = unsigned.handle(.connected("o:1"), now: 0)
+        _ = unsigned.handle(.message(from: "o:1", .announce(info("o:1"), wantPeers: false)), now: 1)
+        _ = unsigned.handle(.message(from: "o:1", .accept([0, 1, 2, 3])), now: 2)
+        XCTAssertEqual(delivered(unsigned.handle(.chunk(from: "o:1", chunk(0, signed: false)), now: 3)), [])
+    }
+
+    func testANewEpochIsBelievedOnlyFromASignedChunk() {
+        var peer = fedJoiner(verifier: signer.publicKey)
+        _ = peer.handle(.chunk(from: "o:1", chunk(0)), now: 3_000_000)
+        _ = peer.handle(.message(from: "x:1", .announce(info("x:1", epoch: .max), wantPeers: false)), now: 3_000_001)
+        XCTAssertEqual(peer.epoch, 1, "an announce is not proof of a restart")
+        XCTAssertEqual(peer.parents.count, 4)
+        var second = peer
+        let out = second.handle(.chunk(from: "o:1", chunk(0, epoch: 9, signed: false)), now: 3_000_002)
+        XCTAssertEqual(delivered(out), [])
+        XCTAssertTrue(out.contains(.disconnect("o:1")))
+        XCTAssertEqual(second.epoch, 1, "nor is an unsigned chunk")
+        XCTAssertEqual(delivered(peer.handle(.chunk(from: "o:1", chunk(0, epoch: 9)), now: 3_000_003)), [0])
+        XCTAssertEqual(peer.epoch, 9)
+    }
+
+    func testHearsayIsTakenOnlyWhenAskedAndIsBounded() {
+        var peer = fedJoiner() // linking x asked it for its peers, once
+        _ = peer.handle(.message(from: "x:1", .announce(info("x:1"), wantPeers: false)), now: 3_000_000)
+        for round in 0..<50 {
+            _ = peer.handle(.message(from: "x:1", .peers((0..<64).map { info("f\(round)-\($0):1") })), now: 3_000_001 + Int64(round))
+        }
+        XCTAssertEqual(peer.knownCount, 2 + 64, "o, x and x's one answer; the unasked rest is dropped")
+    }
+
+    func testRepeatedSubscribesAndRepairsSendEachChunkAtMostTwiceOnALink() {
+        var origin = MeshPeer(config: MeshPeerConfig(me: "o:1", isOrigin: true, bootstrap: nil, capacityUnits: 8, scheduleDelay: 1_000, seed: 5))
+        for seq in UInt64(0)..<40 { _ = origin.handle(.chunk(from: nil, chunk(seq)), now: Int64(seq) * 200_000) }
+        _ = origin.handle(.connected("c:1"), now: 8_000_000)
+        var sent = 0
+        for round in 0..<20 {
+            let now = 8_000_001 + Int64(round) * 1_000
+            for message in [MeshMessage.subscribe([0, 1, 2, 3], fromSeq: 1), .unsubscribe([0, 1, 2, 3]), .repair(5), .repair(6)] {
+                sent += origin.handle(.message(from: "c:1", message), now: now).filter { if case .sendChunk = $0 { return true }; return false }.count
+            }
+        }
+        XCTAssertGreaterThan(sent, 0)
+        XCTAssertLessThanOrEqual(sent, 40 + 2, "each chunk once, and a repair once more")
+    }
+
+    func testALowClaimedScheduleDelayEvictsAChildAtMostOnceInAWhile() {
+        var parent = MeshPeer(config: MeshPeerConfig(me: "p:1", isOrigin: false, bootstrap: "o:1", capacityUnits: 4, scheduleDelay: 1_000, seed: 6))
+        _ = parent.handle(.connected("o:1"), now: 0)
+        _ = parent.handle(.message(from: "o:1", .announce(info("o:1"), wantPeers: false)), now: 1)
+        _ = parent.handle(.message(from: "o:1", .accept([0, 1, 2, 3])), now: 2)
+        _ = parent.handle(.connected("honest:1"), now: 3)
+        _ = parent.handle(.message(from: "honest:1", .announce(info("honest:1", delay: 5_000, sched: 10_000, units: 0), wantPeers: false)), now: 4)
+        _ = parent.handle(.message(from: "honest:1", .subscribe([0, 1, 2, 3], fromSeq: 0)), now: 5)
+        XCTAssertEqual(parent.children["honest:1"], [0, 1, 2, 3])
+        var evictions = 0
+        for liar in 0..<6 {
+            let id = "liar\(liar):1"
+            _ = parent.handle(.connected(id), now: 10 + Int64(liar))
+            _ = parent.handle(.message(from: id, .announce(info(id, sched: 1, units: 0), wantPeers: false)), now: 20 + Int64(liar))
+            let out = parent.handle(.message(from: id, .subscribe([liar % 4], fromSeq: 0)), now: 30 + Int64(liar))
+            evictions += out.filter { $0 == .send("honest:1", .refuse([liar % 4])) }.count
+        }
+        XCTAssertEqual(evictions, 1, "the honest child lost one unit, not all four")
+    }
+
+    func testTheOriginIsKnownByItsKeyNotByADelayOfZero() {
+        // A peer that claims delay 0 everywhere and then forwards nothing is punished like any other.
+        var peer = MeshPeer(config: MeshPeerConfig(me: "me:1", isOrigin: false, bootstrap: "o:1", capacityUnits: 0, scheduleDelay: 1_000, seed: 7))
+        _ = peer.handle(.start, now: 0)
+        _ = peer.handle(.connected("o:1"), now: 0)
+        _ = peer.handle(.connected("fake:1"), now: 0)
+        _ = peer.handle(.message(from: "fake:1", .announce(info("fake:1", delay: 0, sched: 1, units: 64), wantPeers: false)), now: 1)
+        _ = peer.handle(.message(from: "fake:1", .accept([0, 1, 2, 3])), now: 2)
+        XCTAssertEqual(Set(peer.parents.values), ["fake:1"])
+        for t in 0..<40 { _ = peer.handle(.tick, now: 100_000 * Int64(t + 1)) }
+        XCTAssertFalse(peer.parents.values.contains("fake:1"), "a mute parent is dropped")
+        XCTAssertTrue(peer.debugState.contains("avoid [\"fake:1\"]"), peer.debugState)
+    }
+
+    // MARK: playout
+
+    func testThePlayoutBufferSkipsAGapInOneStepAndRefusesTheFarFuture() {
+        var buffer = PlayoutBuffer(playoutDelay: 2_000_000)
+        XCTAssertEqual(buffer.receive(chunk(0), now: 0), .onTime)
+        XCTAssertEqual(buffer.receive(chunk(UInt64.max - 1), now: 0), .tooFarAhead)
+        XCTAssertEqual(buffer.receive(chunk(3_000), now: 0), .onTime)
+        var late = chunk(3_001)
+        late.ingestTime = .max // a deadline past the end of time saturates
+        XCTAssertEqual(buffer.receive(late, now: .max), .onTime)
+        let out = buffer.pull(now: .max)
+        XCTAssertEqual(out.count, 4) // 0, the gap 1...2999 at once, 3000, 3001
+        XCTAssertEqual(out[1], .skipped(1...2_999))
+        XCTAssertEqual(buffer.stats.missing, 2_999)
+    }
+}
