@@ -185,10 +185,16 @@ final class HostileInputTests: XCTestCase {
     func testHearsayIsTakenOnlyWhenAskedAndIsBounded() {
         var peer = fedJoiner() // linking x asked it for its peers, once
         _ = peer.handle(.message(from: "x:1", .announce(info("x:1"), wantPeers: false)), now: 3_000_000)
+        var cut = false
         for round in 0..<50 {
-            _ = peer.handle(.message(from: "x:1", .peers((0..<64).map { info("f\(round)-\($0):1") })), now: 3_000_001 + Int64(round))
+            let out = peer.handle(.message(from: "x:1", .peers((0..<64).map { info("f\(round)-\($0):1") })), now: 3_000_001 + Int64(round))
+            if !cut, out.contains(.disconnect("x:1")) {
+                cut = true
+                XCTAssertEqual(round, 1 + MeshPeer.maxUnaskedPeers, "the answer, then the unasked lists it may send")
+            }
         }
-        XCTAssertEqual(peer.knownCount, 2 + 64, "o, x and x's one answer; the unasked rest is dropped")
+        XCTAssertTrue(cut, "a peer that keeps sending unasked lists loses its link")
+        XCTAssertEqual(peer.knownCount, 1 + 64, "o and x's one answer; the unasked rest is dropped, and so is x")
     }
 
     func testRepeatedSubscribesAndRepairsSendEachChunkAtMostTwiceOnALink() {

@@ -155,6 +155,8 @@ public struct MeshPeer {
     private var avoid: [PeerID: Int64] = [:]
     /// How often each peer was caught failing us: each time it is avoided twice as long.
     private var offenses: [PeerID: Int] = [:]
+    /// Substreams whose parent has delivered a chunk since it took them on.
+    private var fedByParent: Set<Int> = []
     /// Per substream, the newest seq its parent delivered, and whether each of its recent slots came.
     private var lastFromParent: [Int: UInt64] = [:]
     private var fedLog: [Int: [Bool]] = [:]
@@ -353,6 +355,7 @@ public struct MeshPeer {
                 let old = parents[s]
                 parents[s] = peer
                 lastFed[s] = now
+                fedByParent.remove(s)
                 // Its slots count from what is held already; older chunks it sends are repairs.
                 lastFromParent[s] = lastSeqOf[s]
                 fedLog.removeValue(forKey: s)
@@ -494,7 +497,10 @@ public struct MeshPeer {
             if let from { known[from]?.info.epoch = chunk.epoch }
             out += newEpoch(chunk.epoch, now: now)
         }
-        if let from, parents[s] == from { lastFed[s] = now }
+        if let from, parents[s] == from {
+            lastFed[s] = now
+            fedByParent.insert(s)
+        }
         window[chunk.seq] = chunk
         repairTried.removeValue(forKey: chunk.seq)
         highestSeq = max(highestSeq ?? chunk.seq, chunk.seq)
@@ -563,13 +569,13 @@ public struct MeshPeer {
         if !starved.isEmpty {
             var byParent: [PeerID: [Int]] = [:]
             for s in starved { byParent[parents[s]!, default: []].append(s) }
-            // Blame needs a stream that flows: when every substream went quiet at once, the source or this peer
-            // stalled (a restart, a busy machine), and the parents are not to blame.
+            // Blame needs a stream that flows elsewhere, or a parent that never delivered at all: when parents that
+            // had delivered go quiet all at once, the source or this peer stalled, and they are not to blame.
             let flowing = lastFed.values.contains { now - $0 <= config.parentTimeout }
             for (parent, substreams) in byParent.sorted(by: { $0.key < $1.key }) {
                 out.append(.send(parent, .unsubscribe(substreams)))
                 // It did not deliver: not a parent to take again for a while.
-                if flowing { punish(parent, now: now) }
+                if flowing || fedByParent.isDisjoint(with: substreams) { punish(parent, now: now) }
             }
             out += orphan(starved, now: now)
         }
@@ -869,6 +875,7 @@ public struct MeshPeer {
         for s in orphaned {
             parents.removeValue(forKey: s)
             lastFed.removeValue(forKey: s)
+            fedByParent.remove(s)
             lastFromParent.removeValue(forKey: s)
             fedLog.removeValue(forKey: s)
         }
