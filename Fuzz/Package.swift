@@ -4,6 +4,7 @@
 import PackageDescription
 
 let fuzzDependencies: [Target.Dependency] = [
+    "FuzzDriver",
     .product(name: "ChunkMesh", package: "lsp2p"),
     .product(name: "NIOCore", package: "swift-nio"),
     .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -16,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
+        .target(name: "FuzzDriver"),
         /// The frame decoder and the join handshake, as either side, fed any bytes.
         .executableTarget(name: "FuzzFrames", dependencies: fuzzDependencies),
         /// `Message.decode`, and what it decodes must encode back to itself.

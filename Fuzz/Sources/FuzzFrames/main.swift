@@ -1,4 +1,5 @@
 import ChunkMesh
+import FuzzDriver
 import NIOCore
 import NIOEmbedded
 
@@ -7,8 +8,8 @@ let key = try! ChannelKey(hex: String(repeating: "5a", count: 32))
 
 /// First byte: which side of the handshake the node plays (even: it accepts, odd: it joins) and how the rest is cut
 /// into reads. The rest arrives as the bytes a peer sends.
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzFrames(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+func fuzzFrames(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    guard let start else { return 0 }
     let bytes = Array(UnsafeRawBufferPointer(start: start, count: count))
     guard let first = bytes.first else { return 0 }
     let limit = FrameLimit(WireLimits.handshakeFrame)
@@ -29,6 +30,11 @@ public func fuzzFrames(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
         do { try channel.writeInbound(ByteBuffer(bytes: read)) } catch { break }
         while (try? channel.readInbound(as: Message.self)) != nil {}
     }
+    // The handshake's timeout fires, and the link closes, as it would on a real loop.
+    channel.embeddedEventLoop.advanceTime(by: .seconds(10))
+    _ = try? channel.close().wait()
     _ = try? channel.finish()
     return 0
 }
+
+runFuzzer { fuzzFrames($0, $1) }

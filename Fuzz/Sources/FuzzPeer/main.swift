@@ -1,4 +1,5 @@
 import ChunkMesh
+import FuzzDriver
 import NIOCore
 
 /// A joiner fed by its bootstrap, with two more linked peers and a child. The input is a script of steps, each
@@ -30,8 +31,8 @@ func freshPeer() -> (MeshPeer, Int64) {
     return (peer, now)
 }
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzPeer(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
+func fuzzPeer(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+    guard let start else { return 0 }
     var input = ByteBuffer(bytes: UnsafeRawBufferPointer(start: start, count: count))
     var (peer, now) = freshPeer()
     while let who = input.readInteger(as: UInt8.self), let what = input.readInteger(as: UInt8.self),
@@ -64,3 +65,5 @@ public func fuzzPeer(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     }
     return 0
 }
+
+runFuzzer { fuzzPeer($0, $1) }

@@ -168,8 +168,11 @@ func writeShortString(_ s: String, to out: inout ByteBuffer) {
 }
 
 func readShortString(_ buffer: inout ByteBuffer) throws -> String {
-    guard let n = buffer.readInteger(as: UInt8.self), let s = buffer.readString(length: Int(n)) else {
+    guard let n = buffer.readInteger(as: UInt8.self), let bytes = buffer.readBytes(length: Int(n)) else {
         throw WireError.malformed("string truncated")
     }
+    // Valid UTF-8 only: a name must read back as the bytes it came as.
+    let s = String(decoding: bytes, as: UTF8.self)
+    guard s.utf8.elementsEqual(bytes) else { throw WireError.malformed("string is not UTF-8") }
     return s
 }

@@ -56,9 +56,10 @@ public enum Message: Equatable, Sendable {
             if case .ping = self { out.writeInteger(Tag.ping.rawValue) } else { out.writeInteger(Tag.pong.rawValue) }
             out.writeInteger(t)
         case .bye(let reason):
-            out = allocator.buffer(capacity: 1 + reason.utf8.count)
+            let text = byeText(Array(reason.utf8))
+            out = allocator.buffer(capacity: 1 + text.count)
             out.writeInteger(Tag.bye.rawValue)
-            out.writeString(reason)
+            out.writeBytes(text)
         case .mesh(let message):
             out = allocator.buffer(capacity: 64)
             out.writeInteger(Tag.mesh.rawValue)
@@ -99,11 +100,16 @@ public enum Message: Equatable, Sendable {
             guard let t = buffer.readInteger(as: Int64.self) else { throw WireError.malformed("ping truncated") }
             return tag == .ping ? .ping(t) : .pong(t)
         case .bye:
-            return .bye(buffer.readString(length: min(buffer.readableBytes, 200)) ?? "")
+            return .bye(String(decoding: byeText(buffer.readBytes(length: buffer.readableBytes) ?? []), as: UTF8.self))
         case .mesh:
             let message = try MeshMessage.read(from: &buffer)
             guard buffer.readableBytes == 0 else { throw WireError.malformed("trailing bytes after mesh message") }
             return .mesh(message)
         }
     }
+}
+
+/// A goodbye's reason as it may reach a log: printable ASCII, 200 bytes at most.
+private func byeText(_ bytes: [UInt8]) -> [UInt8] {
+    Array(bytes.filter { (0x20...0x7E).contains($0) }.prefix(200))
 }
