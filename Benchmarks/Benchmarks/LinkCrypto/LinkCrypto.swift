@@ -30,4 +30,23 @@ let benchmarks: @Sendable () -> Void = {
             }
         }
     }
+
+    // Origin signatures (Ed25519 over the header and SHA-256 of the payload): once per chunk at the origin, and
+    // once per chunk at every peer.
+    let signer = OriginSigningKey()
+    for (label, bytes) in [("25 kB (1 Mbit/s)", 25_000), ("200 kB (8 Mbit/s)", 200_000)] {
+        var chunk = Chunk(seq: 1, epoch: 1, ingestTime: 1, pts: 0, duration: 200_000, flags: [],
+                          payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: bytes / 188 * 188)))
+        Benchmark("sign \(label) chunk") { benchmark in
+            for _ in benchmark.scaledIterations {
+                signer.sign(&chunk)
+                blackHole(chunk.signature)
+            }
+        }
+        signer.sign(&chunk)
+        let signed = chunk
+        Benchmark("verify \(label) chunk") { benchmark in
+            for _ in benchmark.scaledIterations { blackHole(signer.publicKey.verifies(signed)) }
+        }
+    }
 }
