@@ -182,8 +182,8 @@ public struct MeshPeer {
     /// about its uplink can evict a given child once in `preemptProtection`, and evict once in `preemptSpacing`.
     private var preemptedAt: [PeerID: Int64] = [:]
     private var preemptedBy: [PeerID: Int64] = [:]
-    static let preemptProtection: Int64 = 30_000_000
-    static let preemptSpacing: Int64 = 10_000_000
+    static let preemptProtection: Int64 = 10_000_000
+    static let preemptSpacing: Int64 = 3_000_000
     /// Most peers whose news is kept; hearsay past it is not taken (linked peers' own news always is).
     static let maxKnown = 512
     /// How far ahead of the newest seq a chunk is taken: a window's worth.
@@ -332,6 +332,8 @@ public struct MeshPeer {
                 return [.disconnect(peer)] + lose(peer, now: now)
             }
             peersAsked[peer] = owed > 1 ? owed - 1 : nil
+            // An answer more than the asks we counted (they are capped) is not held against an honest peer for long.
+            unaskedPeers.removeValue(forKey: peer)
             for info in list where info.id != config.me && !connected.contains(info.id)
                 && (known[info.id] != nil || known.count < Self.maxKnown) {
                 // What a linked peer says of itself beats hearsay; hearsay refreshes the rest.
@@ -680,7 +682,7 @@ public struct MeshPeer {
 
     /// One more answer owed by `peer` (a few at most: an ask unanswered for long is not waited for forever).
     private mutating func owePeers(_ peer: PeerID) {
-        peersAsked[peer] = min(4, peersAsked[peer, default: 0] + 1)
+        peersAsked[peer] = min(8, peersAsked[peer, default: 0] + 1)
     }
 
     /// Pulls chunks missing behind the newest ones from a parent, while they can still be on time.
