@@ -28,7 +28,7 @@ final class HostileClient: @unchecked Sendable {
 
     /// Connects to `peer` from `bindHost` (another loopback address, for a claim from the wrong host) and completes
     /// the handshake.
-    init(group: EventLoopGroup, to peer: PeerID, key: ChannelKey, bindHost: String? = nil) throws {
+    init(group: EventLoopGroup, to peer: PeerID, key: ChannelKey, bindHost: String? = nil, role: PeerRole = .relay) throws {
         let address = HostPort(peer)!
         let loop = group.next()
         let up = loop.makePromise(of: Void.self)
@@ -37,7 +37,7 @@ final class HostileClient: @unchecked Sendable {
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandlers([
                     ByteToMessageHandler(FrameDecoder()),
-                    LinkSecurityHandler(.initiator(HandshakeInitiator(key: key, role: .relay, nonce: randomNonce()))),
+                    LinkSecurityHandler(.initiator(HandshakeInitiator(key: key, role: role, nonce: randomNonce()))),
                     Recorder(received, up: up),
                 ])
             }
@@ -211,6 +211,7 @@ final class HostilePeerTests: MeshNodeTestCase {
         let checked = checkedFrom..<(seq - 20)
         assertLeavesPlay(mesh, checked)
         XCTAssertTrue(waitUntil("the overflowing peer's link to close") { !overflow.isOpen })
+        XCTAssertTrue(waitUntil("every liar that flooded hearsay to be cut off") { liars.allSatisfy { !$0.isOpen } })
         XCTAssertTrue(waitUntil("the claim of the origin's id to be refused") { !asOrigin.isOpen })
         let relayPort = HostPort(mesh.relays[0].id)!.port
         XCTAssertTrue(waitUntil("the claim of a relay's id from another host to be bound to that host") {
@@ -225,6 +226,20 @@ final class HostilePeerTests: MeshNodeTestCase {
             XCTAssertTrue(parents.isSubset(of: Set(mesh.all.map(\.id))), "only honest parents at the end: \(parents)")
         }
         liars.forEach { $0.close() }
+    }
+
+    func testObserversAreFewRateLimitedAndClosedWhenIdle() throws {
+        let origin = try node(origin: true, bootstrap: nil, units: 8, seed: 1)
+        defer { origin.stop() }
+        let observers = try (0..<5).map { _ in try HostileClient(group: group, to: origin.id, key: key, role: .observer) }
+        XCTAssertTrue(waitUntil("the fifth observer to be turned away") { !observers[4].isOpen })
+        let looking = observers[0]
+        for _ in 0..<20 { looking.send(.viewRequest) }
+        XCTAssertTrue(waitUntil("a view") { looking.received.withLockedValue { !$0.isEmpty } })
+        usleep(300_000)
+        XCTAssertEqual(looking.received.withLockedValue { $0.count }, 1, "one view a second, however often asked")
+        XCTAssertTrue(observers[0..<4].allSatisfy(\.isOpen))
+        XCTAssertTrue(waitUntil("idle observers to be closed", seconds: 15) { observers.allSatisfy { !$0.isOpen } })
     }
 
     func testResubscribingOverAndOverGetsEachChunkAtMostTwice() throws {
