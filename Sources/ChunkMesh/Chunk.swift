@@ -79,7 +79,8 @@ public struct Chunk: Equatable, Sendable {
         guard payload.readableBytes % 188 == 0 else {
             throw WireError.malformed("chunk payload of \(payload.readableBytes) bytes is not whole TS packets")
         }
-        guard ingestTime >= 0, (0...WireLimits.maxDelay).contains(duration) else {
+        // Half of UInt64's range is more chunks than any run has: the rest cannot overflow a `seq + k`.
+        guard ingestTime >= 0, (0...WireLimits.maxDelay).contains(duration), seq <= WireLimits.maxSeq else {
             throw WireError.malformed("chunk times out of range")
         }
         var chunk = Chunk(seq: seq, epoch: epoch, ingestTime: ingestTime, pts: pts, duration: duration,

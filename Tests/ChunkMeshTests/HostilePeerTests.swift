@@ -188,7 +188,7 @@ final class HostilePeerTests: MeshNodeTestCase {
                                                           residualUnits: 64, scheduleDelay: 1, ancestors: [[], [], [], []]) }))
             }
             // A chunk from far in the future, not signed, from a peer nobody took as parent.
-            var future = chunk(.max - 5)
+            var future = chunk(WireLimits.maxSeq - 5)
             future.epoch = .max
             liar.send(.chunk(future))
             liars.append(liar)

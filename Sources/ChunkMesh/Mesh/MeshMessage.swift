@@ -49,15 +49,18 @@ public struct PeerInfo: Equatable, Sendable {
         else { throw WireError.malformed("peer info truncated") }
         guard (0...WireLimits.maxDelay).contains(sched) else { throw WireError.malformed("schedule delay out of range") }
         guard count <= maxSubstreams else { throw WireError.malformed("\(count) substreams") }
+        guard HostPort(id) != nil else { throw WireError.malformed("peer id is not HOST:PORT") }
         var delays: [Int64?] = []
         var ancestors: [[PeerID]] = []
+        var names = 0
         for _ in 0..<count {
             guard let delay = buffer.readInteger(as: Int64.self), let n = buffer.readInteger(as: UInt8.self) else {
                 throw WireError.malformed("peer info truncated")
             }
             // -1 is "not received"; anything else outside 0-60 s is a lie.
             guard delay == -1 || (0...WireLimits.maxDelay).contains(delay) else { throw WireError.malformed("delay out of range") }
-            guard n <= maxAncestors else { throw WireError.malformed("ancestry of \(n)") }
+            names += Int(n)
+            guard n <= maxAncestors, names <= WireLimits.maxAncestorNames else { throw WireError.malformed("ancestry of \(n)") }
             delays.append(delay < 0 ? nil : delay)
             ancestors.append(try (0..<n).map { _ in try readShortString(&buffer) })
         }

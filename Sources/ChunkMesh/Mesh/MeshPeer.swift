@@ -174,10 +174,12 @@ public struct MeshPeer {
     private var peersAsked: [PeerID: Int] = [:]
     private var unaskedPeers: [PeerID: Int] = [:]
     static let maxUnaskedPeers = 8
-    /// Chunks sent on each link, and those sent again as a repair: no request of a child makes this peer send a
-    /// chunk more than twice on one link, so its bytes to a child stay near the stream's rate.
+    /// Chunks sent on each link (a resubscription's backlog skips them), and each child's repair budget: a chunk
+    /// duration's worth of repairs refills one, up to `repairBurst`. No request of a child makes this peer send more
+    /// than the stream again in repairs, and a repair the driver had to drop can be asked for again.
     private var sentTo: [PeerID: Set<UInt64>] = [:]
-    private var resentTo: [PeerID: Set<UInt64>] = [:]
+    private var repairBudget: [PeerID: TokenBucket] = [:]
+    static let repairBurst = 8
     /// When each child last lost a unit to a stronger asker, and when each asker last took one: a peer that lies
     /// about its uplink can evict a given child once in `preemptProtection`, and evict once in `preemptSpacing`.
     private var preemptedAt: [PeerID: Int64] = [:]
@@ -384,9 +386,12 @@ public struct MeshPeer {
             out += selectParents(now: now)
         case .repair(let seq):
             // Once per chunk and link: a child that lost one may ask again, not make us send it over and over.
-            if let chunk = window[seq], resentTo[peer, default: []].insert(seq).inserted {
+            var budget = repairBudget[peer] ?? TokenBucket(bytesPerSecond: 1e6 / Double(max(1, config.chunkDuration)),
+                                                           burst: Double(Self.repairBurst))
+            if let chunk = window[seq], budget.take(1, now: now) {
                 out.append(.sendChunk(peer, chunk))
             }
+            repairBudget[peer] = budget
         case .leaving:
             out += orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
             known[peer]?.info.residualUnits = 0
@@ -480,7 +485,10 @@ public struct MeshPeer {
         }
         guard chunk.epoch >= epoch else { return [] } // the old run's leftovers
         // Within the window: not behind it, nor further ahead of the newest than a window's worth.
-        if chunk.epoch == epoch, chunk.seq < windowLow || highestSeq.map({ chunk.seq > $0 &+ maxAhead }) == true { return [] }
+        // Far ahead is taken only when the origin's signature vouches for it (this peer slept, say); unsigned, not.
+        if chunk.epoch == epoch, chunk.seq < windowLow || (config.verifier == nil && highestSeq.map({ chunk.seq > $0 &+ maxAhead }) == true) {
+            return []
+        }
         var out: [MeshAction] = []
         if let from, chunk.epoch == epoch, parents[s] == from, tally(chunk.seq, substream: s) {
             // A parent that loses a good part of what it took on (it claimed an uplink it does not have) goes.
@@ -519,7 +527,6 @@ public struct MeshPeer {
             windowLow = low
             if !repairTried.isEmpty { repairTried = repairTried.filter { $0.key >= windowLow } }
             for (peer, seqs) in sentTo where seqs.count > 2 * config.windowChunks { sentTo[peer] = seqs.filter { $0 >= low } }
-            for (peer, seqs) in resentTo where seqs.count > config.windowChunks { resentTo[peer] = seqs.filter { $0 >= low } }
         }
         out.append(.deliver(chunk))
         for (child, subs) in children.sorted(by: { $0.key < $1.key }) where child != from && (subs.contains(s) || chunk.isEndOfStream) {
@@ -775,7 +782,7 @@ public struct MeshPeer {
         known.removeValue(forKey: peer)
         children.removeValue(forKey: peer)
         sentTo.removeValue(forKey: peer)
-        resentTo.removeValue(forKey: peer)
+        repairBudget.removeValue(forKey: peer)
         peersAsked.removeValue(forKey: peer)
         unaskedPeers.removeValue(forKey: peer)
         awaitingLink.removeValue(forKey: peer)
@@ -784,9 +791,14 @@ public struct MeshPeer {
     }
 
     /// The peer dialled as `old` calls itself `new`: the link and what waits on it are the new name's. Its news
-    /// comes again under the new name; the driver dials the old address to reach it again.
+    /// comes again under the new name; the driver dials the old address to reach it again. Never into the origin's
+    /// name (unless it is the origin's link), nor out of its penalties.
     private mutating func rename(_ old: PeerID, to new: PeerID, now: Int64) -> [MeshAction] {
-        guard old != new, connected.contains(old), !connected.contains(new), new != config.me else { return [] }
+        guard old != new, connected.contains(old), !connected.contains(new), new != config.me,
+              new != config.originID || old == config.originID, new != config.bootstrap else { return [] }
+        if let until = avoid.removeValue(forKey: old) { avoid[new] = max(until, avoid[new] ?? until) }
+        if let count = offenses.removeValue(forKey: old) { offenses[new, default: 0] += count }
+        if let count = unaskedPeers.removeValue(forKey: old) { unaskedPeers[new, default: 0] += count }
         unlink(old)
         if connected.insert(new).inserted { linked.append(new) }
         known.removeValue(forKey: old)
@@ -799,7 +811,7 @@ public struct MeshPeer {
         if let d = measured.removeValue(forKey: old) { measured[new] = d }
         if let owed = peersAsked.removeValue(forKey: old) { peersAsked[new] = owed }
         if let seqs = sentTo.removeValue(forKey: old) { sentTo[new] = seqs }
-        if let seqs = resentTo.removeValue(forKey: old) { resentTo[new] = seqs }
+        if let budget = repairBudget.removeValue(forKey: old) { repairBudget[new] = budget }
         probing.remove(old)
         idleSince.removeValue(forKey: old)
         return []
@@ -858,7 +870,7 @@ public struct MeshPeer {
         fedLog.removeAll()
         pending.removeAll()
         sentTo.removeAll()
-        resentTo.removeAll()
+
         // Peers that starved or failed in the outage were not to blame for it.
         avoid.removeAll()
         offenses.removeAll()

@@ -392,7 +392,11 @@ public final class MeshNode: @unchecked Sendable {
     /// The peer dialled as `old` calls itself `new` (a port forward, a NAT): the link is the new name's, and the
     /// old address is where to dial it again. False when this node is linked to `new` already: this link goes.
     func rename(_ channel: Channel, from old: PeerID, to new: PeerID) -> Bool {
-        guard links[old] === channel, links[new] == nil, HostPort(new) != nil, new != id else { return false }
+        // Once a link, never into the origin's name (unless this is the origin's link), the bootstrap's, or a name
+        // already reached another way.
+        guard links[old] === channel, links[new] == nil, HostPort(new) != nil, new != id, dialAddress[old] == nil,
+              new != originPeer || old == originPeer, new != configuration.bootstrap?.description, dialAddress[new] == nil
+        else { return false }
         links[new] = links.removeValue(forKey: old)
         linkOpenedByMe[new] = linkOpenedByMe.removeValue(forKey: old)
         linkSince[new] = linkSince.removeValue(forKey: old)
@@ -547,6 +551,8 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     private var peer: PeerID?
     /// The id an inbound peer claims, where it differs from the name it is bound to (`MeshNode.boundName`).
     private var claimed: PeerID?
+    /// An outbound link takes the name its peer gives once, at most.
+    private var renamedOnce = false
     private let outbound: Bool
     private var suite = CipherSuite.rc4HmacSHA256
     private var binding: [UInt8] = []
@@ -559,8 +565,9 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     static let observerIdle: Int64 = 10_000_000
     /// Control messages a peer may send: an honest one sends a few a second, a flood loses its link.
     private var controlBudget = TokenBucket(bytesPerSecond: Double(MeshLinkHandler.controlRate), burst: Double(MeshLinkHandler.controlBurst))
-    static let controlRate = 100
-    static let controlBurst = 400
+    /// An honest peer's worst: 80 repairs and 50 announces a second while it re-parents, and a few more.
+    static let controlRate = 300
+    static let controlBurst = 1_000
 
     init(node: MeshNode, peer: PeerID?) {
         self.node = node
@@ -625,7 +632,8 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                     info.id = peer
                     message = .announce(info, wantPeers: wantPeers)
                 }
-                if outbound, let dialled = peer, info.id != dialled {
+                if outbound, !renamedOnce, let dialled = peer, info.id != dialled {
+                    renamedOnce = true
                     // Reached at another address than its own: still one peer, with one link.
                     guard node.rename(context.channel, from: dialled, to: info.id) else { return context.close(promise: nil) }
                     peer = info.id

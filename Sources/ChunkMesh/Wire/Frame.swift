@@ -30,6 +30,10 @@ public enum WireLimits {
     public static let maxStreamRate: Int64 = 10_000_000_000
     /// Entries in one `peers` answer.
     public static let maxPeers = 64
+    /// Ancestors named in one peer record, over all its substreams (a record stays within a few tens of KiB).
+    public static let maxAncestorNames = 256
+    /// Largest chunk seq: half the range, so that no sum of a seq and a count overflows.
+    public static let maxSeq = UInt64.max / 2
     /// Frames before the handshake is through: a hello, a challenge, a proof are well under this.
     public static let handshakeFrame = 1024
 }
