@@ -290,7 +290,7 @@ public struct MeshPeer {
         case .originKey(let key):
             if config.verifier == nil { config.verifier = key }
         case .renamed(let old, let new):
-            out += rename(old, to: new, now: now)
+            rename(old, to: new)
         case .leave:
             leaving = true
             for child in children.keys.sorted() { out.append(.send(child, .leaving)) }
@@ -385,7 +385,7 @@ public struct MeshPeer {
             if !dropped.isEmpty { out += orphan(dropped, now: now) }
             out += selectParents(now: now)
         case .repair(let seq):
-            // Once per chunk and link: a child that lost one may ask again, not make us send it over and over.
+            // From the child's repair budget: a child that lost a chunk may ask again, not make us resend the window.
             var budget = repairBudget[peer] ?? TokenBucket(bytesPerSecond: 1e6 / Double(max(1, config.chunkDuration)),
                                                            burst: Double(Self.repairBurst))
             if let chunk = window[seq], budget.take(1, now: now) {
@@ -558,7 +558,6 @@ public struct MeshPeer {
                 }
             }
             measured = measured.filter { now - $0.value.at < Self.rememberMeasurement }
-
             refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory }
             askedFull = askedFull.filter { now - $0.value < Self.fullAskSpacing }
             let delays = measured.values.map(\.delay).sorted()
@@ -793,9 +792,9 @@ public struct MeshPeer {
     /// The peer dialled as `old` calls itself `new`: the link and what waits on it are the new name's. Its news
     /// comes again under the new name; the driver dials the old address to reach it again. Never into the origin's
     /// name (unless it is the origin's link), nor out of its penalties.
-    private mutating func rename(_ old: PeerID, to new: PeerID, now: Int64) -> [MeshAction] {
+    private mutating func rename(_ old: PeerID, to new: PeerID) {
         guard old != new, connected.contains(old), !connected.contains(new), new != config.me,
-              new != config.originID || old == config.originID, new != config.bootstrap else { return [] }
+              new != config.originID || old == config.originID, new != config.bootstrap else { return }
         if let until = avoid.removeValue(forKey: old) { avoid[new] = max(until, avoid[new] ?? until) }
         if let count = offenses.removeValue(forKey: old) { offenses[new, default: 0] += count }
         if let count = unaskedPeers.removeValue(forKey: old) { unaskedPeers[new, default: 0] += count }
@@ -814,7 +813,6 @@ public struct MeshPeer {
         if let budget = repairBudget.removeValue(forKey: old) { repairBudget[new] = budget }
         probing.remove(old)
         idleSince.removeValue(forKey: old)
-        return []
     }
 
     /// The link to a peer is no longer counted as up.
@@ -870,7 +868,6 @@ public struct MeshPeer {
         fedLog.removeAll()
         pending.removeAll()
         sentTo.removeAll()
-
         // Peers that starved or failed in the outage were not to blame for it.
         avoid.removeAll()
         offenses.removeAll()

@@ -489,15 +489,16 @@ public final class MeshNode: @unchecked Sendable {
             originPeer = id
             handle(.originIs(id))
         }
-        guard fromBootstrap else { return onEvent(.welcome(id, originClock: welcome.originClock, streamRate: welcome.streamRate, receivedAt: receivedAt, rtt: rtt)) }
-        guard abs(welcome.originClock - receivedAt) <= WireLimits.maxClockSkew else {
-            logger.warning("ignoring \(id)'s clock: more than a day from ours")
-            return
-        }
-        // Half the handshake-to-welcome round trip is the best guess of the one-way delay.
-        clockOffset = welcome.originClock + rtt / 2 - receivedAt
-        if let uplink = configuration.uplink, welcome.streamRate > 0 {
-            handle(.setCapacity(peer.config.plan.units(uplink: uplink, streamRate: BitRate(bitsPerSecond: Double(welcome.streamRate)))))
+        if fromBootstrap {
+            guard abs(welcome.originClock - receivedAt) <= WireLimits.maxClockSkew else {
+                logger.warning("ignoring \(id)'s clock: more than a day from ours")
+                return
+            }
+            // Half the handshake-to-welcome round trip is the best guess of the one-way delay.
+            clockOffset = welcome.originClock + rtt / 2 - receivedAt
+            if let uplink = configuration.uplink, welcome.streamRate > 0 {
+                handle(.setCapacity(peer.config.plan.units(uplink: uplink, streamRate: BitRate(bitsPerSecond: Double(welcome.streamRate)))))
+            }
         }
         onEvent(.welcome(id, originClock: welcome.originClock, streamRate: welcome.streamRate, receivedAt: receivedAt, rtt: rtt))
     }
