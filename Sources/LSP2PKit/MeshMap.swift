@@ -3,8 +3,8 @@ import Foundation
 import NIOCore
 import NIOPosix
 
-/// The mesh as the origin sees it (`lsp2p-relay mesh`): each peer, its parent and delay per substream,
-/// its residual units and its children. The origin is the first peer.
+/// The mesh as `lsp2p-relay mesh` finds it, walking from the origin: each peer, its parent and delay per
+/// substream, its residual units and its children. The origin is the first peer.
 public struct MeshMap: Codable, Equatable {
     public struct Substream: Codable, Equatable {
         public var substream: Int
@@ -77,17 +77,37 @@ public struct MeshMap: Codable, Equatable {
         return lines.joined(separator: "\n")
     }
 
-    /// Asks the node at `address` (the origin) for its view.
-    public static func fetch(from address: HostPort, key: ChannelKey, timeout: Int64 = 5, group: EventLoopGroup? = nil) throws -> MeshMap {
+    /// Walks the mesh from the node at `address` (the origin): asks it for its view, then every peer named in an
+    /// answer, up to `limit` nodes, `parallel` at a time (design §7: no node hears every peer). Without `crawl`,
+    /// only that node's view: itself and the peers linked to it.
+    public static func fetch(from address: HostPort, key: ChannelKey, timeout: Int64 = 5, group: EventLoopGroup? = nil,
+                             crawl: Bool = true, limit: Int = 100_000, parallel: Int = 16) throws -> MeshMap {
         let own = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         defer { try? own?.syncShutdownGracefully() }
         let group = group ?? own!
+        let first: [PeerInfo]
         do {
-            return MeshMap(try MeshView.fetch(from: address, key: key, group: group, timeout: .seconds(timeout)).wait())
+            first = try MeshView.fetch(from: address, key: key, group: group, timeout: .seconds(timeout)).wait()
         } catch {
             if isWrongKey(error) { throw RuntimeFailure("wrong key: \(address) does not hold the channel key (\(key))") }
             throw RuntimeFailure("cannot ask \(address) for the mesh: \(describeConnectError(error))")
         }
+        guard crawl, let start = first.first?.id else { return MeshMap(first) }
+        var walk = MeshCrawl(start: start, limit: limit)
+        _ = walk.next()
+        walk.answer(from: start, view: first)
+        while true {
+            var round: [(PeerID, EventLoopFuture<[PeerInfo]>)] = []
+            while round.count < parallel, let id = walk.next() {
+                guard let hostPort = HostPort(id) else { walk.failure(id); continue }
+                round.append((id, MeshView.fetch(from: hostPort, key: key, group: group, timeout: .seconds(min(timeout, 2)))))
+            }
+            guard !round.isEmpty else { break }
+            for (id, answer) in round {
+                if let view = try? answer.wait() { walk.answer(from: id, view: view) } else { walk.failure(id) }
+            }
+        }
+        return MeshMap(walk.listing)
     }
 }
 

@@ -1,9 +1,43 @@
 import ChunkMesh
 import NIOCore
 
+/// One simulated peer: its core, when it asked to be woken, and what it sent and heard.
+final class SimulatedPeer {
+    var core: MeshPeer
+    var wakeAt: Int64 = .max
+    var traffic = ControlTraffic()
+    var links = 0
+    var firstChunkAt: Int64?
+    let joinedAt: Int64
+
+    init(_ core: MeshPeer, at now: Int64) {
+        self.core = core
+        joinedAt = now
+    }
+}
+
+/// Control messages and their wire bytes (frame headers aside), one way or the other.
+public struct ControlTraffic: Sendable, Equatable {
+    public var messagesOut = 0, messagesIn = 0, bytesOut = 0, bytesIn = 0
+    public var messages: Int { messagesOut + messagesIn }
+    public var bytes: Int { bytesOut + bytesIn }
+}
+
+/// The simulated peers' cores, read by id.
+public struct SimulatedPeers: Sequence {
+    fileprivate let boxes: [PeerID: SimulatedPeer]
+    public subscript(id: PeerID) -> MeshPeer? { boxes[id]?.core }
+    public var count: Int { boxes.count }
+    public func makeIterator() -> AnyIterator<(key: PeerID, value: MeshPeer)> {
+        var inner = boxes.makeIterator()
+        return AnyIterator { inner.next().map { (key: $0.key, value: $0.value.core) } }
+    }
+}
+
 /// A simulated network for `MeshPeer`s, the same core the relays run: per-link delay, seeded loss, time stepped
 /// to the next event. (After quinn-proto's test `Pair` and str0m's netem: loss is a closure editing the traffic.)
-/// A chunk leaves a peer as soon as it is in, and arrives `oneWayDelay + sched(sender)` later.
+/// A chunk leaves a peer as soon as it is in, and arrives `oneWayDelay + sched(sender)` later. Each peer is woken
+/// when its core asks (`MeshPeer.nextWakeup`), as `MeshNode` does.
 public final class SimulatedMesh {
     private struct Delivery {
         let target: PeerID
@@ -17,17 +51,21 @@ public final class SimulatedMesh {
     }
 
     public private(set) var now: Int64 = 0
-    public private(set) var peers: [PeerID: MeshPeer] = [:]
+    private var boxes: [PeerID: SimulatedPeer] = [:]
+    public var peers: SimulatedPeers { SimulatedPeers(boxes: boxes) }
     public private(set) var alive: Set<PeerID> = []
     /// Each peer's sched, read on every chunk sent (reading it from the peer would copy the peer).
     private var sched: [PeerID: Int64] = [:]
-    /// Live peers in the order they joined: the order they tick in.
+    /// Live peers in the order they joined.
     private var tickOrder: [PeerID] = []
     private var queue = EventQueue<Delivery>()
     private var links: Set<Link> = []
     private var nextSeq: UInt64 = 0
     private var nextChunkAt: Int64 = 0
-    private var nextTickAt: Int64 = 0
+    /// The most links any peer held at once, over the whole run.
+    public private(set) var maxLinks = 0
+    /// Wake-ups handled (the core's own timers).
+    public private(set) var wakeups = 0
     /// Arrival time of each chunk at each peer, when `recordDeliveries` (small runs and tests).
     public private(set) var delivered: [PeerID: [UInt64: Int64]] = [:]
     public var recordDeliveries = true
@@ -38,8 +76,6 @@ public final class SimulatedMesh {
     public var dropChunk: (PeerID, PeerID, UInt64) -> Bool = { _, _, _ in false }
     public let origin: PeerID = "origin"
     public let chunkDuration: Int64
-    /// How often every peer ticks, as `MeshNode` does.
-    public let tickPeriod: Int64 = 100_000
     private let originUnits: Int
     private let originScheduleDelay: Int64
     private let payload: ByteBuffer
@@ -76,23 +112,36 @@ public final class SimulatedMesh {
     }
 
     public func add(_ config: MeshPeerConfig) {
-        peers[config.me] = MeshPeer(config: config)
+        boxes[config.me] = SimulatedPeer(MeshPeer(config: config), at: now)
         sched[config.me] = config.scheduleDelay
         if alive.insert(config.me).inserted { tickOrder.append(config.me) }
         schedule(config.me, .start, after: 0)
     }
 
-    public func join(_ id: PeerID, units: Int, sched: Int64 = 2_000, seed: UInt64) {
-        add(MeshPeerConfig(me: id, isOrigin: false, bootstrap: origin, capacityUnits: units, scheduleDelay: sched, seed: seed,
-                           plan: plan, chunkDuration: chunkDuration))
+    /// A peer joins through `bootstrap` (the origin unless told: any peer can bootstrap a joiner).
+    public func join(_ id: PeerID, units: Int, sched: Int64 = 2_000, seed: UInt64, bootstrap: PeerID? = nil) {
+        add(MeshPeerConfig(me: id, isOrigin: false, bootstrap: bootstrap ?? origin, capacityUnits: units, scheduleDelay: sched,
+                           seed: seed, plan: plan, chunkDuration: chunkDuration))
     }
+
+    /// A live peer at random (for a joiner's bootstrap), drawn with `draw` in 0..<count.
+    public func livePeer(_ draw: UInt64) -> PeerID {
+        tickOrder.isEmpty ? origin : tickOrder[Int(draw % UInt64(tickOrder.count))]
+    }
+
+    /// What a peer sent and heard of control messages so far.
+    public func traffic(of id: PeerID) -> ControlTraffic { boxes[id]?.traffic ?? ControlTraffic() }
+    /// Join to first chunk, µs, of a peer that got one.
+    public func firstChunkDelay(of id: PeerID) -> Int64? { boxes[id].flatMap { b in b.firstChunkAt.map { $0 - b.joinedAt } } }
+    /// Links a peer holds now.
+    public func linkCount(of id: PeerID) -> Int { boxes[id]?.links ?? 0 }
 
     /// SIGKILL: gone without a word; its neighbours see the link drop.
     public func kill(_ id: PeerID) {
         guard alive.remove(id) != nil else { return }
         tickOrder.removeAll { $0 == id }
         for link in links.filter({ $0.a == id || $0.b == id }).sorted(by: { ($0.a, $0.b) < ($1.a, $1.b) }) {
-            links.remove(link)
+            unlink(link)
             let other = link.a == id ? link.b : link.a
             schedule(other, .disconnected(id), after: oneWayDelay(id, other))
         }
@@ -101,7 +150,7 @@ public final class SimulatedMesh {
     /// Leaves on purpose: its children hear first, then its links close.
     public func leave(_ id: PeerID) {
         guard alive.contains(id) else { return }
-        apply(peers[id]!.handle(.leave, now: now), from: id)
+        handle(id, .leave)
         kill(id)
     }
 
@@ -117,8 +166,8 @@ public final class SimulatedMesh {
     public private(set) var messageCounts: [String: Int] = [:]
     public private(set) var chunksSent = 0
 
-    /// Runs the world for `duration` µs: the origin cuts a chunk every `chunkDuration`, every peer ticks every
-    /// `tickPeriod`. `progress` is called once per simulated second.
+    /// Runs the world for `duration` µs: the origin cuts a chunk every `chunkDuration`, every peer wakes when its
+    /// core asks. `progress` is called once per simulated second.
     public func run(for duration: Int64, progress: ((Int64) -> Void)? = nil) {
         let end = now + duration
         var nextProgress = (now / 1_000_000 + 1) * 1_000_000
@@ -126,7 +175,7 @@ public final class SimulatedMesh {
         while !overran {
             events += 1
             if events > maxEvents { overran = true }
-            let t = min(queue.nextTime ?? .max, nextChunkAt, nextTickAt)
+            let t = min(queue.nextTime ?? .max, nextChunkAt)
             guard t <= end else { break }
             now = t
             if let progress, now >= nextProgress {
@@ -139,25 +188,55 @@ public final class SimulatedMesh {
                 let chunk = Chunk(seq: nextSeq, epoch: epoch, ingestTime: now, pts: 0, duration: chunkDuration,
                                   flags: nextSeq % 5 == 0 ? .randomAccess : [], payload: payload)
                 nextSeq += 1
-                apply(peers[origin]!.handle(.chunk(from: nil, chunk), now: now), from: origin)
-            } else if t == nextTickAt {
-                nextTickAt += tickPeriod
-                for id in tickOrder { apply(peers[id]!.handle(.tick, now: now), from: id) }
+                handle(origin, .chunk(from: nil, chunk))
             } else if let e = queue.pop()?.event {
-                guard alive.contains(e.target) else { continue }
-                apply(peers[e.target]!.handle(e.event, now: now), from: e.target)
+                guard alive.contains(e.target), let box = boxes[e.target] else { continue }
+                if e.event == .tick {
+                    // Only the wake-up the core asked for last; earlier asks it moved are stale.
+                    guard box.wakeAt == now else { continue }
+                    box.wakeAt = .max
+                    wakeups += 1
+                }
+                handle(e.target, e.event, box)
             }
         }
         now = end
     }
 
-    private func apply(_ actions: [MeshAction], from id: PeerID) {
+    /// One event into a peer's core: its actions go out, and its next wake-up is booked.
+    private func handle(_ id: PeerID, _ event: MeshEvent, _ known: SimulatedPeer? = nil) {
+        guard let box = known ?? boxes[id] else { return }
+        let actions = box.core.handle(event, now: now)
+        apply(actions, from: id, box)
+        let wake = box.core.nextWakeup
+        if wake < box.wakeAt {
+            box.wakeAt = wake
+            queue.push(Delivery(target: id, event: .tick), at: wake)
+        }
+    }
+
+    private func link(_ link: Link) {
+        guard links.insert(link).inserted else { return }
+        for end in [link.a, link.b] {
+            guard let box = boxes[end] else { continue }
+            box.links += 1
+            maxLinks = max(maxLinks, box.links)
+        }
+    }
+
+    private func unlink(_ link: Link) {
+        guard links.remove(link) != nil else { return }
+        boxes[link.a]?.links -= 1
+        boxes[link.b]?.links -= 1
+    }
+
+    private func apply(_ actions: [MeshAction], from id: PeerID, _ box: SimulatedPeer) {
         for action in actions {
             switch action {
             case .connect(let other):
                 let d = oneWayDelay(id, other)
                 if alive.contains(other) {
-                    links.insert(Link(id, other))
+                    link(Link(id, other))
                     schedule(id, .connected(other), after: 2 * d)
                     schedule(other, .connected(id), after: d)
                     schedule(id, .linkDelay(other, d), after: 2 * d)
@@ -166,11 +245,18 @@ public final class SimulatedMesh {
                     schedule(id, .connectFailed(other), after: 2 * d)
                 }
             case .disconnect(let other):
-                links.remove(Link(id, other))
+                unlink(Link(id, other))
                 schedule(other, .disconnected(id), after: oneWayDelay(id, other))
             case .send(let other, let message):
                 guard links.contains(Link(id, other)) else { continue }
                 messageCounts[message.kind, default: 0] += 1
+                let size = message.wireSize + Self.frameOverhead
+                box.traffic.messagesOut += 1
+                box.traffic.bytesOut += size
+                if let to = boxes[other] {
+                    to.traffic.messagesIn += 1
+                    to.traffic.bytesIn += size
+                }
                 schedule(other, .message(from: id, message), after: oneWayDelay(id, other))
             case .sendChunk(let other, let chunk):
                 guard links.contains(Link(id, other)), !dropChunk(id, other, chunk.seq) else { continue }
@@ -179,12 +265,17 @@ public final class SimulatedMesh {
             case .deliver(let chunk):
                 guard chunk.epoch == epoch else { continue }
                 if recordDeliveries { delivered[id, default: [:]][chunk.seq] = now }
+                if box.firstChunkAt == nil { box.firstChunkAt = now }
                 onDeliver?(id, chunk, now)
             case .parentsChanged:
                 break
             }
         }
     }
+
+    /// What a message costs on a real link besides its body: the sealed frame's header and tag, the inner
+    /// frame's header and the message type (`LinkCipher`, `Frame`).
+    static let frameOverhead = 8 + 16 + 8 + 1
 
     public var producedSeqs: UInt64 { nextSeq }
 
@@ -196,7 +287,7 @@ public final class SimulatedMesh {
                 var path: [PeerID] = [start]
                 var onPath: Set<PeerID> = [start]
                 var at = start
-                while let p = peers[at]?.parents[s], alive.contains(p), !clear.contains(p) {
+                while let p = boxes[at]?.core.parents[s], alive.contains(p), !clear.contains(p) {
                     if onPath.contains(p) { return path + [p] }
                     path.append(p)
                     onPath.insert(p)

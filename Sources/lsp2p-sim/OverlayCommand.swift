@@ -6,6 +6,7 @@ import MeshSim
 
 extension OverlayAlgorithm: ExpressibleByArgument {}
 extension OverlayChurn: ExpressibleByArgument {}
+extension OverlayBootstrap: ExpressibleByArgument {}
 
 struct OverlayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -52,6 +53,9 @@ struct OverlayCommand: ParsableCommand {
     @Option(help: "Seed: the same seed gives the same numbers.")
     var seed: UInt64 = 1
 
+    @Option(help: "Where fastmesh joiners bootstrap: any (a live peer at random) or origin.")
+    var bootstrap: OverlayBootstrap = .any
+
     @Option(help: "Directory for report.json, report.md and the plots.")
     var out = "sim-out/overlay"
 
@@ -85,6 +89,7 @@ struct OverlayCommand: ParsableCommand {
         scenario.chunkDuration = Int64(chunkMs) * 1_000
         scenario.deadline = Int64(deadlineMs) * 1_000
         scenario.seed = seed
+        scenario.bootstrap = bootstrap
         scenario.joinSpread = min(10_000_000, scenario.duration / 10)
         let world = OverlayWorld(scenario)
         var results: [(OverlayAlgorithm, OverlayResult)] = []

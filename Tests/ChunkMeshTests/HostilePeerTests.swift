@@ -219,7 +219,7 @@ final class HostilePeerTests: MeshNodeTestCase {
         })
         XCTAssertTrue(asRelay.isOpen)
         for node in mesh.all {
-            XCTAssertLessThanOrEqual(node.knownCount, MeshPeer.maxKnown, "news kept at \(node.id)")
+            XCTAssertLessThanOrEqual(node.hearsayCount, MeshPeer.maxKnown, "hearsay kept at \(node.id)")
         }
         for leaf in mesh.leaves {
             let parents = Set(leaf.snapshot().parents.values)

@@ -22,6 +22,20 @@ public struct PeerInfo: Equatable, Sendable {
         self.ancestors = ancestors
     }
 
+    /// The news as told to a peer that is not a child: each substream's parent, not the whole ancestry (design §7:
+    /// announces stay small). Only children need the ancestry, for their loop checks; a parent refuses a
+    /// subscribe from its own ancestor whatever the asker knew.
+    public var brief: PeerInfo {
+        var copy = self
+        copy.ancestors = ancestors.map { Array($0.prefix(1)) }
+        return copy
+    }
+
+    /// Wire bytes of this record (the frame's share).
+    public var wireSize: Int {
+        id.utf8.count + 1 + 8 + 2 + 8 + 1 + delays.count * 9 + ancestors.reduce(0) { $0 + $1.reduce(0) { $0 + $1.utf8.count + 1 } }
+    }
+
     /// Longest ancestry carried per substream; deeper trees than this lose loop protection at their bottom.
     static let maxAncestors = 64
     /// Most substreams a stream may be cut into.
@@ -86,6 +100,19 @@ public enum MeshMessage: Equatable, Sendable {
     case viewRequest
     /// The answer: every peer the origin hears from first hand, itself included.
     case view([PeerInfo])
+
+    /// Wire bytes of the message, without the frame's header.
+    public var wireSize: Int {
+        switch self {
+        case .announce(let info, _): 2 + info.wireSize
+        case .peers(let list): 2 + list.reduce(0) { $0 + $1.wireSize }
+        case .view(let list): 3 + list.reduce(0) { $0 + $1.wireSize }
+        case .subscribe(let list, _): 2 + list.count + 8
+        case .unsubscribe(let list), .accept(let list), .refuse(let list): 2 + list.count
+        case .repair: 9
+        case .leaving, .viewRequest: 1
+        }
+    }
 
     private enum Tag: UInt8 { case announce = 1, peers, subscribe, unsubscribe, accept, refuse, repair, leaving, viewRequest, view }
 

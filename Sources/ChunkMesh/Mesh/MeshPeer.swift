@@ -14,11 +14,16 @@ public struct MeshPeerConfig: Sendable {
     public var chunkDuration: Int64 = 200_000
     /// Continuous improvement: how often a peer looks for a better parent (jittered ±25 %).
     public var improvementPeriod: Int64 = 5_000_000
-    /// A move must lower the peer's delay by more than this.
+    /// A move must lower the peer's delay by more than this, and by more than `relativeHysteresis` of it.
     public var hysteresis: Int64 = 2_000
+    public var relativeHysteresis = 0.05
     /// A parent that sends nothing for this long is dropped (it may be alive but not forwarding).
     public var parentTimeout: Int64
-    public var announcePeriod: Int64 = 1_000_000
+    /// Gossip: how often a peer asks one linked peer for a sample of the peers it knows (jittered ±25 %).
+    /// A peer's own news goes out when it changes, not on a clock.
+    public var gossipPeriod: Int64 = 2_000_000
+    /// Links a peer keeps (design §7): past this, a link with no role answers its ask for peers and closes.
+    public var maxLinks = 32
     /// Chunks kept for children joining, switching or repairing.
     public var windowChunks = 256
     /// How far behind the newest chunk, in stream time, a missing one is still pulled from a parent.
@@ -124,7 +129,13 @@ public struct MeshPeer {
     /// The first chunk of this run received: nothing older is worth a repair (playback starts after it).
     private var firstSeq: UInt64?
     private var nextImprovement: Int64 = 0
-    private var nextAnnounce: Int64 = 0
+    private var improvementPeriod: Int64
+    static let maxImprovementBackoff: Int64 = 6
+    private var nextGossip: Int64 = 0
+    /// What this peer last told its links of itself: its news goes out again only when it differs.
+    private var announced: PeerInfo?
+    /// What this peer last told its children (its whole ancestry).
+    private var toChildren: PeerInfo?
     private var nextBootstrapTry: Int64 = 0
     /// Forgetting old news and closing idle links: once a second is plenty.
     private var nextHousekeeping: Int64 = 0
@@ -140,6 +151,9 @@ public struct MeshPeer {
     /// Peers heard of lately with room and no measured delay, newest last (at most `maxProbeQueue`).
     private var toProbe: [PeerID] = []
     static let maxProbeQueue = 16
+    /// Linked peers' room handed out in samples lately: to which askers, when (each asker may take k units).
+    private var handedOut: [PeerID: [PeerID: Int64]] = [:]
+    static let handOutMemory: Int64 = 2_000_000
     /// Full peers asked for a weaker child's unit, and when.
     private var askedFull: [PeerID: Int64] = [:]
     static let fullAskSpacing: Int64 = 10_000_000
@@ -167,7 +181,11 @@ public struct MeshPeer {
     private var lastDownstreamAnnounce: Int64 = .min / 2
     private var downstreamAnnounceDue = false
     private var nextPeerAsk: Int64 = 0
+    private var peerAsks = 0
     public private(set) var parentChanges = 0
+    /// Parent changes by cause (a parent lost, refused, starved...; a move found by improvement or selection).
+    public private(set) var changeCauses: [String: Int] = [:]
+    private var pendingCause = "select"
     public private(set) var leaving = false
     /// Answers each peer owes us (asked for, not yet come): an answer nobody asked for is dropped, and a peer that
     /// keeps sending them loses its link.
@@ -186,8 +204,11 @@ public struct MeshPeer {
     private var preemptedBy: [PeerID: Int64] = [:]
     static let preemptProtection: Int64 = 10_000_000
     static let preemptSpacing: Int64 = 3_000_000
-    /// Most peers whose news is kept; hearsay past it is not taken (linked peers' own news always is).
-    static let maxKnown = 512
+    /// The partial view (design §7): most peers whose hearsay is kept; past it, fresher hearsay replaces the
+    /// stalest. Linked peers' own news is kept besides, and links are bounded by `maxLinks`.
+    static let maxKnown = 64
+    /// Peers named in a `peers` answer.
+    static let sampleSize = 8
     /// How far ahead of the newest seq a chunk is taken: a window's worth.
     var maxAhead: UInt64 { UInt64(config.windowChunks) }
 
@@ -196,6 +217,7 @@ public struct MeshPeer {
         self.rng = SplitMixRandom(seed: config.seed)
         self.epoch = config.epoch
         self.typicalLinkDelay = config.assumedLinkDelay
+        self.improvementPeriod = config.improvementPeriod
     }
 
     // MARK: what the peer is
@@ -239,6 +261,8 @@ public struct MeshPeer {
 
     /// Peers whose news is kept (bounded: `maxKnown` and the links).
     var knownCount: Int { known.count }
+    /// Hearsay kept: news of peers not linked (bounded by `maxKnown`).
+    var hearsayCount: Int { known.keys.filter { !connected.contains($0) }.count }
 
     public var debugState: String {
         "parents \(parents) pending \(pending.mapValues(\.peer)) known \(known.values.map { "\($0.info.id):\($0.info.residualUnits)" }.sorted()) connected \(connected.sorted()) avoid \(avoid.keys.sorted())"
@@ -259,6 +283,7 @@ public struct MeshPeer {
             // A bootstrap that answers again (a restarted origin) is a candidate again at once.
             if peer == config.bootstrap, avoid.removeValue(forKey: peer) != nil { newsVersion += 1 }
             out.append(announceTo(peer, wantPeers: !config.isOrigin))
+            if !hasAllParents { nextPeerAsk = now + Self.peerAskSpacing }
             // What we wait for from it, asked again if a new link replaced one a subscribe may have been lost on.
             let wanted = (awaitingLink.removeValue(forKey: peer) ?? []).union(pending.filter { $0.value.peer == peer }.keys)
             if !wanted.isEmpty {
@@ -306,9 +331,9 @@ public struct MeshPeer {
             guard info.id == peer else { return [] } // a peer speaks only for itself
             let delay = known[peer]?.linkDelay ?? measured[peer]?.delay
             let isParent = parents.values.contains(peer)
-            let before = isParent ? self.info : nil
             if known[peer]?.info != info { newsVersion += 1 }
             known[peer] = Known(info: info, linkDelay: delay, heardAt: now)
+            handedOut.removeValue(forKey: peer)
             if info.residualUnits > 0 { refusedAt.removeValue(forKey: peer) }
             // A newer run is believed from a chunk the origin signed, never from a peer's word.
             // A loop formed from moves made at once on stale news: leave that parent there, choose again.
@@ -316,13 +341,18 @@ public struct MeshPeer {
                 .map(\.key).sorted()
             if !looped.isEmpty {
                 out.append(.send(peer, .unsubscribe(looped)))
-                out += orphan(looped, now: now)
-            } else if isParent, self.info != before {
+                out += orphan(looped, now: now, cause: "loop")
+            } else if isParent {
                 out += announceDownstream(now: now)
             }
             if wantPeers {
                 // Only first-hand news: peers linked to us, so the dead drop out of everyone's lists.
-                out.append(.send(peer, .peers(Array((candidateSample(for: peer) + [self.info]).suffix(WireLimits.maxPeers)))))
+                out.append(.send(peer, .peers((candidateSample(for: peer) + [self.info]).map(\.brief))))
+                // Past its links' bound, a peer answers a stranger (a joiner, a probe) and lets it go: any peer
+                // can bootstrap a joiner, and none gathers links (design §7).
+                if linked.count > config.maxLinks, !roles.contains(peer), !probing.contains(peer) {
+                    return out + [.disconnect(peer)] + lose(peer, now: now)
+                }
             }
             out += selectParents(now: now)
         case .peers(let list):
@@ -337,7 +367,7 @@ public struct MeshPeer {
             // An answer more than the asks we counted (they are capped) is not held against an honest peer for long.
             unaskedPeers.removeValue(forKey: peer)
             for info in list where info.id != config.me && !connected.contains(info.id)
-                && (known[info.id] != nil || known.count < Self.maxKnown) {
+                && (known[info.id] != nil || makeRoomInView(now: now)) {
                 // What a linked peer says of itself beats hearsay; hearsay refreshes the rest.
                 if known[info.id]?.info != info { newsVersion += 1 }
                 known[info.id] = Known(info: info, linkDelay: known[info.id]?.linkDelay ?? measured[info.id]?.delay, heardAt: now)
@@ -369,6 +399,7 @@ public struct MeshPeer {
             }
             if changed {
                 parentChanges += 1
+                changeCauses[pendingCause, default: 0] += 1
                 out.append(.parentsChanged(parents))
                 out += announceDownstream(now: now)
             }
@@ -382,7 +413,7 @@ public struct MeshPeer {
             refusedAt[peer] = now
             // From the parent itself: it gave our unit to a stronger peer. Find another parent at once.
             let dropped = substreams.filter { parents[$0] == peer }
-            if !dropped.isEmpty { out += orphan(dropped, now: now) }
+            if !dropped.isEmpty { out += orphan(dropped, now: now, cause: "refused") }
             out += selectParents(now: now)
         case .repair(let seq):
             // From the child's repair budget: a child that lost a chunk may ask again, not make us resend the window.
@@ -393,7 +424,7 @@ public struct MeshPeer {
             }
             repairBudget[peer] = budget
         case .leaving:
-            out += orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
+            out += orphan(parents.filter { $0.value == peer }.map(\.key), now: now, cause: "leaving")
             known[peer]?.info.residualUnits = 0
         case .viewRequest, .view:
             break // between an observer and its node, never between peers
@@ -432,6 +463,8 @@ public struct MeshPeer {
         }
         let refused = valid.filter { !granted.contains($0) }
         guard !granted.isEmpty else { return out + [.send(child, .refuse(refused))] }
+        // A new child learns this peer's whole ancestry first, for its loop checks (others hear only the parents).
+        if children[child] == nil { out.append(.send(child, .announce(info, wantPeers: false))) }
         children[child, default: []].formUnion(granted)
         out.append(.send(child, .accept(granted)))
         if !refused.isEmpty { out.append(.send(child, .refuse(refused))) }
@@ -494,7 +527,7 @@ public struct MeshPeer {
             // A parent that loses a good part of what it took on (it claimed an uplink it does not have) goes.
             out.append(.send(from, .unsubscribe([s])))
             punish(from, now: now)
-            out += orphan([s], now: now)
+            out += orphan([s], now: now, cause: "lossy")
         }
         guard chunk.epoch > epoch || window[chunk.seq] == nil else { return out }
         if let from, let key = config.verifier, !key.verifies(chunk) {
@@ -537,38 +570,17 @@ public struct MeshPeer {
 
     private mutating func tick(now: Int64) -> [MeshAction] {
         var out: [MeshAction] = []
-        if now >= nextHousekeeping, !preemptedAt.isEmpty || !preemptedBy.isEmpty {
-            preemptedAt = preemptedAt.filter { now - $0.value < Self.preemptProtection }
-            preemptedBy = preemptedBy.filter { now - $0.value < Self.preemptSpacing }
-        }
-        guard !config.isOrigin else {
-            if now >= nextHousekeeping { nextHousekeeping = now + 1_000_000 }
-            return announce(now: now)
-        }
         if now >= nextHousekeeping {
             nextHousekeeping = now + 1_000_000
-            avoid = avoid.filter { $0.value > now }
-            // Offences are remembered while a peer is avoided or still heard of: memory stays bounded under churn.
-            if offenses.count > avoid.count { offenses = offenses.filter { avoid[$0.key] != nil || known[$0.key] != nil } }
-            if now >= nextForget {
-                // Stale hearsay goes every few seconds; removed in place, since copying news is not free.
-                nextForget = now + 5_000_000
-                for id in known.compactMap({ !connected.contains($0.key) && now - $0.value.heardAt >= Self.forgetAfter ? $0.key : nil }) {
-                    known.removeValue(forKey: id)
-                }
-            }
-            measured = measured.filter { now - $0.value.at < Self.rememberMeasurement }
-            refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory }
-            askedFull = askedFull.filter { now - $0.value < Self.fullAskSpacing }
-            let delays = measured.values.map(\.delay).sorted()
-            typicalLinkDelay = delays.isEmpty ? config.assumedLinkDelay : delays[delays.count / 2]
-            out += closeIdleLinks(now: now)
+            out += housekeeping(now: now)
         }
+        out += gossip(now: now)
+        guard !config.isOrigin else { return out + announceIfChanged(now: now) }
         if now >= nextProbe {
             nextProbe = now + Self.probePeriod
             out += probe()
         }
-        if let bootstrap = config.bootstrap, !connected.contains(bootstrap), now >= nextBootstrapTry {
+        if !hasAllParents, let bootstrap = config.bootstrap, !connected.contains(bootstrap), now >= nextBootstrapTry {
             nextBootstrapTry = now + 2_000_000
             out.append(.connect(bootstrap))
         }
@@ -585,10 +597,10 @@ public struct MeshPeer {
                 // It did not deliver: not a parent to take again for a while.
                 if flowing || fedByParent.isDisjoint(with: substreams) { punish(parent, now: now) }
             }
-            out += orphan(starved, now: now)
+            out += orphan(starved, now: now, cause: "starved")
         }
         // A subscribe is answered within a round trip or two; past that (at least a second), try someone else.
-        for (s, p) in pending.sorted(by: { $0.key < $1.key }) where now - p.since > max(1_000_000, 4 * (known[p.peer]?.linkDelay ?? 0)) {
+        for (s, p) in pending.sorted(by: { $0.key < $1.key }) where now >= pendingDeadline(p) {
             pending.removeValue(forKey: s)
             known[p.peer]?.info.residualUnits = 0
             awaitingLink[p.peer]?.remove(s)
@@ -598,21 +610,87 @@ public struct MeshPeer {
         awaitingLink = awaitingLink.filter { !$0.value.isEmpty }
         out += selectParents(now: now)
         if now >= nextImprovement {
-            nextImprovement = now + jittered(config.improvementPeriod)
             out += improve(now: now)
         }
         if downstreamAnnounceDue { out += announceDownstream(now: now) }
-        // Short of parents: ask the bootstrap for candidates more often than the gossip round does.
-        if !hasAllParents, let bootstrap = config.bootstrap, connected.contains(bootstrap), now >= nextPeerAsk {
-            nextPeerAsk = now + 300_000
-            out.append(announceTo(bootstrap, wantPeers: true))
+        // Short of parents: ask a linked peer for candidates more often than the gossip round does (the bootstrap
+        // first), so a joiner walks the mesh until it finds room.
+        if !hasAllParents, !linked.isEmpty, now >= nextPeerAsk {
+            nextPeerAsk = now + Self.peerAskSpacing
+            let asked = config.bootstrap.flatMap { connected.contains($0) && peerAsks % 2 == 0 ? $0 : nil }
+                ?? linked[Int(rng.next() % UInt64(linked.count))]
+            peerAsks += 1
+            out.append(announceTo(asked, wantPeers: true))
         }
-        out += announce(now: now)
+        out += announceIfChanged(now: now)
         out += repair(now: now)
         return out
     }
 
+    /// Once a second: forgetting old news, pruning timers, closing idle links.
+    private mutating func housekeeping(now: Int64) -> [MeshAction] {
+        if !preemptedAt.isEmpty || !preemptedBy.isEmpty {
+            preemptedAt = preemptedAt.filter { now - $0.value < Self.preemptProtection }
+            preemptedBy = preemptedBy.filter { now - $0.value < Self.preemptSpacing }
+        }
+        if !avoid.isEmpty { avoid = avoid.filter { $0.value > now } }
+        // Offences are remembered while a peer is avoided or still heard of: memory stays bounded under churn.
+        if offenses.count > avoid.count { offenses = offenses.filter { avoid[$0.key] != nil || known[$0.key] != nil } }
+        if now >= nextForget {
+            // Stale hearsay goes every few seconds; removed in place, since copying news is not free.
+            nextForget = now + 5_000_000
+            for id in known.compactMap({ !connected.contains($0.key) && now - $0.value.heardAt >= Self.forgetAfter ? $0.key : nil }) {
+                known.removeValue(forKey: id)
+            }
+            measured = measured.filter { now - $0.value.at < Self.rememberMeasurement }
+            let delays = measured.values.map(\.delay).sorted()
+            typicalLinkDelay = delays.isEmpty ? config.assumedLinkDelay : delays[delays.count / 2]
+        }
+        if !refusedAt.isEmpty { refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory } }
+        if !askedFull.isEmpty { askedFull = askedFull.filter { now - $0.value < Self.fullAskSpacing } }
+        if !handedOut.isEmpty {
+            handedOut = handedOut.mapValues { $0.filter { now - $0.value < Self.handOutMemory } }.filter { !$0.value.isEmpty }
+        }
+        return closeIdleLinks(now: now)
+    }
+
+    /// When a subscribe not answered is given up.
+    private func pendingDeadline(_ p: (peer: PeerID, since: Int64)) -> Int64 {
+        p.since + max(1_000_000, 4 * (known[p.peer]?.linkDelay ?? 0)) + 1
+    }
+
+    /// When this peer next has something to do (design §7: the driver wakes it then, with `.tick`, instead of
+    /// ticking every peer on a clock). Events in between may make it sooner: read it after each event.
+    public var nextWakeup: Int64 {
+        var at = min(nextHousekeeping, nextGossip)
+        if config.isOrigin {
+            if downstreamAnnounceDue || announced == nil { at = min(at, lastDownstreamAnnounce + Self.downstreamSpacing) }
+            return max(at, lastNow + 1)
+        }
+        // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
+        if !hasAllParents || !pending.isEmpty || hasGap { at = min(at, lastNow + 100_000) }
+        for p in pending.values { at = min(at, pendingDeadline(p)) }
+        if hasAllParents { at = min(at, nextImprovement) }
+        if !toProbe.isEmpty { at = min(at, nextProbe) }
+        for s in parents.keys { at = min(at, (lastFed[s] ?? lastNow) + config.parentTimeout + 1) }
+        if downstreamAnnounceDue { at = min(at, lastDownstreamAnnounce + Self.downstreamSpacing) }
+        return max(at, lastNow + 1)
+    }
+
+    /// A chunk is missing behind the newest of its substream: the repair scan has work.
+    private var hasGap: Bool {
+        guard let high = highestSeq else { return false }
+        let k = UInt64(config.plan.count)
+        var seq = max(repairFrom, windowLow, firstSeq ?? 0)
+        while seq + k <= high {
+            if window[seq] == nil { return true }
+            seq += 1
+        }
+        return false
+    }
+
     static let refusalMemory: Int64 = 3_000_000
+    static let peerAskSpacing: Int64 = 300_000
     static let probePeriod: Int64 = 1_000_000
     static let maxProbes = 4
     static let rememberMeasurement: Int64 = 60_000_000
@@ -629,11 +707,23 @@ public struct MeshPeer {
         guard let best = unmeasured.max(by: { a, b in
             let (pa, pb) = (a.power(needing: config.plan.all, me: config.me), b.power(needing: config.plan.all, me: config.me))
             return pa != pb ? pa < pb : a.id > b.id
-        }) else { return [] }
+        }) else { return explore() }
         toProbe.removeAll { $0 == best.id }
         probing.insert(best.id)
         probeStarted[best.id] = lastNow
         return [.connect(best.id)]
+    }
+
+    /// Short of parents with no candidate to probe: a link to a peer heard of at random, whose answer to this peer's
+    /// ask names its own neighbours. A joiner walks the mesh this way until it finds room.
+    private mutating func explore() -> [MeshAction] {
+        guard !hasAllParents, fruitlessSearch != nil else { return [] }
+        let options = known.keys.filter { !connected.contains($0) && !isAvoided($0) && awaitingLink[$0] == nil }
+        guard !options.isEmpty else { return [] }
+        let id = options.sorted()[Int(rng.next() % UInt64(options.count))]
+        probing.insert(id)
+        probeStarted[id] = lastNow
+        return [.connect(id)]
     }
 
     /// A probe's link not up yet (a connect is given a few seconds).
@@ -642,10 +732,18 @@ public struct MeshPeer {
     /// Links to peers that are neither parent, child, being asked nor the bootstrap close after this long, so
     /// links do not pile up over a long run (each costs pings and announces).
     static let idleLinkTimeout: Int64 = 20_000_000
+    static let crowdedIdleTimeout: Int64 = 1_000_000
+
+    /// Peers linked for a reason: parents, children, and those asked to be one.
+    private var roles: Set<PeerID> {
+        Set(parents.values).union(children.keys).union(pending.values.map(\.peer)).union(awaitingLink.keys)
+    }
 
     private mutating func closeIdleLinks(now: Int64) -> [MeshAction] {
-        var busy = Set(parents.values).union(children.keys).union(pending.values.map(\.peer)).union(awaitingLink.keys)
-        if let bootstrap = config.bootstrap { busy.insert(bootstrap) }
+        var busy = roles
+        // The bootstrap is kept only while it is needed: a peer with its parents owes it nothing (design §7).
+        if !hasAllParents, let bootstrap = config.bootstrap { busy.insert(bootstrap) }
+        let timeout = linked.count > config.maxLinks ? Self.crowdedIdleTimeout : Self.idleLinkTimeout
         idleSince = idleSince.filter { connected.contains($0.key) && !busy.contains($0.key) }
         var out: [MeshAction] = []
         for peer in linked where !busy.contains(peer) {
@@ -660,7 +758,7 @@ public struct MeshPeer {
             }
             let since = idleSince[peer] ?? now
             idleSince[peer] = since
-            if now - since > Self.idleLinkTimeout {
+            if now - since > timeout {
                 idleSince.removeValue(forKey: peer)
                 out.append(.disconnect(peer))
                 out += lose(peer, now: now)
@@ -669,21 +767,29 @@ public struct MeshPeer {
         return out
     }
 
-    private mutating func announce(now: Int64) -> [MeshAction] {
-        guard now >= nextAnnounce else { return [] }
-        nextAnnounce = now + config.announcePeriod
-        let me = info
-        let peers = linked
-        // Gossip: ask one neighbour a round for the peers it knows.
-        let asked = peers.isEmpty || config.isOrigin ? nil : peers[Int(rng.next() % UInt64(peers.count))]
-        if let asked { owePeers(asked) }
-        return peers.map { .send($0, .announce(me, wantPeers: $0 == asked)) }
+    /// Gossip (design §7): one linked peer a round is asked for a sample of its neighbours, with this peer's news.
+    /// Over parents', children's and probes' links, so the view drifts through the neighbourhood; the origin
+    /// asks nobody.
+    private mutating func gossip(now: Int64) -> [MeshAction] {
+        guard now >= nextGossip else { return [] }
+        nextGossip = now + jittered(config.gossipPeriod)
+        guard !config.isOrigin, !linked.isEmpty else { return [] }
+        return [announceTo(linked[Int(rng.next() % UInt64(linked.count))], wantPeers: true)]
     }
+
+    /// This peer's news, to every link, when it changed since it last went out.
+    private mutating func announceIfChanged(now: Int64) -> [MeshAction] {
+        guard !downstreamAnnounceDue, now - lastDownstreamAnnounce >= Self.changeSpacing else { return [] }
+        return announceDownstream(now: now)
+    }
+
+    /// News that is not ancestry (room, a delay) goes out at most this often.
+    static let changeSpacing: Int64 = 500_000
 
     /// This peer's news to one peer; asking for its peers lets its answer in.
     private mutating func announceTo(_ peer: PeerID, wantPeers: Bool) -> MeshAction {
         if wantPeers { owePeers(peer) }
-        return .send(peer, .announce(info, wantPeers: wantPeers))
+        return .send(peer, .announce(children[peer] == nil ? info.brief : info, wantPeers: wantPeers))
     }
 
     /// One more answer owed by `peer` (a few at most: an ask unanswered for long is not waited for forever).
@@ -732,21 +838,29 @@ public struct MeshPeer {
         if let last = fruitlessSearch, last.needed == needed,
            now - last.at < Self.searchSpacing || (last.version == newsVersion && now - last.at < 1_000_000) { return [] }
         let plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
+        pendingCause = "select"
         fruitlessSearch = plan.isEmpty ? (newsVersion, needed, now) : nil
         return ask(plan, now: now)
     }
 
     /// One move towards a lower delay, make-before-break.
+    /// A round that finds no move waits twice as long for the next (up to `maxImprovementBackoff` periods): a peer
+    /// at its local minimum stays put. A move, or a lost parent, brings the pace back.
     private mutating func improve(now: Int64) -> [MeshAction] {
+        nextImprovement = now + jittered(improvementPeriod)
         guard hasAllParents, pending.isEmpty else { return [] }
+        improvementPeriod = min(2 * improvementPeriod, Self.maxImprovementBackoff * config.improvementPeriod)
         let current = Dictionary(uniqueKeysWithValues: parents.compactMap { s, p in candidate(p).map { (s, $0) } })
         guard current.count == parents.count else { return [] }
         // Candidates with room first; else full ones, which may give a weaker child's unit to this peer.
-        guard let move = ParentSelector.improvement(parents: current, candidates: candidates(), me: config.me, margin: config.hysteresis)
-            ?? ParentSelector.improvement(parents: current, candidates: candidates(includingFull: true), me: config.me,
-                                          margin: config.hysteresis) else { return [] }
+        guard let move = ParentSelector.improvement(parents: current, candidates: candidates(measuredOnly: true), me: config.me, margin: config.hysteresis,
+                                                    relativeMargin: config.relativeHysteresis)
+            ?? ParentSelector.improvement(parents: current, candidates: candidates(includingFull: true, measuredOnly: true), me: config.me,
+                                          margin: config.hysteresis, relativeMargin: config.relativeHysteresis) else { return [] }
         // A full peer is asked at most once in `fullAskSpacing`: the next rounds try the next best.
         if known[move.to]?.info.residualUnits ?? 0 <= 0 { askedFull[move.to] = now }
+        improvementPeriod = config.improvementPeriod
+        pendingCause = known[move.to]?.info.residualUnits ?? 0 <= 0 ? "improve-full" : "improve"
         return ask([move.substream: move.to], now: now)
     }
 
@@ -786,7 +900,7 @@ public struct MeshPeer {
         unaskedPeers.removeValue(forKey: peer)
         awaitingLink.removeValue(forKey: peer)
         for (s, p) in pending where p.peer == peer { pending.removeValue(forKey: s) }
-        return orphan(parents.filter { $0.value == peer }.map(\.key), now: now)
+        return orphan(parents.filter { $0.value == peer }.map(\.key), now: now, cause: "lost")
     }
 
     /// The peer dialled as `old` calls itself `new`: the link and what waits on it are the new name's. Its news
@@ -877,12 +991,13 @@ public struct MeshPeer {
             out.append(.send(parent, .unsubscribe(substreams.sorted())))
         }
         for s in parents.keys where stale[s] == nil { lastFed[s] = now }
-        return out + orphan(stale.keys.sorted(), now: now)
+        return out + orphan(stale.keys.sorted(), now: now, cause: "epoch")
     }
 
     /// These substreams lost their parent: find new ones at once.
-    private mutating func orphan(_ orphaned: [Int], now: Int64) -> [MeshAction] {
+    private mutating func orphan(_ orphaned: [Int], now: Int64, cause: String) -> [MeshAction] {
         guard !orphaned.isEmpty else { return [] }
+        changeCauses[cause, default: 0] += 1
         for s in orphaned {
             parents.removeValue(forKey: s)
             lastFed.removeValue(forKey: s)
@@ -894,19 +1009,40 @@ public struct MeshPeer {
         return [.parentsChanged(parents)] + announceDownstream(now: now) + selectParents(now: now)
     }
 
-    /// Children learn a new ancestry at once, not at the next announce: stale ancestry is how loops form.
-    /// Others learn a new delay at once too, so joiners find this peer as a candidate sooner.
-    /// At most once per `downstreamSpacing`; a change inside that spacing goes out at the next tick.
+    /// News goes out when it changed (design §7), at once, not on a clock. Children learn a new ancestry at once:
+    /// stale ancestry is how loops form. Every linked peer learns a new parent, room or a delay that moved by more
+    /// than the hysteresis, so joiners and neighbours weigh this peer on fresh news; smaller drifts are not news.
+    /// At most once per `downstreamSpacing`; a change inside that spacing goes out at the next wake-up.
     private mutating func announceDownstream(now: Int64) -> [MeshAction] {
         guard now - lastDownstreamAnnounce >= Self.downstreamSpacing else {
             downstreamAnnounceDue = true
             return []
         }
-        lastDownstreamAnnounce = now
         downstreamAnnounceDue = false
         let me = info
-        // Every linked peer, not only children: the origin and neighbours hand this news to joiners at once.
-        return linked.map { .send($0, .announce(me, wantPeers: false)) }
+        let toAll = announced.map { !sameNews(me, $0) } ?? true
+        guard toAll || me.ancestors != toChildren?.ancestors else { return [] }
+        lastDownstreamAnnounce = now
+        toChildren = me
+        if toAll { announced = me }
+        let brief = me.brief
+        return linked.compactMap { id in
+            children[id] != nil ? .send(id, .announce(me, wantPeers: false)) : toAll ? .send(id, .announce(brief, wantPeers: false)) : nil
+        }
+    }
+
+    /// Whether two records of this peer say the same to a peer choosing parents: same parents and room, delays
+    /// within the hysteresis (or 2 %).
+    private func sameNews(_ a: PeerInfo, _ b: PeerInfo) -> Bool {
+        guard a.residualUnits == b.residualUnits, a.epoch == b.epoch, a.scheduleDelay == b.scheduleDelay,
+              a.delays.count == b.delays.count, a.ancestors.map(\.first) == b.ancestors.map(\.first) else { return false }
+        return zip(a.delays, b.delays).allSatisfy { x, y in
+            switch (x, y) {
+            case (nil, nil): true
+            case let (x?, y?): abs(x - y) <= max(config.hysteresis, min(x, y) / 50)
+            default: false
+            }
+        }
     }
 
     static let downstreamSpacing: Int64 = 20_000
@@ -935,15 +1071,28 @@ public struct MeshPeer {
 
     /// Candidates with a unit to spare: only those can take a substream. With `includingFull`, full ones too,
     /// with a unit they might free for a stronger peer.
-    private func candidates(includingFull: Bool = false) -> [CandidateParent] {
+    /// With `measuredOnly`, only those whose link delay was measured: a move is made on a known delay, not on a
+    /// guess that the next measurement undoes.
+    private func candidates(includingFull: Bool = false, measuredOnly: Bool = false) -> [CandidateParent] {
         known.filter { k in
-            k.value.info.residualUnits > 0 || (includingFull && askedFull[k.key].map { lastNow - $0 >= Self.fullAskSpacing } ?? true)
+            (k.value.info.residualUnits > 0 || (includingFull && askedFull[k.key].map { lastNow - $0 >= Self.fullAskSpacing } ?? true))
+                && (!measuredOnly || k.value.linkDelay != nil)
         }.keys.sorted().compactMap { id in
             candidate(id).map { var c = $0; c.residualUnits = max(1, c.residualUnits); return c }
         }
     }
 
-    /// Up to 16 linked peers that receive the stream, for a peer looking for parents: those with room first.
+    /// Hearsay that may go: the stalest news of a peer not linked to us, when the view is full.
+    private mutating func makeRoomInView(now: Int64) -> Bool {
+        guard known.count - connected.count >= Self.maxKnown else { return true }
+        var stalest: (id: PeerID, at: Int64)?
+        for (id, k) in known where !connected.contains(id) && k.heardAt < (stalest?.at ?? .max) { stalest = (id, k.heardAt) }
+        guard let stalest, stalest.at < now else { return false }
+        known.removeValue(forKey: stalest.id)
+        return true
+    }
+
+    /// Up to `sampleSize` linked peers that receive the stream, for a peer looking for parents: those with room first.
     /// Drawn at random, so the origin of a large mesh does not send everyone the same few.
     private mutating func candidateSample(for asker: PeerID) -> [PeerInfo] {
         var picked: [PeerInfo] = []
@@ -951,13 +1100,21 @@ public struct MeshPeer {
         let draws = linked.count <= 32 ? linked.shuffled(using: &rng)
             : (0..<64).map { _ in linked[Int(rng.next() % UInt64(linked.count))] }
         for id in draws where seen.insert(id).inserted {
-            if let info = known[id]?.info, info.delays.contains(where: { $0 != nil }) { picked.append(info) }
+            guard var info = known[id]?.info, info.delays.contains(where: { $0 != nil }) else { continue }
+            // The room handed out lately is taken to be used: the next asker is sent elsewhere, instead of a crowd
+            // of joiners all asking the same peers. It is given back after `handOutMemory` (news of a peer whose
+            // room did not change does not come again).
+            let others = handedOut[id]?.filter { $0.key != asker && lastNow - $0.value < Self.handOutMemory }.count ?? 0
+            info.residualUnits = max(0, info.residualUnits - others * config.plan.count)
+            picked.append(info)
         }
         let withRoom = picked.filter { $0.residualUnits > 0 }
-        let sample = Array((withRoom + picked.filter { $0.residualUnits == 0 }).prefix(16))
-        // The room handed out is taken to be used until the peer says otherwise: the next asker is sent elsewhere,
-        // instead of a crowd of joiners all asking the same peers.
-        for info in sample where info.residualUnits > 0 { known[info.id]?.info.residualUnits = max(0, info.residualUnits - config.plan.count) }
+        let sample = Array((withRoom + picked.filter { $0.residualUnits == 0 }).prefix(Self.sampleSize))
+        // Only for an asker short of parents: gossip between fed peers reserves nothing.
+        let searching = known[asker].map { $0.info.delays.contains(nil) } ?? true
+        for info in sample where searching && info.residualUnits > 0 {
+            handedOut[info.id, default: [:]][asker] = lastNow
+        }
         return sample
     }
 

@@ -78,17 +78,20 @@ public enum ParentSelector {
     }
 
     /// One move of continuous improvement: the substream with the longest delay moves to the candidate that
-    /// lowers that substream's delay most, if by more than `margin`. Moves repeat until the peer's delay, the
-    /// longest over its substreams, sits at a local minimum. Nil when no move helps.
+    /// lowers that substream's delay most, if by more than `margin` and by more than `relativeMargin` of it: small
+    /// gains are not worth a move, which shifts the delays of everything below. Moves repeat until the peer's
+    /// delay, the longest over its substreams, sits at a local minimum. Nil when no move helps.
     public static func improvement(parents: [Int: CandidateParent], candidates: [CandidateParent], me: PeerID,
-                                   margin: Int64) -> (substream: Int, to: PeerID)? {
+                                   margin: Int64, relativeMargin: Double = 0) -> (substream: Int, to: PeerID)? {
         guard let (worst, worstParent) = parents.max(by: { a, b in
             let (da, db) = (a.value.delayVia(a.key), b.value.delayVia(b.key))
             return da != db ? da < db : a.key > b.key
         }) else { return nil }
         let current = worstParent.delayVia(worst)
+        let needed = max(margin, Int64(Double(current) * relativeMargin))
         let options = candidates.filter {
-            $0.id != worstParent.id && $0.residualUnits > 0 && $0.canFeed(worst, to: me) && $0.delayVia(worst) < current - margin
+            $0.id != worstParent.id && $0.residualUnits > 0 && $0.canFeed(worst, to: me)
+                && current - $0.delayVia(worst) > needed
         }
         guard let best = options.min(by: { a, b in
             (a.delayVia(worst), a.id) < (b.delayVia(worst), b.id)

@@ -138,6 +138,8 @@ public final class MeshNode: @unchecked Sendable {
     private var newestSeq: UInt64 = 0
     private var newestEpoch: UInt64 = 0
     public private(set) var id: PeerID = ""
+    private var wakeTask: Scheduled<Void>?
+    private var wakeAt: Int64 = .max
     /// The origin's run, stamped on every chunk it publishes (its start time, µs); 0 at a joiner.
     public let epoch: UInt64
     private var stopped = false
@@ -197,12 +199,9 @@ public final class MeshNode: @unchecked Sendable {
             core.verifier = originKey
             peer = MeshPeer(config: core)
             handle(.start)
-            tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { [self] _ in
-                handle(.tick)
-                updateGauges()
-            })
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
                 for channel in links.values { channel.writeAndFlush(EncodedMessage(.ping(monotonicMicros())), promise: nil) }
+                updateGauges()
             })
         }.wait()
         return id
@@ -223,6 +222,7 @@ public final class MeshNode: @unchecked Sendable {
             if gracefully, !stopped { handle(.leave) }
             stopped = true
             for task in tasks { task.cancel() }
+            wakeTask?.cancel()
             for channel in links.values { channel.close(promise: nil) }
             links.removeAll()
         }.wait()
@@ -236,7 +236,7 @@ public final class MeshNode: @unchecked Sendable {
 
     var debugState: String { (try? loop.submit { [self] in peer.debugState }.wait()) ?? "" }
     var linkNames: Set<PeerID> { (try? loop.submit { [self] in Set(links.keys) }.wait()) ?? [] }
-    var knownCount: Int { (try? loop.submit { [self] in peer.knownCount }.wait()) ?? 0 }
+    var hearsayCount: Int { (try? loop.submit { [self] in peer.hearsayCount }.wait()) ?? 0 }
 
     /// The core's view, read on its loop.
     public func snapshot() -> (parents: [Int: PeerID], children: [PeerID: Set<Int>], delay: Int64?, changes: Int) {
@@ -249,6 +249,19 @@ public final class MeshNode: @unchecked Sendable {
     func handle(_ event: MeshEvent) {
         guard !stopped || event == .leave else { return }
         for action in peer.handle(event, now: monotonicMicros()) { execute(action) }
+        scheduleWakeup()
+    }
+
+    /// The core is woken when it asks (design §7), not on a clock: after each event its next wake-up may be sooner.
+    private func scheduleWakeup() {
+        let at = peer.nextWakeup
+        guard !stopped, at < wakeAt else { return }
+        wakeTask?.cancel()
+        wakeAt = at
+        wakeTask = loop.scheduleTask(in: .microseconds(max(1_000, at - monotonicMicros()))) { [self] in
+            wakeAt = .max
+            handle(.tick)
+        }
     }
 
     private func execute(_ action: MeshAction) {

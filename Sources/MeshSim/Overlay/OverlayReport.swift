@@ -68,6 +68,7 @@ public struct OverlayReport: Encodable {
                 lines.append(String(format: "fastmesh max delay / %@: %.2f", other, f.maxDelayMs / o.maxDelayMs))
             }
             if f.loopsSeen > 0 { lines.append("fastmesh: a loop in \(f.loopsSeen) samples") }
+            if let scale = f.scale { lines += [""] + scale.lines }
         }
         return lines.joined(separator: "\n")
     }
@@ -85,6 +86,7 @@ public struct OverlayReport: Encodable {
             let p = { (q: Double) in r.delayCdfMs.first { $0[0] == q }?[1] ?? 0 }
             md.append("| \(name) | \(Int(r.maxDelayMs)) | \(Int(r.meanDelayMs)) | \(String(format: "%.3f", r.rateRatio)) | \(String(format: "%.3f", r.onTime * 100)) % | \(String(format: "%.2f", r.originLoad)) | \(r.parentChanges) | \(Int(p(50))) / \(Int(p(99))) | \(String(format: "%.1f", r.wallSeconds)) |")
         }
+        if let scale = algorithms["fastmesh"]?.scale { md += ["", "## fastmesh at scale", ""] + scale.lines.map { "- " + $0 } }
         md += ["", "A peer's delay: the median over its measured seconds of that second's latest chunk (ingest to arrival).",
                "`fastmesh` is the real `MeshPeer` core on the simulated network; the others are built with full knowledge and repaired at once on churn.",
                "", "![delay CDF](delay-cdf.svg)", "![peer delays](peer-delays.svg)", "![max delay](max-delay.svg)", "![rate](rate.svg)", ""]
@@ -111,5 +113,24 @@ public struct OverlayReport: Encodable {
                                    items: rows.map { ($0.0, $0.1.rateRatio) })),
         ]
         for (name, text) in files { try Data(text.utf8).write(to: dir.appendingPathComponent(name)) }
+    }
+}
+
+extension ScaleFigures {
+    /// The figures, a line each.
+    var lines: [String] {
+        func c(_ name: String, _ x: Control) -> String {
+            String(format: "control %@: %.1f msg/s, %.0f B/s (%.2f %% of the stream)", name, x.messagesPerS, x.bytesPerS, x.shareOfStream * 100)
+        }
+        return [
+            c("at the origin", origin), c("median peer", medianPeer), c("busiest peer", busiestPeer),
+            String(format: "join to first chunk (first joiners): p50 %.0f ms, p99 %.0f ms, max %.0f ms; %d without a chunk",
+                   firstChunkP50Ms, firstChunkP99Ms, firstChunkMaxMs, withoutChunk),
+            "most links at one node: \(maxLinks); mesh walked from the origin lists \(meshListed) of \(meshAlive) live peers",
+            String(format: "wake-ups %.2f per peer per second; parent changes %.2f per peer per minute over the run, %.2f over the measured window",
+                   wakeupsPerPeerSecond, parentChangesPerPeerMinute, parentChangesPerPeerMinuteMeasured),
+            "parent changes by cause: " + parentChangeCauses.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+            "messages per peer per second: " + messagesPerPeerSecond.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+        ]
     }
 }

@@ -24,6 +24,43 @@ public struct OverlayResult: Codable, Sendable {
     public var loopsSeen: Int
     public var peersMeasured: Int
     public var wallSeconds: Double
+    /// Fast-Mesh only: what the real core costs and how it behaves at scale.
+    public var scale: ScaleFigures?
+}
+
+/// What running the real core at scale shows (design §7), over the measured window unless said.
+public struct ScaleFigures: Codable, Sendable {
+    public struct Control: Codable, Sendable {
+        public var messagesPerS: Double
+        public var bytesPerS: Double
+        /// Control bytes over the stream's bytes.
+        public var shareOfStream: Double
+    }
+
+    /// Control traffic (sent and heard) of the origin, the median peer and the busiest, by bytes.
+    public var origin: Control
+    public var medianPeer: Control
+    public var busiestPeer: Control
+    /// Join to first chunk of the peers that joined in the first spread (the flash crowd), ms.
+    public var firstChunkP50Ms: Double
+    public var firstChunkP99Ms: Double
+    public var firstChunkMaxMs: Double
+    /// Of those, peers that never got a chunk.
+    public var withoutChunk: Int
+    /// The most links any node held at once, the origin's now, over the run.
+    public var maxLinks: Int
+    /// `mesh` walked from the origin at the end: peers listed, of those alive.
+    public var meshListed: Int
+    public var meshAlive: Int
+    /// Wake-ups the cores asked for, per peer and second, over the run.
+    public var wakeupsPerPeerSecond: Double
+    public var parentChangesPerPeerMinute: Double
+    /// The same over the measured window, of the peers there all of it (joining's first choices left out).
+    public var parentChangesPerPeerMinuteMeasured = 0.0
+    /// Parent changes of the peers alive at the end, by cause.
+    public var parentChangeCauses: [String: Int]
+    /// Control messages sent over the run, by kind, per peer and second.
+    public var messagesPerPeerSecond: [String: Double]
 }
 
 /// Chunk arrivals of the measured window, by peer and second.
@@ -161,6 +198,9 @@ public enum OverlaySimulation {
         sim.recordDeliveries = false
         sim.maxEvents = .max
         let ids = [sim.origin] + (1..<world.count).map { "p\($0)" }
+        var bootstraps = SplitMixRandom(seed: sc.seed ^ 0xB007)
+        var atWarmup: [PeerID: ControlTraffic] = [:]
+        var changesAtWarmup: [PeerID: Int] = [:]
         let index = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
         let network = world.network
         sim.oneWayDelay = { a, b in network.delay(index[a]!, index[b]!) }
@@ -180,7 +220,10 @@ public enum OverlaySimulation {
                 sim.run(for: e.at - sim.now)
                 let id = ids[e.peer]
                 switch e.kind {
-                case .join: sim.join(id, units: world.units[e.peer], sched: world.sched[e.peer], seed: sc.seed &* 1_000_003 &+ UInt64(e.peer))
+                case .join:
+                    // Any live peer bootstraps a joiner (design §7): a join URL may name any of them.
+                    sim.join(id, units: world.units[e.peer], sched: world.sched[e.peer], seed: sc.seed &* 1_000_003 &+ UInt64(e.peer),
+                             bootstrap: sc.bootstrap == .origin ? sim.origin : sim.livePeer(bootstraps.next()))
                 case .fail:
                     departedChanges += sim.peers[id]?.parentChanges ?? 0
                     sim.kill(id)
@@ -190,6 +233,12 @@ public enum OverlaySimulation {
                 }
             }
             sim.run(for: end - sim.now)
+            if second + 1 == tally.firstSecond {
+                for id in sim.alive {
+                    atWarmup[id] = sim.traffic(of: id)
+                    changesAtWarmup[id] = sim.peers[id]?.parentChanges
+                }
+            }
             if second >= tally.firstSecond, second < tally.firstSecond + tally.seconds {
                 load += Double(sim.peers[sim.origin]!.usedUnits) / Double(sc.k)
                 // A loop check walks every peer's parents: each second on small meshes, each 10 s on large ones.
@@ -198,7 +247,47 @@ public enum OverlaySimulation {
             progress(end)
         }
         let changes = departedChanges + sim.alive.filter { $0 != sim.origin }.map { sim.peers[$0]!.parentChanges }.reduce(0, +)
-        return tally.result(originLoad: load / Double(max(1, tally.seconds)), parentChanges: changes, loopsSeen: loops,
-                            wall: Date().timeIntervalSince(started))
+        var result = tally.result(originLoad: load / Double(max(1, tally.seconds)), parentChanges: changes, loopsSeen: loops,
+                                  wall: Date().timeIntervalSince(started))
+        result.scale = scaleFigures(sim, world, atWarmup: atWarmup, ids: ids, changes: changes)
+        // Steady state: the changes of peers there the whole measured window, over it.
+        let stayed = changesAtWarmup.filter { sim.alive.contains($0.key) && $0.key != sim.origin }
+        let window = Double(sc.duration - sc.warmup) / 60e6
+        result.scale?.parentChangesPerPeerMinuteMeasured = stayed.isEmpty ? 0
+            : Double(stayed.map { sim.peers[$0.key]!.parentChanges - $0.value }.reduce(0, +)) / Double(stayed.count) / window
+        return result
+    }
+
+    private static func scaleFigures(_ sim: SimulatedMesh, _ world: OverlayWorld, atWarmup: [PeerID: ControlTraffic],
+                                     ids: [PeerID], changes: Int) -> ScaleFigures {
+        let sc = world.scenario
+        let window = Double(sc.duration - sc.warmup) / 1e6
+        func control(_ id: PeerID) -> ScaleFigures.Control {
+            let (a, b) = (atWarmup[id] ?? ControlTraffic(), sim.traffic(of: id))
+            let bytes = Double(b.bytes - a.bytes) / window
+            return .init(messagesPerS: Double(b.messages - a.messages) / window, bytesPerS: bytes, shareOfStream: bytes * 8 / world.rate)
+        }
+        // Peers there the whole window, by control bytes.
+        let peers = atWarmup.keys.filter { $0 != sim.origin && sim.alive.contains($0) }.map(control).sorted { $0.bytesPerS < $1.bytesPerS }
+        let none = ScaleFigures.Control(messagesPerS: 0, bytesPerS: 0, shareOfStream: 0)
+        let crowd = (1...max(1, sc.peers)).filter { $0 < ids.count && sim.alive.contains(ids[$0]) }
+        let firsts = crowd.compactMap { sim.firstChunkDelay(of: ids[$0]) }.map { Double($0) / 1_000 }.sorted()
+        func pct(_ q: Double) -> Double { firsts.isEmpty ? 0 : firsts[min(firsts.count - 1, Int(q * Double(firsts.count)))] }
+        var walk = MeshCrawl(start: sim.origin)
+        while let id = walk.next() {
+            if sim.alive.contains(id), let core = sim.peers[id] { walk.answer(from: id, view: core.view) } else { walk.failure(id) }
+        }
+        let listed = walk.listing.filter { sim.alive.contains($0.id) }.count
+        let peerSeconds = Double(sim.alive.count) * Double(sc.duration) / 1e6
+        return ScaleFigures(origin: control(sim.origin), medianPeer: peers.isEmpty ? none : peers[peers.count / 2],
+                            busiestPeer: peers.last ?? none, firstChunkP50Ms: pct(0.5), firstChunkP99Ms: pct(0.99),
+                            firstChunkMaxMs: firsts.last ?? 0, withoutChunk: crowd.count - firsts.count, maxLinks: sim.maxLinks,
+                            meshListed: listed, meshAlive: sim.alive.count,
+                            wakeupsPerPeerSecond: Double(sim.wakeups) / max(1, peerSeconds),
+                            parentChangesPerPeerMinute: Double(changes) / max(1, peerSeconds) * 60,
+                            parentChangeCauses: sim.alive.reduce(into: [:]) { all, id in
+                                for (cause, n) in sim.peers[id]?.changeCauses ?? [:] { all[cause, default: 0] += n }
+                            },
+                            messagesPerPeerSecond: sim.messageCounts.mapValues { (Double($0) / max(1, peerSeconds) * 100).rounded() / 100 })
     }
 }

@@ -12,6 +12,13 @@ public enum OverlayAlgorithm: String, CaseIterable, Codable, Sendable {
     case tree
 }
 
+/// Where a fastmesh joiner first asks for candidates.
+public enum OverlayBootstrap: String, CaseIterable, Codable, Sendable {
+    /// A live peer drawn at random: any peer can bootstrap a joiner (design §7).
+    case any
+    case origin
+}
+
 /// Peers failing or leaving while the stream runs: `off`, or a comma list of `fail:EVERY[:DOWN]` (a random
 /// peer vanishes every EVERY seconds) and `leave:EVERY[:DOWN]` (it says goodbye first); a new peer joins DOWN
 /// seconds later (2 s unless given). Times take an optional `s`.
@@ -61,6 +68,7 @@ public struct OverlayScenario: Sendable {
     public var seed: UInt64 = 1
     /// Peers join over this long at the start (`fastmesh`; the baselines are built whole).
     public var joinSpread: Int64 = 10_000_000
+    public var bootstrap = OverlayBootstrap.any
 
     public init() {}
 

@@ -1,0 +1,62 @@
+/// Lists the mesh by asking node after node for its view (design §7): no node hears every peer, so `mesh` walks
+/// the links from where it starts. Each node answers with its own record and its linked peers' (parents, children,
+/// probes); every peer named is asked in turn. Sans-IO: the driver fetches, this keeps the books.
+public struct MeshCrawl {
+    public let start: PeerID
+    /// Most nodes asked: a crawl of a huge mesh stops there (its listing says how many were asked).
+    public let limit: Int
+    private var records: [PeerID: PeerInfo] = [:]
+    /// Peers whose own record came (it beats what others say of them).
+    private var answered: Set<PeerID> = []
+    private var queued: Set<PeerID> = []
+    private var queue: [PeerID] = []
+    private var head = 0
+    public private(set) var asked = 0
+    public private(set) var failed = 0
+
+    public init(start: PeerID, limit: Int = 1_000_000) {
+        self.start = start
+        self.limit = limit
+        queued.insert(start)
+        queue.append(start)
+    }
+
+    /// The next node to ask, nil when none is left (or the limit is reached).
+    public mutating func next() -> PeerID? {
+        guard head < queue.count, asked < limit else { return nil }
+        asked += 1
+        head += 1
+        return queue[head - 1]
+    }
+
+    /// A node's answer: its own record first, then its linked peers'.
+    public mutating func answer(from node: PeerID, view: [PeerInfo]) {
+        guard let own = view.first else { return failure(node) }
+        answered.insert(own.id)
+        records[own.id] = own
+        if own.id != node { records.removeValue(forKey: node) }
+        for info in view.dropFirst() where info.id != own.id {
+            if !answered.contains(info.id) { records[info.id] = Self.merged(records[info.id], info) }
+            if queued.insert(info.id).inserted { queue.append(info.id) }
+        }
+    }
+
+    /// A node that could not be asked (gone, behind a NAT): what others said of it stands.
+    public mutating func failure(_ node: PeerID) { failed += 1 }
+
+    /// Every peer heard of: the start first, then by id.
+    public var listing: [PeerInfo] {
+        let first = records[start].map { [$0] } ?? []
+        return first + records.filter { $0.key != start }.sorted { $0.key < $1.key }.map(\.value)
+    }
+
+    /// Two hearsay records of one peer: each substream's parent from whichever names one.
+    private static func merged(_ a: PeerInfo?, _ b: PeerInfo) -> PeerInfo {
+        guard var a else { return b }
+        for s in b.ancestors.indices where s < a.ancestors.count && a.ancestors[s].isEmpty && !b.ancestors[s].isEmpty {
+            a.ancestors[s] = b.ancestors[s]
+            if s < a.delays.count, s < b.delays.count { a.delays[s] = b.delays[s] }
+        }
+        return a
+    }
+}
