@@ -216,7 +216,7 @@ final class HostileInputTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(sent, 0)
-        XCTAssertLessThanOrEqual(sent, 40 + MeshPeer.repairBurst, "each chunk once, and a burst of repairs")
+        XCTAssertLessThanOrEqual(sent, 40 + ChildSet.repairBurst, "each chunk once, and a burst of repairs")
         // The budget refills at the stream's pace: a repair the driver dropped can be asked for again.
         let later = origin.handle(.message(from: "c:1", .repair(5)), now: 20_000_000)
         XCTAssertTrue(later.contains { if case .sendChunk("c:1", let c) = $0 { return c.seq == 5 }; return false })

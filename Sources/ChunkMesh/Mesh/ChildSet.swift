@@ -1,0 +1,96 @@
+/// The peers a peer feeds, and what it owes each: substreams taken, chunks sent on each link (a resubscription's
+/// backlog skips them), a repair budget, and who was evicted for a stronger asker when. A part of `MeshPeer`.
+struct ChildSet {
+    private(set) var substreams: [PeerID: Set<Int>] = [:]
+    private var sentTo: [PeerID: Set<UInt64>] = [:]
+    /// Each child's repairs: a chunk duration's worth refills one, up to `repairBurst`. No request of a child makes
+    /// this peer send more than the stream again in repairs, and a repair the driver dropped can be asked again.
+    private var repairBudget: [PeerID: TokenBucket] = [:]
+    static let repairBurst = 8
+    /// When each child last lost a unit to a stronger asker, and when each asker last took one: a peer that lies
+    /// about its uplink can evict a given child once in `preemptProtection`, and evict once in `preemptSpacing`.
+    private var preemptedAt: [PeerID: Int64] = [:]
+    private var preemptedBy: [PeerID: Int64] = [:]
+    static let preemptProtection: Int64 = 10_000_000
+    static let preemptSpacing: Int64 = 3_000_000
+    /// An asker evicts a child only if the child's sched is at least this many times the asker's.
+    static let preemptRatio = 1.5
+
+    var usedUnits: Int { substreams.values.reduce(0) { $0 + $1.count } }
+    var ids: Dictionary<PeerID, Set<Int>>.Keys { substreams.keys }
+    var isEmpty: Bool { substreams.isEmpty }
+
+    func contains(_ child: PeerID) -> Bool { substreams[child] != nil }
+    func feeds(_ child: PeerID, _ substream: Int) -> Bool { substreams[child]?.contains(substream) == true }
+    /// Whether some child takes that substream here.
+    func serves(_ substream: Int) -> Bool { substreams.values.contains { $0.contains(substream) } }
+
+    /// Children a chunk of `substream` goes to (every child for the end of the stream), by id.
+    func receivers(of substream: Int, endOfStream: Bool) -> [PeerID] {
+        substreams.filter { endOfStream || $0.value.contains(substream) }.keys.sorted()
+    }
+
+    mutating func add(_ child: PeerID, _ taken: [Int]) { substreams[child, default: []].formUnion(taken) }
+
+    mutating func remove(_ child: PeerID, _ dropped: [Int]) {
+        substreams[child]?.subtract(dropped)
+        if substreams[child]?.isEmpty == true { substreams.removeValue(forKey: child) }
+    }
+
+    /// The link to it is gone: nothing is owed any more.
+    mutating func drop(_ peer: PeerID) {
+        substreams.removeValue(forKey: peer)
+        sentTo.removeValue(forKey: peer)
+        repairBudget.removeValue(forKey: peer)
+    }
+
+    mutating func rename(_ old: PeerID, to new: PeerID) {
+        if let subs = substreams.removeValue(forKey: old) { substreams[new, default: []].formUnion(subs) }
+        if let seqs = sentTo.removeValue(forKey: old) { sentTo[new] = seqs }
+        if let budget = repairBudget.removeValue(forKey: old) { repairBudget[new] = budget }
+    }
+
+    /// Marks a chunk as sent on a link; false when that link carried it already.
+    mutating func markSent(_ seq: UInt64, to peer: PeerID) -> Bool { sentTo[peer, default: []].insert(seq).inserted }
+
+    /// Forgets what was sent below the window, once a link's record grows past twice the window.
+    mutating func forgetSent(below low: UInt64, window: Int) {
+        for (peer, seqs) in sentTo where seqs.count > 2 * window { sentTo[peer] = seqs.filter { $0 >= low } }
+    }
+
+    /// A new run: every link's record is of the old one.
+    mutating func forgetSent() { sentTo.removeAll() }
+
+    /// Takes one repair from a child's budget.
+    mutating func takeRepair(for child: PeerID, now: Int64, chunkDuration: Int64) -> Bool {
+        var budget = repairBudget[child] ?? TokenBucket(bytesPerSecond: 1e6 / Double(max(1, chunkDuration)), burst: Double(Self.repairBurst))
+        defer { repairBudget[child] = budget }
+        return budget.take(1, now: now)
+    }
+
+    /// A child fed `substream` here whose uplink is far weaker than the asker's (its sched at least `preemptRatio`
+    /// times as long), the weakest first; nil when the asker is not that much stronger than any, evicted lately,
+    /// or the weak ones were evicted lately themselves.
+    func weaker(than asker: PeerID, askerSched: Int64?, in substream: Int, now: Int64, sched: (PeerID) -> Int64?) -> PeerID? {
+        guard let strength = askerSched, preemptedBy[asker].map({ now - $0 >= Self.preemptSpacing }) ?? true else { return nil }
+        let weakest = substreams.filter { c in
+            c.key != asker && c.value.contains(substream) && preemptedAt[c.key].map { now - $0 >= Self.preemptProtection } ?? true
+        }.keys
+            .compactMap { id in sched(id).map { (id, $0) } }
+            .max { ($0.1, $1.0) < ($1.1, $0.0) }
+        guard let weakest, Double(weakest.1) >= Double(strength) * Self.preemptRatio else { return nil }
+        return weakest.0
+    }
+
+    /// `weaker` gives up `substream` for `asker`.
+    mutating func preempt(_ weaker: PeerID, for asker: PeerID, in substream: Int, now: Int64) {
+        remove(weaker, [substream])
+        preemptedAt[weaker] = now
+        preemptedBy[asker] = now
+    }
+
+    mutating func prune(now: Int64) {
+        if !preemptedAt.isEmpty { preemptedAt = preemptedAt.filter { now - $0.value < Self.preemptProtection } }
+        if !preemptedBy.isEmpty { preemptedBy = preemptedBy.filter { now - $0.value < Self.preemptSpacing } }
+    }
+}

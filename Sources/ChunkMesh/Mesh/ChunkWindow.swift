@@ -1,0 +1,104 @@
+/// The chunks a peer holds of one origin run, for its children and its repairs: the newest `capacity` seqs, and
+/// which missing ones it asked a parent for. A part of `MeshPeer`: no clock, no links.
+struct ChunkWindow {
+    let capacity: Int
+    private var chunks: [UInt64: Chunk] = [:]
+    /// Nothing below this seq is held any more.
+    private(set) var low: UInt64 = 0
+    private(set) var newest: UInt64?
+    /// The first chunk of this run received: nothing older is worth a repair (playback starts after it).
+    private(set) var first: UInt64?
+    private var lastOf: [Int: UInt64] = [:]
+    /// When each missing chunk was last asked for, and how many times.
+    private var asked: [UInt64: (at: Int64, tries: Int)] = [:]
+    /// Where the next repair scan starts: every chunk before it is held (or out of reach).
+    private var scanFrom: UInt64 = 0
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    subscript(seq: UInt64) -> Chunk? { chunks[seq] }
+
+    /// Whether this peer asked a parent to repair that seq (its answer is taken from any parent).
+    func wasAsked(_ seq: UInt64) -> Bool { asked[seq] != nil }
+
+    /// The newest seq held of a substream.
+    func last(of substream: Int) -> UInt64? { lastOf[substream] }
+
+    /// Too far ahead to be taken unsigned: more than a window past the newest.
+    func isFarAhead(_ seq: UInt64) -> Bool { newest.map { seq > $0 &+ UInt64(capacity) } ?? false }
+
+    /// Keeps a chunk; the oldest go past `capacity`. True when the window's low end moved.
+    @discardableResult
+    mutating func insert(_ chunk: Chunk, substream: Int) -> Bool {
+        chunks[chunk.seq] = chunk
+        asked.removeValue(forKey: chunk.seq)
+        newest = max(newest ?? chunk.seq, chunk.seq)
+        first = min(first ?? chunk.seq, chunk.seq)
+        lastOf[substream] = max(lastOf[substream] ?? chunk.seq, chunk.seq)
+        guard chunks.count > capacity, let high = newest else { return false }
+        let newLow = high >= UInt64(capacity) ? high - UInt64(capacity) + 1 : 0
+        if newLow - low < UInt64(chunks.count) {
+            for seq in low..<newLow { chunks.removeValue(forKey: seq) }
+        } else {
+            chunks = chunks.filter { $0.key >= newLow }
+        }
+        low = newLow
+        if !asked.isEmpty { asked = asked.filter { $0.key >= low } }
+        return true
+    }
+
+    /// A new run: nothing held is of use.
+    mutating func reset() { self = ChunkWindow(capacity: capacity) }
+
+    /// Where a (re)subscription to these substreams should start: just after what is held of them, or after the
+    /// newest chunk (0 for a newcomer).
+    func resumeSeq(for substreams: Set<Int>) -> UInt64 {
+        let last = substreams.compactMap { lastOf[$0] }
+        guard last.count == substreams.count, let lowest = last.min() else { return newest.map { $0 + 1 } ?? 0 }
+        return lowest + 1
+    }
+
+    /// What a new child is sent first, in seq order: from `fromSeq`, or for a newcomer (0) from the newest
+    /// random-access chunk; never more than `horizon` chunks back.
+    func backlog(from fromSeq: UInt64, horizon: UInt64, in substream: (UInt64) -> Bool) -> [Chunk] {
+        let newestRandomAccess = chunks.values.filter(\.isRandomAccess).map(\.seq).max() ?? .max
+        let floor = (newest ?? 0) > horizon ? newest! - horizon : 0
+        let start = fromSeq > 0 ? max(fromSeq, floor) : newestRandomAccess
+        return chunks.keys.filter { $0 >= start && substream($0) }.sorted().map { chunks[$0]! }
+    }
+
+    /// A chunk missing behind the newest of its substream (`k` substreams): the repair scan has work.
+    func hasGap(substreams k: Int) -> Bool {
+        guard let high = newest else { return false }
+        var seq = max(scanFrom, low, first ?? 0)
+        while seq + UInt64(k) <= high {
+            if chunks[seq] == nil { return true }
+            seq += 1
+        }
+        return false
+    }
+
+    /// Missing chunks to ask for now (at most `limit`), with how often each was asked before: those behind the
+    /// newest of their substream, within `horizon` chunks of the newest, not asked within `retryAfter`.
+    mutating func repairsDue(now: Int64, substreams k: Int, horizon: UInt64, retryAfter: Int64, limit: Int = 8) -> [(seq: UInt64, tries: Int)] {
+        guard let high = newest, high > UInt64(k) else { return [] }
+        var due: [(seq: UInt64, tries: Int)] = []
+        var seq = max(low, first ?? 0, high > horizon ? high - horizon : 0, scanFrom)
+        // Everything before the first gap is held: the next scan starts there.
+        var complete = true
+        while seq + UInt64(k) <= high, due.count < limit {
+            if chunks[seq] != nil {
+                if complete { scanFrom = seq + 1 }
+            } else {
+                complete = false
+                if asked[seq].map({ now - $0.at > retryAfter }) ?? true {
+                    let tries = (asked[seq]?.tries ?? 0) + 1
+                    asked[seq] = (now, tries)
+                    due.append((seq, tries))
+                }
+            }
+            seq += 1
+        }
+        return due
+    }
+}

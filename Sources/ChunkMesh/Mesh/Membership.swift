@@ -1,0 +1,253 @@
+/// Who a peer knows (design §7): its links (the active view, in the order they came up) and a bounded partial
+/// view of news, first hand from linked peers and hearsay from their answers, refreshed by gossip. Link delays
+/// measured, probes under way, answers owed, and the room handed out in samples. A part of `MeshPeer`.
+struct Membership {
+    struct News {
+        var info: PeerInfo
+        var linkDelay: Int64?
+        var heardAt: Int64
+    }
+
+    /// Most peers whose hearsay is kept; past it, the stalest quarter makes way. Linked peers' own news is kept
+    /// besides (links are bounded by `MeshPeerConfig.maxLinks`).
+    static let maxHearsay = 64
+    /// Peers named in a `peers` answer.
+    static let sampleSize = 8
+    /// Hearsay of a peer not linked to us is forgotten after this long without a refresh.
+    static let forgetAfter: Int64 = 15_000_000
+    static let rememberMeasurement: Int64 = 60_000_000
+    /// Peers that said no are not asked again on hearsay for this long.
+    static let refusalMemory: Int64 = 3_000_000
+    /// A full peer is asked for a weaker child's unit at most this often.
+    static let fullAskSpacing: Int64 = 10_000_000
+    /// Room handed out in a sample is taken to be used this long.
+    static let handOutMemory: Int64 = 2_000_000
+    static let maxProbeQueue = 16
+    static let maxProbes = 4
+    static let maxUnaskedPeers = 8
+
+    private(set) var news: [PeerID: News] = [:]
+    /// Linked peers in the order their links came up: an order that needs no sorting.
+    private(set) var linked: [PeerID] = []
+    private var connected: Set<PeerID> = []
+    /// Link delays measured, kept a while after the link closes: a probe's result outlives the probe.
+    private var measured: [PeerID: (delay: Int64, at: Int64)] = [:]
+    /// What an unmeasured candidate's link is taken to be: the median of those measured. Not a made-up small
+    /// number, or every peer would flock to the same unmeasured candidates.
+    private(set) var typicalLinkDelay: Int64
+    private let assumedLinkDelay: Int64
+    /// Peers heard of lately with room and no measured delay, newest last (at most `maxProbeQueue`).
+    private var toProbe: [PeerID] = []
+    /// Links opened to measure a candidate (or to ask it for its neighbours), and when.
+    private(set) var probing: Set<PeerID> = []
+    private var probeStarted: [PeerID: Int64] = [:]
+    /// Linked peers' room handed out in samples lately: to which askers, when (each asker may take k units).
+    private var handedOut: [PeerID: [PeerID: Int64]] = [:]
+    private var askedFull: [PeerID: Int64] = [:]
+    private var refusedAt: [PeerID: Int64] = [:]
+    /// Answers each peer owes us (asked for, not yet come): an answer nobody asked for is dropped, and a peer that
+    /// keeps sending them loses its link.
+    private var peersAsked: [PeerID: Int] = [:]
+    private var unaskedPeers: [PeerID: Int] = [:]
+    /// Bumped when news of a peer could make it a better candidate than before.
+    private(set) var version = 0
+    private var nextForget: Int64 = 0
+
+    init(assumedLinkDelay: Int64) {
+        self.assumedLinkDelay = assumedLinkDelay
+        typicalLinkDelay = assumedLinkDelay
+    }
+
+    subscript(id: PeerID) -> News? { news[id] }
+    var count: Int { news.count }
+    var hearsayCount: Int { news.keys.filter { !connected.contains($0) }.count }
+
+    // MARK: links
+
+    func isLinked(_ peer: PeerID) -> Bool { connected.contains(peer) }
+
+    mutating func link(_ peer: PeerID) {
+        if connected.insert(peer).inserted { linked.append(peer) }
+    }
+
+    mutating func unlink(_ peer: PeerID) {
+        if connected.remove(peer) != nil { linked.removeAll { $0 == peer } }
+    }
+
+    /// The link and its news are gone (it is not chosen again at once); what it owed us is void.
+    mutating func forget(_ peer: PeerID) {
+        unlink(peer)
+        news.removeValue(forKey: peer)
+        peersAsked.removeValue(forKey: peer)
+        unaskedPeers.removeValue(forKey: peer)
+    }
+
+    /// The peer dialled as `old` calls itself `new`. Its news comes again under the new name.
+    mutating func rename(_ old: PeerID, to new: PeerID) {
+        if let count = unaskedPeers.removeValue(forKey: old) { unaskedPeers[new, default: 0] += count }
+        unlink(old)
+        link(new)
+        news.removeValue(forKey: old)
+        if let d = measured.removeValue(forKey: old) { measured[new] = d }
+        if let owed = peersAsked.removeValue(forKey: old) { peersAsked[new] = owed }
+        probing.remove(old)
+    }
+
+    // MARK: news
+
+    /// What a linked peer says of itself. True when it differs from what was known.
+    @discardableResult
+    mutating func heard(_ info: PeerInfo, now: Int64) -> Bool {
+        let changed = news[info.id]?.info != info
+        if changed { version += 1 }
+        news[info.id] = News(info: info, linkDelay: news[info.id]?.linkDelay ?? measured[info.id]?.delay, heardAt: now)
+        handedOut.removeValue(forKey: info.id)
+        if info.residualUnits > 0 { refusedAt.removeValue(forKey: info.id) }
+        return changed
+    }
+
+    /// A linked peer's answer: news of its neighbours. What a linked peer says of itself beats hearsay; past the
+    /// view's bound the stalest hearsay makes way.
+    mutating func heard(hearsay list: [PeerInfo], me: PeerID, now: Int64) {
+        for info in list where info.id != me && !connected.contains(info.id) {
+            if news[info.id] == nil, !makeRoom(now: now) { continue }
+            if news[info.id]?.info != info { version += 1 }
+            let delay = news[info.id]?.linkDelay ?? measured[info.id]?.delay
+            news[info.id] = News(info: info, linkDelay: delay, heardAt: now)
+            if info.residualUnits > 0, delay == nil, !toProbe.contains(info.id) {
+                toProbe.append(info.id)
+                if toProbe.count > Self.maxProbeQueue { toProbe.removeFirst() }
+            }
+        }
+    }
+
+    /// Room for one more hearsay record: when the view is full, its stalest quarter (heard before now) goes.
+    private mutating func makeRoom(now: Int64) -> Bool {
+        guard news.count - connected.count >= Self.maxHearsay else { return true }
+        let stale = news.compactMap { !connected.contains($0.key) && $0.value.heardAt < now ? ($0.key, $0.value.heardAt) : nil }
+            .sorted { ($0.1, $0.0) < ($1.1, $1.0) }
+            .prefix(max(1, Self.maxHearsay / 4))
+        for (id, _) in stale { news.removeValue(forKey: id) }
+        return !stale.isEmpty
+    }
+
+    mutating func measured(_ peer: PeerID, delay: Int64, now: Int64) {
+        news[peer]?.linkDelay = delay
+        measured[peer] = (delay, now)
+        version += 1
+    }
+
+    /// Its room as this peer now takes it to be (it said no, or was asked for `units`).
+    mutating func setRoom(of peer: PeerID, _ units: Int) { news[peer]?.info.residualUnits = units }
+    mutating func setEpoch(of peer: PeerID, _ epoch: UInt64) { news[peer]?.info.epoch = epoch }
+
+    /// News changed that may make a candidate better (a bootstrap back, say).
+    mutating func touch() { version += 1 }
+
+    mutating func refused(by peer: PeerID, now: Int64) {
+        news[peer]?.info.residualUnits = 0
+        // Hearsay of its room is older than this answer: only its own next word counts.
+        refusedAt[peer] = now
+    }
+
+    func refusedLately(_ peer: PeerID, now: Int64) -> Bool { refusedAt[peer].map { now - $0 < Self.refusalMemory } ?? false }
+    mutating func askedFull(_ peer: PeerID, now: Int64) { askedFull[peer] = now }
+    func mayAskFull(_ peer: PeerID, now: Int64) -> Bool { askedFull[peer].map { now - $0 >= Self.fullAskSpacing } ?? true }
+
+    // MARK: answers owed
+
+    /// One more answer owed by `peer` (a few at most: an ask unanswered for long is not waited for forever).
+    mutating func owe(_ peer: PeerID) { peersAsked[peer] = min(8, peersAsked[peer, default: 0] + 1) }
+
+    enum Answer { case owed, unasked, tooManyUnasked }
+
+    /// A `peers` list came from `peer`: owed, or not (and past `maxUnaskedPeers` of those, it is cut off).
+    mutating func answer(from peer: PeerID) -> Answer {
+        guard let owed = peersAsked[peer] else {
+            unaskedPeers[peer, default: 0] += 1
+            return unaskedPeers[peer]! > Self.maxUnaskedPeers ? .tooManyUnasked : .unasked
+        }
+        peersAsked[peer] = owed > 1 ? owed - 1 : nil
+        // An answer more than the asks we counted (they are capped) is not held against an honest peer for long.
+        unaskedPeers.removeValue(forKey: peer)
+        return .owed
+    }
+
+    // MARK: samples
+
+    /// Up to `sampleSize` linked peers that receive the stream, for a peer looking for parents: those with room
+    /// first. Only first-hand news (linked peers), so the dead drop out of everyone's lists. Drawn at random.
+    mutating func sample(for asker: PeerID, substreams k: Int, now: Int64, rng: inout SplitMixRandom) -> [PeerInfo] {
+        var picked: [PeerInfo] = []
+        var seen: Set<PeerID> = [asker]
+        let draws = linked.count <= 32 ? linked.shuffled(using: &rng)
+            : (0..<64).map { _ in linked[Int(rng.next() % UInt64(linked.count))] }
+        for id in draws where seen.insert(id).inserted {
+            guard var info = news[id]?.info, info.delays.contains(where: { $0 != nil }) else { continue }
+            // The room handed out lately is taken to be used: the next asker is sent elsewhere, instead of a crowd
+            // of joiners all asking the same peers. It is given back after `handOutMemory` (news of a peer whose
+            // room did not change does not come again).
+            let others = handedOut[id]?.filter { $0.key != asker && now - $0.value < Self.handOutMemory }.count ?? 0
+            info.residualUnits = max(0, info.residualUnits - others * k)
+            picked.append(info)
+        }
+        let withRoom = picked.filter { $0.residualUnits > 0 }
+        let sample = Array((withRoom + picked.filter { $0.residualUnits == 0 }).prefix(Self.sampleSize))
+        // Only for an asker short of parents: gossip between fed peers reserves nothing.
+        let searching = news[asker].map { $0.info.delays.contains(nil) } ?? true
+        for info in sample where searching && info.residualUnits > 0 { handedOut[info.id, default: [:]][asker] = now }
+        return sample
+    }
+
+    // MARK: probes
+
+    /// Peers worth a probe: heard of lately with room, link delay not measured, not linked.
+    mutating func probeCandidates(excluding busy: (PeerID) -> Bool) -> [PeerID] {
+        toProbe = toProbe.filter { news[$0].map { $0.linkDelay == nil } == true && !connected.contains($0) && !busy($0) }
+        return toProbe.filter { news[$0]?.info.residualUnits ?? 0 > 0 }
+    }
+
+    var hasProbeCandidates: Bool { !toProbe.isEmpty }
+
+    /// Probes whose link closed or never came up within 5 s are over; true when another may start.
+    mutating func mayProbe(now: Int64) -> Bool {
+        probing = probing.filter { connected.contains($0) || now - (probeStarted[$0] ?? 0) < 5_000_000 }
+        if probeStarted.count > probing.count { probeStarted = probeStarted.filter { probing.contains($0.key) } }
+        return probing.count < Self.maxProbes
+    }
+
+    mutating func startProbe(_ peer: PeerID, now: Int64) {
+        toProbe.removeAll { $0 == peer }
+        probing.insert(peer)
+        probeStarted[peer] = now
+    }
+
+    /// A probe has done its job once the delay is measured; the news of the peer is kept.
+    mutating func probeDone(_ peer: PeerID) -> Bool {
+        guard probing.contains(peer), news[peer]?.linkDelay != nil else { return false }
+        probing.remove(peer)
+        probeStarted.removeValue(forKey: peer)
+        return true
+    }
+
+    // MARK: housekeeping
+
+    /// Forgets stale hearsay and old measurements (every few seconds), and ended timers.
+    mutating func prune(now: Int64) {
+        if now >= nextForget {
+            // Removed in place, since copying news is not free.
+            nextForget = now + 5_000_000
+            for id in news.compactMap({ !connected.contains($0.key) && now - $0.value.heardAt >= Self.forgetAfter ? $0.key : nil }) {
+                news.removeValue(forKey: id)
+            }
+            measured = measured.filter { now - $0.value.at < Self.rememberMeasurement }
+            let delays = measured.values.map(\.delay).sorted()
+            typicalLinkDelay = delays.isEmpty ? assumedLinkDelay : delays[delays.count / 2]
+        }
+        if !refusedAt.isEmpty { refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory } }
+        if !askedFull.isEmpty { askedFull = askedFull.filter { now - $0.value < Self.fullAskSpacing } }
+        if !handedOut.isEmpty {
+            handedOut = handedOut.mapValues { $0.filter { now - $0.value < Self.handOutMemory } }.filter { !$0.value.isEmpty }
+        }
+    }
+}

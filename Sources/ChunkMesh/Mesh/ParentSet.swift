@@ -1,0 +1,188 @@
+/// A peer's parents, one per substream, the ones it asked and waits on, and how well each feeds it. A part of
+/// `MeshPeer`.
+struct ParentSet {
+    let count: Int
+    private(set) var parents: [Int: PeerID] = [:]
+    /// Substreams asked of a peer, not answered yet, since when.
+    private(set) var pending: [Int: (peer: PeerID, since: Int64)] = [:]
+    /// Substreams to ask a peer for once a link to it comes up.
+    private(set) var awaitingLink: [PeerID: Set<Int>] = [:]
+    /// When each substream last brought a new chunk from its parent. A substream whose parent forwards nothing
+    /// (a peer gone mute, or a loop cut off from the source) is re-parented; repairs do not count.
+    private var lastFed: [Int: Int64] = [:]
+    /// Substreams whose parent has delivered a chunk since it took them on.
+    private var fedByParent: Set<Int> = []
+    /// Per substream, the newest seq its parent delivered, and whether each of its recent slots came.
+    private var lastFromParent: [Int: UInt64] = [:]
+    private var fedLog: [Int: [Bool]] = [:]
+    /// A parent is lossy when more than `fedLogMisses` of the last `fedLogLength` slots of a substream never came
+    /// (two in ten: an honest parent that re-parents sends its backlog in order, so it misses none).
+    static let fedLogLength = 10
+    static let fedLogMisses = 1
+
+    init(count: Int) { self.count = count }
+
+    var isComplete: Bool { parents.count == count }
+    var isEmpty: Bool { parents.isEmpty }
+    subscript(substream: Int) -> PeerID? { parents[substream] }
+    func isParent(_ peer: PeerID) -> Bool { parents.values.contains(peer) }
+    /// The substreams a peer feeds here.
+    func substreams(from peer: PeerID) -> [Int] { parents.filter { $0.value == peer }.map(\.key).sorted() }
+    /// Each parent once, by id.
+    var distinct: [PeerID] { Set(parents.values).sorted() }
+    /// Substreams with neither a parent nor an ask out.
+    var needed: [Int] { (0..<count).filter { parents[$0] == nil && pending[$0] == nil } }
+    /// Peers this peer waits on or is fed by.
+    var involved: Set<PeerID> { Set(parents.values).union(pending.values.map(\.peer)).union(awaitingLink.keys) }
+
+    /// Substreams asked of `peer`; true when a link to it must be opened first.
+    mutating func ask(_ peer: PeerID, for substreams: [Int], now: Int64, linked: Bool) -> Bool {
+        for s in substreams { pending[s] = (peer, now) }
+        guard !linked else { return false }
+        let dial = awaitingLink[peer] == nil
+        awaitingLink[peer, default: []].formUnion(substreams)
+        return dial
+    }
+
+    /// A link to `peer` is up: what to ask it for (again, if a new link replaced one a subscribe may be lost on).
+    mutating func linkUp(_ peer: PeerID) -> Set<Int> {
+        (awaitingLink.removeValue(forKey: peer) ?? []).union(pending.filter { $0.value.peer == peer }.keys)
+    }
+
+    /// `peer` said yes to `substream`: it is the parent now. Returns the parent it replaces, if another.
+    mutating func accept(_ substream: Int, from peer: PeerID, now: Int64, heldUpTo: UInt64?) -> (taken: Bool, old: PeerID?) {
+        guard pending[substream]?.peer == peer else { return (false, nil) }
+        pending.removeValue(forKey: substream)
+        let old = parents[substream]
+        parents[substream] = peer
+        lastFed[substream] = now
+        fedByParent.remove(substream)
+        // Its slots count from what is held already; older chunks it sends are repairs.
+        lastFromParent[substream] = heldUpTo
+        fedLog.removeValue(forKey: substream)
+        return (true, old == peer ? nil : old)
+    }
+
+    /// `peer` said no (or the ask is withdrawn).
+    mutating func withdraw(_ substream: Int, from peer: PeerID) {
+        guard pending[substream]?.peer == peer else { return }
+        pending.removeValue(forKey: substream)
+        awaitingLink[peer]?.remove(substream)
+        if awaitingLink[peer]?.isEmpty == true { awaitingLink.removeValue(forKey: peer) }
+    }
+
+    /// These substreams have no parent any more.
+    mutating func orphan(_ substreams: [Int]) {
+        for s in substreams {
+            parents.removeValue(forKey: s)
+            lastFed.removeValue(forKey: s)
+            fedByParent.remove(s)
+            lastFromParent.removeValue(forKey: s)
+            fedLog.removeValue(forKey: s)
+        }
+    }
+
+    /// The link to `peer` is gone: nothing is asked of it. Returns the substreams it fed.
+    mutating func drop(_ peer: PeerID) -> [Int] {
+        awaitingLink.removeValue(forKey: peer)
+        for (s, p) in pending where p.peer == peer { pending.removeValue(forKey: s) }
+        return substreams(from: peer)
+    }
+
+    mutating func rename(_ old: PeerID, to new: PeerID) {
+        for (s, p) in pending where p.peer == old { pending[s] = (new, p.since) }
+        for (s, p) in parents where p == old { parents[s] = new }
+        if let waiting = awaitingLink.removeValue(forKey: old) { awaitingLink[new, default: []].formUnion(waiting) }
+    }
+
+    /// Its parent brought a new chunk of `substream`.
+    mutating func fed(_ substream: Int, now: Int64) {
+        lastFed[substream] = now
+        fedByParent.insert(substream)
+    }
+
+    /// Substreams whose parent has sent nothing new for `timeout`.
+    func starved(now: Int64, timeout: Int64) -> [Int] {
+        parents.keys.filter { now - (lastFed[$0] ?? now) > timeout }.sorted()
+    }
+
+    /// Some substream brought a chunk within `timeout`: the stream flows.
+    func flowing(now: Int64, timeout: Int64) -> Bool { lastFed.values.contains { now - $0 <= timeout } }
+
+    /// None of these substreams brought a chunk from its parent since it took them on.
+    func neverFed(_ substreams: [Int]) -> Bool { fedByParent.isDisjoint(with: substreams) }
+
+    /// When the next substream starves, if none brings a chunk.
+    func nextStarvation(timeout: Int64) -> Int64? { parents.keys.compactMap { lastFed[$0] }.min().map { $0 + timeout + 1 } }
+
+    /// Substreams whose ask is older than its deadline, given up.
+    mutating func expired(now: Int64, deadline: ((peer: PeerID, since: Int64)) -> Int64) -> [(substream: Int, peer: PeerID)] {
+        let late = pending.filter { now >= deadline($0.value) }.map { ($0.key, $0.value.peer) }.sorted { $0.0 < $1.0 }
+        for (s, peer) in late { withdraw(s, from: peer) }
+        return late
+    }
+
+    /// A new run: slots and asks of the old one are void. Parents stay until their news shows the run.
+    mutating func newRun(now: Int64) {
+        lastFromParent.removeAll()
+        fedLog.removeAll()
+        pending.removeAll()
+        for s in parents.keys { lastFed[s] = now }
+    }
+
+    /// Counts a chunk its parent sent in a substream, and the substream's slots it skipped since the last one.
+    /// True when too many of the recent slots never came from the parent.
+    mutating func tally(_ seq: UInt64, substream s: Int) -> Bool {
+        let k = UInt64(count)
+        defer { lastFromParent[s] = max(lastFromParent[s] ?? seq, seq) }
+        guard let last = lastFromParent[s] else { return false }
+        guard seq > last else { return false } // a repair or a resend: not a slot of its own
+        var log = fedLog[s] ?? []
+        log += Array(repeating: false, count: max(0, Int(min((seq - last) / k, UInt64(Self.fedLogLength))) - 1)) + [true]
+        log = Array(log.suffix(Self.fedLogLength))
+        fedLog[s] = log
+        return log.filter { !$0 }.count > Self.fedLogMisses
+    }
+}
+
+/// Peers that failed this one (did not connect, stopped forwarding, lost chunks, broke the link's rules): not
+/// parents until a time, twice as long each time they do it again. A part of `MeshPeer`.
+struct Penalties {
+    private var until: [PeerID: Int64] = [:]
+    private var offenses: [PeerID: Int] = [:]
+
+    func isAvoided(_ peer: PeerID, now: Int64) -> Bool { until[peer].map { $0 > now } ?? false }
+
+    /// Not a parent for a while, without counting as an offence (a failed connect).
+    mutating func avoid(_ peer: PeerID, until time: Int64) { until[peer] = time }
+
+    /// An offence: avoided 30 s, doubling each time, up to 8 minutes.
+    mutating func punish(_ peer: PeerID, now: Int64) {
+        let count = offenses[peer, default: 0]
+        offenses[peer] = count + 1
+        until[peer] = now + 30_000_000 << min(count, 4)
+    }
+
+    /// Lifts the avoidance (a bootstrap that answers again). True if it was avoided.
+    mutating func forgive(_ peer: PeerID) -> Bool { until.removeValue(forKey: peer) != nil }
+
+    mutating func clear() {
+        until.removeAll()
+        offenses.removeAll()
+    }
+
+    /// Ended avoidances go; offences are remembered while a peer is avoided or still heard of, so memory stays
+    /// bounded under churn.
+    mutating func prune(now: Int64, heardOf: (PeerID) -> Bool) {
+        if !until.isEmpty { until = until.filter { $0.value > now } }
+        if offenses.count > until.count { offenses = offenses.filter { until[$0.key] != nil || heardOf($0.key) } }
+    }
+
+    /// Penalties follow a peer that renames itself.
+    mutating func rename(_ old: PeerID, to new: PeerID) {
+        if let time = until.removeValue(forKey: old) { until[new] = max(time, until[new] ?? time) }
+        if let count = offenses.removeValue(forKey: old) { offenses[new, default: 0] += count }
+    }
+
+    var avoided: [PeerID] { until.keys.sorted() }
+}
