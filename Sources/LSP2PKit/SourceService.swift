@@ -14,6 +14,8 @@ public struct SourceService {
     public var uplink: BitRate?
     public var waitReceivers: Int
     public var quiet: Bool
+    /// k: the stream is cut into this many substreams (the unit of upload); joiners take it from the welcome.
+    public var substreams = SubstreamPlan.defaultCount
     /// Signs every chunk; its public key goes in the join URL. Nil makes one for this run.
     public var originSigner: OriginSigningKey?
 
@@ -37,7 +39,7 @@ public struct SourceService {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
         defer { try? group.syncShutdownGracefully() }
-        let plan = SubstreamPlan()
+        let plan = SubstreamPlan(count: substreams)
         // What the mesh carries is MPEG-TS: packet headers, PES headers, PAT/PMT and padding add 5-10 % to the
         // codecs' rate. Units sized on the bare rate oversubscribe an uplink, and a drained bucket starves the mesh.
         let rate = ingest.nominalBitRate * 11 / 10
@@ -47,7 +49,7 @@ public struct SourceService {
         if let uplink {
             let streamRate = BitRate(bitsPerSecond: Double(rate > 0 ? rate : 4_000_000))
             units = plan.units(uplink: uplink, streamRate: streamRate)
-            sched = Int64(streamRate.bitsPerSecond * Double(self.ingest.chunkDuration) / uplink.bitsPerSecond)
+            sched = SubstreamPlan.scheduleDelay(streamRate: streamRate, chunkDuration: self.ingest.chunkDuration, uplink: uplink)
             logger.info("uplink \(uplink)bit/s serves \(units) substream units of \(streamRate)bit/s / \(plan.count)")
         } else {
             units = 100_000
@@ -55,6 +57,8 @@ public struct SourceService {
         var config = MeshNode.Configuration(listen: listen, key: key, isOrigin: true, bootstrap: nil, capacityUnits: units,
                                             scheduleDelay: sched, seed: UInt64.random(in: 0...UInt64.max), uplink: uplink)
         config.suite = suite
+        config.substreams = plan.count
+        config.chunkDuration = self.ingest.chunkDuration
         config.advertise = advertisedHost(listen.host)
         let signer = originSigner ?? OriginSigningKey()
         config.originSigner = signer

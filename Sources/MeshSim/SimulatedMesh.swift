@@ -124,6 +124,16 @@ public final class SimulatedMesh {
                            seed: seed, plan: plan, chunkDuration: chunkDuration))
     }
 
+    /// A peer joins as a relay does: it knows its uplink, and sizes its units and sched once the stream's rate and
+    /// k are known (at a relay, from its bootstrap's welcome; here, at once).
+    public func join(_ id: PeerID, uplink: BitRate, streamRate: BitRate, seed: UInt64, bootstrap: PeerID? = nil) {
+        var config = MeshPeerConfig(me: id, isOrigin: false, bootstrap: bootstrap ?? origin, capacityUnits: 0, scheduleDelay: 1,
+                                    seed: seed, plan: plan, chunkDuration: chunkDuration)
+        config.uplink = uplink
+        add(config)
+        schedule(id, .stream(rate: Int64(streamRate.bitsPerSecond), substreams: plan.count), after: 0)
+    }
+
     /// A live peer at random (for a joiner's bootstrap), drawn with `draw` in 0..<count.
     public func livePeer(_ draw: UInt64) -> PeerID {
         tickOrder.isEmpty ? origin : tickOrder[Int(draw % UInt64(tickOrder.count))]

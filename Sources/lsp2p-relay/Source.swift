@@ -41,6 +41,9 @@ struct Source: ParsableCommand {
     @Option(help: "Upload budget of the origin in bits/s (8M, 500k): it feeds that much of the mesh directly, relays and players carry the rest. Unlimited when absent.")
     var uplink: BitRate?
 
+    @Option(help: "Substreams k: the stream is cut seq mod k into k trees, each a unit of upload (every peer takes the origin's).")
+    var substreams = SubstreamPlan.defaultCount
+
     @Option(help: "Link cipher: rc4 (RC4 + HMAC-SHA256) or chacha20-poly1305.")
     var cipher = "rc4"
 
@@ -53,6 +56,7 @@ struct Source: ParsableCommand {
     func validate() throws {
         guard (20...10_000).contains(chunkMs) else { throw ValidationError("--chunk-ms must be 20 to 10000") }
         guard waitReceivers >= 0 else { throw ValidationError("--wait-receivers cannot be negative") }
+        guard (1...16).contains(substreams) else { throw ValidationError("--substreams must be 1 to 16") }
         guard CipherSuite(name: cipher) != nil else { throw ValidationError("--cipher must be rc4 or chacha20-poly1305") }
     }
 
@@ -60,10 +64,11 @@ struct Source: ParsableCommand {
         let logger = common.makeLogger("lsp2p.source")
         let keys = try keyFile.map { try resolveKeys(keyFile: $0, url: nil) } ?? KeyFile(channel: ChannelKey.random())
         let key = keys.channel
-        let service = SourceService(
+        var service = SourceService(
             ingest: IngestOptions(input: InputSpec(location: input, format: format), realtime: realtime,
                                   loop: loop, chunkDuration: Int64(chunkMs) * 1000),
             listen: listen, key: key, originSigner: keys.originSecret, suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
+        service.substreams = substreams
         try exitingOnFailure("lsp2p-relay") {
             try metrics.serving(logger: logger) { try service.run(logger: logger) }
         }

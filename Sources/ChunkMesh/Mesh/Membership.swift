@@ -5,7 +5,6 @@ struct Membership {
     struct News {
         var info: PeerInfo
         var linkDelay: Int64?
-        var heardAt: Int64
     }
 
     /// Most peers whose hearsay is kept; past it, the stalest quarter makes way. Linked peers' own news is kept
@@ -18,8 +17,6 @@ struct Membership {
     static let rememberMeasurement: Int64 = 60_000_000
     /// Peers that said no are not asked again on hearsay for this long.
     static let refusalMemory: Int64 = 3_000_000
-    /// A full peer is asked for a weaker child's unit at most this often.
-    static let fullAskSpacing: Int64 = 10_000_000
     /// Room handed out in a sample is taken to be used this long.
     static let handOutMemory: Int64 = 2_000_000
     static let maxProbeQueue = 16
@@ -27,6 +24,8 @@ struct Membership {
     static let maxUnaskedPeers = 8
 
     private(set) var news: [PeerID: News] = [:]
+    /// When each peer's news last came (apart from the news: looking at ages copies no record).
+    private var heardAt: [PeerID: Int64] = [:]
     /// Linked peers in the order their links came up: an order that needs no sorting.
     private(set) var linked: [PeerID] = []
     private var connected: Set<PeerID> = []
@@ -43,7 +42,6 @@ struct Membership {
     private var probeStarted: [PeerID: Int64] = [:]
     /// Linked peers' room handed out in samples lately: to which askers, when (each asker may take k units).
     private var handedOut: [PeerID: [PeerID: Int64]] = [:]
-    private var askedFull: [PeerID: Int64] = [:]
     private var refusedAt: [PeerID: Int64] = [:]
     /// Answers each peer owes us (asked for, not yet come): an answer nobody asked for is dropped, and a peer that
     /// keeps sending them loses its link.
@@ -77,7 +75,7 @@ struct Membership {
     /// The link and its news are gone (it is not chosen again at once); what it owed us is void.
     mutating func forget(_ peer: PeerID) {
         unlink(peer)
-        news.removeValue(forKey: peer)
+        drop(peer)
         peersAsked.removeValue(forKey: peer)
         unaskedPeers.removeValue(forKey: peer)
     }
@@ -87,7 +85,7 @@ struct Membership {
         if let count = unaskedPeers.removeValue(forKey: old) { unaskedPeers[new, default: 0] += count }
         unlink(old)
         link(new)
-        news.removeValue(forKey: old)
+        drop(old)
         if let d = measured.removeValue(forKey: old) { measured[new] = d }
         if let owed = peersAsked.removeValue(forKey: old) { peersAsked[new] = owed }
         probing.remove(old)
@@ -100,7 +98,8 @@ struct Membership {
     mutating func heard(_ info: PeerInfo, now: Int64) -> Bool {
         let changed = news[info.id]?.info != info
         if changed { version += 1 }
-        news[info.id] = News(info: info, linkDelay: news[info.id]?.linkDelay ?? measured[info.id]?.delay, heardAt: now)
+        news[info.id] = News(info: info, linkDelay: news[info.id]?.linkDelay ?? measured[info.id]?.delay)
+        heardAt[info.id] = now
         handedOut.removeValue(forKey: info.id)
         if info.residualUnits > 0 { refusedAt.removeValue(forKey: info.id) }
         return changed
@@ -113,7 +112,8 @@ struct Membership {
             if news[info.id] == nil, !makeRoom(now: now) { continue }
             if news[info.id]?.info != info { version += 1 }
             let delay = news[info.id]?.linkDelay ?? measured[info.id]?.delay
-            news[info.id] = News(info: info, linkDelay: delay, heardAt: now)
+            news[info.id] = News(info: info, linkDelay: delay)
+            heardAt[info.id] = now
             if info.residualUnits > 0, delay == nil, !toProbe.contains(info.id) {
                 toProbe.append(info.id)
                 if toProbe.count > Self.maxProbeQueue { toProbe.removeFirst() }
@@ -124,11 +124,16 @@ struct Membership {
     /// Room for one more hearsay record: when the view is full, its stalest quarter (heard before now) goes.
     private mutating func makeRoom(now: Int64) -> Bool {
         guard news.count - connected.count >= Self.maxHearsay else { return true }
-        let stale = news.compactMap { !connected.contains($0.key) && $0.value.heardAt < now ? ($0.key, $0.value.heardAt) : nil }
+        let stale = heardAt.filter { !connected.contains($0.key) && $0.value < now }.map { ($0.key, $0.value) }
             .sorted { ($0.1, $0.0) < ($1.1, $1.0) }
             .prefix(max(1, Self.maxHearsay / 4))
-        for (id, _) in stale { news.removeValue(forKey: id) }
+        for (id, _) in stale { drop(id) }
         return !stale.isEmpty
+    }
+
+    private mutating func drop(_ peer: PeerID) {
+        news.removeValue(forKey: peer)
+        heardAt.removeValue(forKey: peer)
     }
 
     mutating func measured(_ peer: PeerID, delay: Int64, now: Int64) {
@@ -151,8 +156,6 @@ struct Membership {
     }
 
     func refusedLately(_ peer: PeerID, now: Int64) -> Bool { refusedAt[peer].map { now - $0 < Self.refusalMemory } ?? false }
-    mutating func askedFull(_ peer: PeerID, now: Int64) { askedFull[peer] = now }
-    func mayAskFull(_ peer: PeerID, now: Int64) -> Bool { askedFull[peer].map { now - $0 >= Self.fullAskSpacing } ?? true }
 
     // MARK: answers owed
 
@@ -237,15 +240,12 @@ struct Membership {
         if now >= nextForget {
             // Removed in place, since copying news is not free.
             nextForget = now + 5_000_000
-            for id in news.compactMap({ !connected.contains($0.key) && now - $0.value.heardAt >= Self.forgetAfter ? $0.key : nil }) {
-                news.removeValue(forKey: id)
-            }
+            for (id, at) in heardAt where !connected.contains(id) && now - at >= Self.forgetAfter { drop(id) }
             measured = measured.filter { now - $0.value.at < Self.rememberMeasurement }
             let delays = measured.values.map(\.delay).sorted()
             typicalLinkDelay = delays.isEmpty ? assumedLinkDelay : delays[delays.count / 2]
         }
         if !refusedAt.isEmpty { refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory } }
-        if !askedFull.isEmpty { askedFull = askedFull.filter { now - $0.value < Self.fullAskSpacing } }
         if !handedOut.isEmpty {
             handedOut = handedOut.mapValues { $0.filter { now - $0.value < Self.handOutMemory } }.filter { !$0.value.isEmpty }
         }

@@ -16,7 +16,7 @@ public struct MeshPeerConfig: Sendable {
     public var improvementPeriod: Int64 = 5_000_000
     /// A move must lower the peer's delay by more than this, and by more than `relativeHysteresis` of it.
     public var hysteresis: Int64 = 2_000
-    public var relativeHysteresis = 0.05
+    public var relativeHysteresis = 0.10
     /// A parent that sends nothing for this long is dropped (it may be alive but not forwarding).
     public var parentTimeout: Int64
     /// Gossip: how often a peer asks one linked peer for a sample of the peers it knows (jittered ±25 %).
@@ -38,6 +38,22 @@ public struct MeshPeerConfig: Sendable {
     /// Checks each chunk a peer sends against the origin's key before it is stored, forwarded or delivered.
     /// Nil checks nothing (the simulator, where every chunk is the origin's).
     public var verifier: OriginPublicKey?
+    /// This peer's upload, when it has a budget: its units and sched follow from it and the stream's rate (design
+    /// §7: one configuration in the simulator and the relays). Nil keeps `capacityUnits` and `scheduleDelay`.
+    public var uplink: BitRate?
+    /// The stream's rate, once known (the origin's welcome tells joiners).
+    public var streamRate: BitRate?
+
+    /// Units and sched from the uplink, the stream's rate, k and the chunk duration. Without an uplink, sched is
+    /// what the units imply (units × rate / k of upload).
+    public mutating func size() {
+        guard let streamRate, streamRate.bitsPerSecond > 0 else { return }
+        let upload = uplink ?? BitRate(bitsPerSecond: Double(capacityUnits) * streamRate.bitsPerSecond / Double(plan.count))
+        guard upload.bitsPerSecond > 0 else { return }
+        if uplink != nil { capacityUnits = max(0, plan.units(uplink: upload, streamRate: streamRate)) }
+        scheduleDelay = min(max(1, SubstreamPlan.scheduleDelay(streamRate: streamRate, chunkDuration: chunkDuration, uplink: upload)),
+                            WireLimits.maxDelay)
+    }
 
     public init(me: PeerID, isOrigin: Bool, bootstrap: PeerID?, capacityUnits: Int, scheduleDelay: Int64, seed: UInt64,
                 plan: SubstreamPlan = SubstreamPlan(), chunkDuration: Int64 = 200_000) {
@@ -72,8 +88,9 @@ public enum MeshEvent: Equatable, Sendable {
     case leave
     /// The upload capacity changed (the stream's rate became known, say).
     case setCapacity(Int)
-    /// The origin's number of substreams, from its welcome: taken by a peer with no parent nor child yet.
-    case setSubstreams(Int)
+    /// The stream as the origin's welcome tells it: its rate (bits/s, 0 if unknown) and k. A peer sizes its units and
+    /// sched from its uplink; k is taken while it has no parent nor child yet.
+    case stream(rate: Int64, substreams: Int)
     /// This linked peer proved it holds the origin's key.
     case originIs(PeerID)
     /// The origin's public key became known (a joiner given none takes its bootstrap's).
@@ -225,6 +242,7 @@ public struct MeshPeer {
 
     public mutating func handle(_ event: MeshEvent, now: Int64) -> [MeshAction] {
         lastNow = now
+        defer { nextWakeup = wakeup() }
         var out: [MeshAction] = []
         switch event {
         case .start:
@@ -260,15 +278,22 @@ public struct MeshPeer {
             out += tick(now: now)
         case .setCapacity(let units):
             config.capacityUnits = max(0, units)
-        case .setSubstreams(let k):
-            // The origin's k, from its welcome: taken while this peer has no parent nor child on the old plan.
-            guard !config.isOrigin, k != config.plan.count, k > 0, k <= PeerInfo.maxSubstreams, parentSet.isEmpty,
-                  parentSet.pending.isEmpty, childSet.isEmpty else { break }
-            config.plan = SubstreamPlan(count: k)
-            config.parentTimeout = max(config.parentTimeout, 3 * Int64(k) * config.chunkDuration)
-            parentSet = ParentSet(count: k)
-            store.reset()
-            fruitlessSearch = nil
+        case .stream(let rate, let k):
+            // The origin's k: taken while this peer has no parent nor child on the old plan.
+            if !config.isOrigin, k != config.plan.count, k > 0, k <= PeerInfo.maxSubstreams, parentSet.isEmpty,
+               parentSet.pending.isEmpty, childSet.isEmpty {
+                // Without an uplink, the same upload in the new units.
+                if config.uplink == nil { config.capacityUnits = config.capacityUnits * k / config.plan.count }
+                config.plan = SubstreamPlan(count: k)
+                config.parentTimeout = max(config.parentTimeout, 3 * Int64(k) * config.chunkDuration)
+                parentSet = ParentSet(count: k)
+                store.reset()
+                fruitlessSearch = nil
+            }
+            if rate > 0, rate <= WireLimits.maxStreamRate {
+                config.streamRate = BitRate(bitsPerSecond: Double(rate))
+                config.size()
+            }
         case .originIs(let peer):
             if members.isLinked(peer) { config.originID = peer }
         case .originKey(let key):
@@ -453,7 +478,10 @@ public struct MeshPeer {
         }
         if let from, parentSet[s] == from { parentSet.fed(s, now: now) }
         if store.insert(chunk, substream: s) { childSet.forgetSent(below: store.low, window: config.windowChunks) }
-        if chunk.duration > 0 { config.chunkDuration = chunk.duration }
+        if chunk.duration > 0, chunk.duration != config.chunkDuration {
+            config.chunkDuration = chunk.duration
+            config.size()
+        }
         out.append(.deliver(chunk))
         for child in childSet.receivers(of: s, endOfStream: chunk.isEndOfStream) where child != from {
             out += sendChunk(chunk, to: child)
@@ -530,7 +558,9 @@ public struct MeshPeer {
 
     /// When this peer next has something to do (design §7: the driver wakes it then, with `.tick`, instead of
     /// ticking every peer on a clock). Events in between may make it sooner: read it after each event.
-    public var nextWakeup: Int64 {
+    public private(set) var nextWakeup: Int64 = 0
+
+    private func wakeup() -> Int64 {
         var at = min(nextHousekeeping, nextGossip)
         if downstreamAnnounceDue { at = min(at, lastDownstreamAnnounce + Self.downstreamSpacing) }
         if config.isOrigin { return max(at, lastNow + 1) }
@@ -694,18 +724,14 @@ public struct MeshPeer {
         improvementPeriod = min(2 * improvementPeriod, Self.maxImprovementBackoff * config.improvementPeriod)
         let current = Dictionary(uniqueKeysWithValues: parents.compactMap { s, p in candidate(p).map { (s, $0) } })
         guard current.count == parents.count else { return [] }
-        // Candidates with room first; else full ones, which may give a weaker child's unit to this peer. Only those
-        // whose link delay was measured: a move is made on a known delay, not on a guess the next ping undoes.
+        // Candidates with room, whose link delay was measured: a move is made on a known delay, not on a guess the
+        // next ping undoes. Not full ones: asking them to evict a weaker child moved whole subtrees for a few
+        // milliseconds (the simulator's delays got worse, not better); the snowball happens when a peer chooses.
         guard let move = ParentSelector.improvement(parents: current, candidates: candidates(measuredOnly: true), me: config.me,
                                                     margin: config.hysteresis, relativeMargin: config.relativeHysteresis)
-            ?? ParentSelector.improvement(parents: current, candidates: candidates(includingFull: true, measuredOnly: true),
-                                          me: config.me, margin: config.hysteresis, relativeMargin: config.relativeHysteresis)
         else { return [] }
-        // A full peer is asked at most once in `fullAskSpacing`: the next rounds try the next best.
-        let full = members[move.to]?.info.residualUnits ?? 0 <= 0
-        if full { members.askedFull(move.to, now: now) }
         improvementPeriod = config.improvementPeriod
-        pendingCause = full ? "improve-full" : "improve"
+        pendingCause = "improve"
         return ask([move.substream: move.to], now: now)
     }
 
@@ -800,13 +826,10 @@ public struct MeshPeer {
                                scheduleDelay: k.info.scheduleDelay, residualUnits: k.info.residualUnits, ancestors: ancestors)
     }
 
-    /// Candidates with a unit to spare: only those can take a substream. With `includingFull`, full ones too,
-    /// with a unit they might free for a stronger peer. With `measuredOnly`, only those whose link delay is known.
-    private func candidates(includingFull: Bool = false, measuredOnly: Bool = false) -> [CandidateParent] {
-        members.news.filter { k in
-            (k.value.info.residualUnits > 0 || (includingFull && members.mayAskFull(k.key, now: lastNow)))
-                && (!measuredOnly || k.value.linkDelay != nil)
-        }.keys.sorted().compactMap { id in
+    /// Candidates with a unit to spare: only those can take a substream. With `measuredOnly`, only those whose link
+    /// delay is known.
+    private func candidates(measuredOnly: Bool = false) -> [CandidateParent] {
+        members.news.filter { k in k.value.info.residualUnits > 0 && (!measuredOnly || k.value.linkDelay != nil) }.keys.sorted().compactMap { id in
             candidate(id).map { var c = $0; c.residualUnits = max(1, c.residualUnits); return c }
         }
     }

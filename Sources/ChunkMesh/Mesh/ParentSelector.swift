@@ -103,8 +103,10 @@ public enum ParentSelector {
 /// The substream plan: the stream split `seq mod k` (design §1). A substream is the unit of upload capacity.
 public struct SubstreamPlan: Equatable, Sendable {
     public let count: Int
+    /// k when the origin is not told otherwise.
+    public static let defaultCount = 4
 
-    public init(count: Int = 4) {
+    public init(count: Int = defaultCount) {
         precondition(count > 0)
         self.count = count
     }
@@ -121,5 +123,10 @@ public struct SubstreamPlan: Equatable, Sendable {
     /// sched: the time to push one chunk of one substream at `uplink`, for chunks of `chunkBytes`, µs.
     public static func scheduleDelay(chunkBytes: Int, uplink: BitRate) -> Int64 {
         Int64((Double(chunkBytes * 8) / uplink.bitsPerSecond * 1e6).rounded())
+    }
+
+    /// sched for a stream of `streamRate` cut in chunks of `chunkDuration` µs: one chunk's bits over the uplink.
+    public static func scheduleDelay(streamRate: BitRate, chunkDuration: Int64, uplink: BitRate) -> Int64 {
+        Int64((streamRate.bitsPerSecond * Double(chunkDuration) / max(1, uplink.bitsPerSecond)).rounded())
     }
 }

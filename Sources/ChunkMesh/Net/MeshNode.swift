@@ -77,6 +77,10 @@ public final class MeshNode: @unchecked Sendable {
         public var maxPendingPerAddress = 8
         /// `lsp2p-relay mesh` clients at once.
         public var maxObservers = 4
+        /// k: at the origin, how the stream is cut (told to joiners in the welcome); a joiner takes the origin's.
+        public var substreams = SubstreamPlan.defaultCount
+        /// Chunks' duration until they tell their own, µs.
+        public var chunkDuration: Int64 = 200_000
         /// Misbehaviour to put on, for tests of how the others route around a bad peer.
         var faults = Faults()
 
@@ -194,7 +198,9 @@ public final class MeshNode: @unchecked Sendable {
         try loop.submit { [self] in
             self.id = id
             var core = MeshPeerConfig(me: id, isOrigin: config.isOrigin, bootstrap: config.bootstrap?.description,
-                                      capacityUnits: config.capacityUnits, scheduleDelay: config.scheduleDelay, seed: config.seed)
+                                      capacityUnits: config.capacityUnits, scheduleDelay: config.scheduleDelay, seed: config.seed,
+                                      plan: SubstreamPlan(count: config.substreams), chunkDuration: config.chunkDuration)
+            core.uplink = config.uplink
             core.epoch = epoch
             core.verifier = originKey
             peer = MeshPeer(config: core)
@@ -324,7 +330,7 @@ public final class MeshNode: @unchecked Sendable {
             fullSince.removeValue(forKey: id)
             if var bucket {
                 // Live chunks first: an older one (a repair, a joiner's backlog) goes only while half the burst is left.
-                let live = chunk.seq + UInt64(2 * SubstreamPlan().count) > newestSeq
+                let live = chunk.seq + UInt64(2 * peer.config.plan.count) > newestSeq
                 let ok = bucket.take(message.bytes.readableBytes, now: now, keep: live ? 0 : bucket.burst / 2)
                 self.bucket = bucket
                 guard ok || chunk.isEndOfStream else {
@@ -509,9 +515,7 @@ public final class MeshNode: @unchecked Sendable {
             }
             // Half the handshake-to-welcome round trip is the best guess of the one-way delay.
             clockOffset = welcome.originClock + rtt / 2 - receivedAt
-            if let uplink = configuration.uplink, welcome.streamRate > 0 {
-                handle(.setCapacity(peer.config.plan.units(uplink: uplink, streamRate: BitRate(bitsPerSecond: Double(welcome.streamRate)))))
-            }
+            handle(.stream(rate: welcome.streamRate, substreams: welcome.substreams))
         }
         onEvent(.welcome(id, originClock: welcome.originClock, streamRate: welcome.streamRate, receivedAt: receivedAt, rtt: rtt))
     }
@@ -520,7 +524,7 @@ public final class MeshNode: @unchecked Sendable {
     /// the origin, its signature over this link.
     func welcomeMessage(binding: [UInt8]) -> EncodedMessage {
         EncodedMessage(.welcome(Welcome(originClock: wallClockMicros() + clockOffset, streamRate: streamRate, originKey: originKey,
-                                        originProof: signer?.proveLink(binding))))
+                                        originProof: signer?.proveLink(binding), substreams: peer.config.plan.count)))
     }
 }
 

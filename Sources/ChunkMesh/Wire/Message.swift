@@ -10,10 +10,14 @@ public struct Welcome: Equatable, Sendable {
     public var originKey: OriginPublicKey?
     /// From the origin only: its signature over this link's handshake (`OriginSigningKey.proveLink`).
     public var originProof: [UInt8]?
+    /// The origin's number of substreams (`source --substreams`): every peer cuts the stream the same way.
+    public var substreams: Int
 
-    public init(originClock: Int64, streamRate: Int64, originKey: OriginPublicKey? = nil, originProof: [UInt8]? = nil) {
+    public init(originClock: Int64, streamRate: Int64, originKey: OriginPublicKey? = nil, originProof: [UInt8]? = nil,
+                substreams: Int = SubstreamPlan.defaultCount) {
         self.originClock = originClock
         self.streamRate = streamRate
+        self.substreams = substreams
         self.originKey = originKey
         self.originProof = originProof
     }
@@ -47,6 +51,7 @@ public enum Message: Equatable, Sendable {
             let proof = welcome.originProof.flatMap { $0.count == 64 ? $0 : nil }
             out.writeInteger(UInt8(proof == nil ? 0 : 1))
             if let proof { out.writeBytes(proof) }
+            out.writeInteger(UInt8(clamping: welcome.substreams))
         case .chunk(let chunk):
             out = allocator.buffer(capacity: 1 + Chunk.headerLength + chunk.payload.readableBytes)
             out.writeInteger(Tag.chunk.rawValue)
@@ -92,6 +97,10 @@ public enum Message: Equatable, Sendable {
                 guard let proof = buffer.readBytes(length: 64) else { throw WireError.malformed("welcome's origin proof") }
                 welcome.originProof = proof
             }
+            guard let k = buffer.readInteger(as: UInt8.self), (1...PeerInfo.maxSubstreams).contains(Int(k)) else {
+                throw WireError.malformed("welcome's substreams")
+            }
+            welcome.substreams = Int(k)
             guard buffer.readableBytes == 0 else { throw WireError.malformed("trailing bytes after welcome") }
             return .welcome(welcome)
         case .chunk:

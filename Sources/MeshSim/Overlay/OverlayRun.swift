@@ -222,8 +222,8 @@ public enum OverlaySimulation {
                 switch e.kind {
                 case .join:
                     // Any live peer bootstraps a joiner (design §7): a join URL may name any of them.
-                    sim.join(id, units: world.units[e.peer], sched: world.sched[e.peer], seed: sc.seed &* 1_000_003 &+ UInt64(e.peer),
-                             bootstrap: sc.bootstrap == .origin ? sim.origin : sim.livePeer(bootstraps.next()))
+                    sim.join(id, uplink: BitRate(bitsPerSecond: world.uplink[e.peer]), streamRate: sc.rate,
+                             seed: sc.seed &* 1_000_003 &+ UInt64(e.peer), bootstrap: sc.bootstrap == .origin ? sim.origin : sim.livePeer(bootstraps.next()))
                 case .fail:
                     departedChanges += sim.peers[id]?.parentChanges ?? 0
                     sim.kill(id)

@@ -142,9 +142,10 @@ public struct OverlayWorld: Sendable {
         events += pending.filter { $0.at < scenario.duration }
         events.sort { ($0.at, $0.peer) < ($1.at, $1.peer) }
         let plan = SubstreamPlan(count: scenario.k)
-        let chunkBytes = Int(rate * Double(scenario.chunkDuration) / 8e6)
+        // As every peer sizes itself (`MeshPeerConfig.size`): the baselines see the same units and sched.
         units = uplink.map { plan.units(uplink: BitRate(bitsPerSecond: $0), streamRate: scenario.rate) }
-        sched = uplink.map { SubstreamPlan.scheduleDelay(chunkBytes: chunkBytes, uplink: BitRate(bitsPerSecond: $0)) }
+        sched = uplink.map { SubstreamPlan.scheduleDelay(streamRate: scenario.rate, chunkDuration: scenario.chunkDuration,
+                                                          uplink: BitRate(bitsPerSecond: $0)) }
     }
 
     /// All peers ever, the origin included.
