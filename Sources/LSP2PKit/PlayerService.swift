@@ -67,6 +67,7 @@ final class PlayerSession: @unchecked Sendable {
     private var node: MeshNode?
     private let joinedAt = monotonicMicros()
     private var joined = false
+    private var joinFailures = JoinFailures()
     private var lastChunkAt = monotonicMicros()
     private var firstChunkMs: Double?
     private var parents: [Report.ParentChange] = []
@@ -140,6 +141,7 @@ final class PlayerSession: @unchecked Sendable {
         case .welcome:
             break // the node took the origin clock from its bootstrap
         case .linkFailed(let peer, let error) where peer == source && !joined:
+            guard joinFailures.isFinal(error) else { break }
             if isWrongKey(error) {
                 finish(failure: "wrong key: \(source) does not hold the channel key (\(service.key))")
             } else if error is HandshakeError || error is WireError || error is LinkCipherError {
@@ -300,6 +302,19 @@ public struct Report: Codable, Equatable {
     public func write(to path: String) throws {
         let encoder = JSONEncoder.reports
         try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+}
+
+/// A joiner's failures to reach its bootstrap before it joined. A wrong key or nobody listening ends the run at
+/// once; anything else (a reset: a crowded node turns handshakes away) is tried again, as the core redials every
+/// 2 s, up to `limit` times.
+struct JoinFailures {
+    static let limit = 5
+    private var count = 0
+
+    mutating func isFinal(_ error: Error) -> Bool {
+        count += 1
+        return isWrongKey(error) || describeConnectError(error) == "connection refused" || count >= Self.limit
     }
 }
 

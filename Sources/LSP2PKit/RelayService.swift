@@ -34,6 +34,7 @@ public struct RelayService {
         // Woken by a stop signal or a failure to join; nothing polls.
         let wake = DispatchSemaphore(value: 0)
         let joined = NIOLockedValueBox(false)
+        let failures = NIOLockedValueBox(JoinFailures())
         let source = bootstrap.description
         let node = MeshNode(configuration: config, group: group, logger: logger, onEvent: { event in
             switch event {
@@ -41,6 +42,7 @@ public struct RelayService {
                 joined.withLockedValue { $0 = true }
                 logger.info("joined \(source) (\(suite))")
             case .linkFailed(let peer, let error) where peer == source && !joined.withLockedValue({ $0 }):
+                guard failures.withLockedValue({ $0.isFinal(error) }) else { break }
                 failure.withLockedValue { $0 = isWrongKey(error) ? "wrong key: \(source) does not hold the channel key (\(key))"
                                                         : "cannot join \(source): \(describeConnectError(error))" }
                 wake.signal()

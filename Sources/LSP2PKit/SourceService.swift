@@ -81,6 +81,10 @@ public struct SourceService {
         if waitReceivers > 0 {
             logger.info("waiting for \(waitReceivers) receiver(s)")
             while origin.stats.links < waitReceivers, !ingest.isStopRequested { usleep(20_000) }
+            // Linked is not yet fed: the stream starts once one of them has subscribed (a few seconds at most), or a
+            // fast input would be gone before the first subscribe comes.
+            let linked = monotonicMicros()
+            while origin.snapshot().children.isEmpty, monotonicMicros() - linked < 5_000_000, !ingest.isStopRequested { usleep(20_000) }
         }
 
         let started = monotonicMicros()

@@ -68,14 +68,17 @@ struct Membership {
         if connected.insert(peer).inserted { linked.append(peer) }
     }
 
+    /// The link is closed, its news kept as hearsay (a probe's): within the view's bound.
     mutating func unlink(_ peer: PeerID) {
-        if connected.remove(peer) != nil { linked.removeAll { $0 == peer } }
+        guard connected.remove(peer) != nil else { return }
+        linked.removeAll { $0 == peer }
+        if hearsayCount > Self.maxHearsay { trim(to: Self.maxHearsay, before: .max) }
     }
 
     /// The link and its news are gone (it is not chosen again at once); what it owed us is void.
     mutating func forget(_ peer: PeerID) {
-        unlink(peer)
         drop(peer)
+        unlink(peer)
         peersAsked.removeValue(forKey: peer)
         unaskedPeers.removeValue(forKey: peer)
     }
@@ -123,10 +126,17 @@ struct Membership {
 
     /// Room for one more hearsay record: when the view is full, its stalest quarter (heard before now) goes.
     private mutating func makeRoom(now: Int64) -> Bool {
-        guard news.count - connected.count >= Self.maxHearsay else { return true }
-        let stale = heardAt.filter { !connected.contains($0.key) && $0.value < now }.map { ($0.key, $0.value) }
-            .sorted { ($0.1, $0.0) < ($1.1, $1.0) }
-            .prefix(max(1, Self.maxHearsay / 4))
+        guard hearsayCount >= Self.maxHearsay else { return true }
+        return trim(to: Self.maxHearsay - Self.maxHearsay / 4, before: now)
+    }
+
+    /// The stalest hearsay heard before `before` goes until `count` are left; true if some went.
+    @discardableResult
+    private mutating func trim(to count: Int, before: Int64) -> Bool {
+        let hearsay = heardAt.filter { !connected.contains($0.key) && $0.value < before }.map { ($0.key, $0.value) }
+        let excess = hearsayCount - count
+        guard excess > 0 else { return false }
+        let stale = hearsay.sorted { ($0.1, $0.0) < ($1.1, $1.0) }.prefix(excess)
         for (id, _) in stale { drop(id) }
         return !stale.isEmpty
     }
