@@ -244,6 +244,7 @@ public final class SimulatedMesh {
         for action in actions {
             switch action {
             case .connect(let other):
+                messageCounts["(connect)", default: 0] += 1
                 let d = oneWayDelay(id, other)
                 if alive.contains(other) {
                     link(Link(id, other))

@@ -129,6 +129,8 @@ public struct MeshPeer {
     /// Parent changes by cause (a parent lost, refused, starved...; a move found by improvement or selection).
     public private(set) var changeCauses: [String: Int] = [:]
     private var pendingCause = "select"
+    /// Links this peer opened, by why (to ask a parent, to probe, to explore, to reach its bootstrap).
+    public private(set) var dialCauses: [String: Int] = [:]
     public private(set) var leaving = false
     /// The time of the event being handled.
     private var lastNow: Int64 = 0
@@ -500,11 +502,13 @@ public struct MeshPeer {
         out += gossip(now: now)
         guard !config.isOrigin else { return out + announceIfChanged(now: now) }
         if now >= nextProbe {
-            nextProbe = now + Self.probePeriod
+            // Short of parents, a probe a second; fed, one an improvement round (which backs off at a local minimum).
+            nextProbe = now + (hasAllParents ? improvementPeriod : Self.probePeriod)
             out += probe()
         }
         if !hasAllParents, let bootstrap = config.bootstrap, !members.isLinked(bootstrap), now >= nextBootstrapTry {
             nextBootstrapTry = now + 2_000_000
+            dialCauses["bootstrap", default: 0] += 1
             out.append(.connect(bootstrap))
         }
         // A substream whose parent stays connected but forwards nothing is as good as orphaned.
@@ -579,13 +583,19 @@ public struct MeshPeer {
     /// (the driver pings every link), so choices and moves weigh real delays; the link closes when idle.
     private mutating func probe() -> [MeshAction] {
         guard !leaving, members.mayProbe(now: lastNow) else { return [] }
-        // Only the newest news is weighed: a short list, not every peer heard of.
-        let unmeasured = members.probeCandidates { parentSet.awaitingLink[$0] != nil }.compactMap(candidate)
+        // Only the newest news is weighed: a short list, not every peer heard of. A fed peer probes only a candidate
+        // that could be a move: one that, even at the typical link delay, beats its worst substream by the margin.
+        let worst = hasAllParents ? delayFromSource : nil
+        let unmeasured = members.probeCandidates { parentSet.awaitingLink[$0] != nil }.compactMap(candidate).filter { c in
+            guard let worst else { return true }
+            return config.plan.all.contains { s in c.canFeed(s, to: config.me) && worst - c.delayVia(s) > improvementMargin(worst) }
+        }
         guard let best = unmeasured.max(by: { a, b in
             let (pa, pb) = (a.power(needing: config.plan.all, me: config.me), b.power(needing: config.plan.all, me: config.me))
             return pa != pb ? pa < pb : a.id > b.id
         }) else { return explore() }
         members.startProbe(best.id, now: lastNow)
+        dialCauses["probe", default: 0] += 1
         return [.connect(best.id)]
     }
 
@@ -597,8 +607,12 @@ public struct MeshPeer {
         guard !options.isEmpty else { return [] }
         let id = options.sorted()[Int(rng.next() % UInt64(options.count))]
         members.startProbe(id, now: lastNow)
+        dialCauses["explore", default: 0] += 1
         return [.connect(id)]
     }
+
+    /// What a move must gain on a delay: the hysteresis, or `relativeHysteresis` of it.
+    private func improvementMargin(_ delay: Int64) -> Int64 { max(config.hysteresis, Int64(Double(delay) * config.relativeHysteresis)) }
 
     /// Peers linked for a reason: parents, children, and those asked to be one.
     private func hasRole(_ peer: PeerID) -> Bool { childSet.contains(peer) || parentSet.involved.contains(peer) }
@@ -742,7 +756,10 @@ public struct MeshPeer {
         for (peer, substreams) in byPeer.sorted(by: { $0.key < $1.key }) {
             if let room = members[peer]?.info.residualUnits { members.setRoom(of: peer, room - substreams.count) }
             let linked = members.isLinked(peer)
-            if parentSet.ask(peer, for: substreams, now: now, linked: linked) { out.append(.connect(peer)) }
+            if parentSet.ask(peer, for: substreams, now: now, linked: linked) {
+                dialCauses["parent", default: 0] += 1
+                out.append(.connect(peer))
+            }
             if linked { out.append(.send(peer, .subscribe(substreams.sorted(), fromSeq: store.resumeSeq(for: Set(substreams))))) }
         }
         return out

@@ -130,6 +130,7 @@ extension ScaleFigures {
             String(format: "wake-ups %.2f per peer per second; parent changes %.2f per peer per minute over the run, %.2f over the measured window",
                    wakeupsPerPeerSecond, parentChangesPerPeerMinute, parentChangesPerPeerMinuteMeasured),
             "parent changes by cause: " + parentChangeCauses.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+            "links opened by cause: " + dialCauses.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
             "messages per peer per second: " + messagesPerPeerSecond.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
         ]
     }

@@ -59,6 +59,8 @@ public struct ScaleFigures: Codable, Sendable {
     public var parentChangesPerPeerMinuteMeasured = 0.0
     /// Parent changes of the peers alive at the end, by cause.
     public var parentChangeCauses: [String: Int]
+    /// Links opened by the peers alive at the end, by why.
+    public var dialCauses: [String: Int]
     /// Control messages sent over the run, by kind, per peer and second.
     public var messagesPerPeerSecond: [String: Double]
 }
@@ -287,6 +289,9 @@ public enum OverlaySimulation {
                             parentChangesPerPeerMinute: Double(changes) / max(1, peerSeconds) * 60,
                             parentChangeCauses: sim.alive.reduce(into: [:]) { all, id in
                                 for (cause, n) in sim.peers[id]?.changeCauses ?? [:] { all[cause, default: 0] += n }
+                            },
+                            dialCauses: sim.alive.reduce(into: [:]) { all, id in
+                                for (cause, n) in sim.peers[id]?.dialCauses ?? [:] { all[cause, default: 0] += n }
                             },
                             messagesPerPeerSecond: sim.messageCounts.mapValues { (Double($0) / max(1, peerSeconds) * 100).rounded() / 100 })
     }
