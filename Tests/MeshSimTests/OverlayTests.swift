@@ -81,6 +81,22 @@ final class OverlayTests: XCTestCase {
         XCTAssertGreaterThan(r.rateRatio, 0.9, "the mesh keeps the stream going")
     }
 
+    /// Design §7: a crowd that all joins through the origin within two seconds leaves no node, the origin least of
+    /// all, with more than a bounded number of links; the mesh walked node to node still lists everyone.
+    func testAFlashCrowdThroughTheOriginLeavesEveryNodeFewLinks() {
+        var sc = scenario(peers: 300, duration: 40)
+        sc.joinSpread = 2_000_000
+        sc.bootstrap = .origin
+        let r = OverlaySimulation.run(.fastmesh, world: OverlayWorld(sc))
+        guard let scale = r.scale else { return XCTFail("fastmesh reports its scale figures") }
+        // A peer keeps 32 links (`MeshPeerConfig.maxLinks`); strangers past that are answered and let go.
+        XCTAssertLessThanOrEqual(scale.maxLinks, 64, "links at the busiest node")
+        XCTAssertEqual(scale.withoutChunk, 0)
+        XCTAssertEqual(scale.meshListed, scale.meshAlive, "the walk from the origin finds every live peer")
+        XCTAssertGreaterThan(r.rateRatio, 0.99)
+        XCTAssertEqual(r.loopsSeen, 0)
+    }
+
     func testFastMeshIsWellAheadOfARandomMesh() {
         let world = OverlayWorld(scenario(peers: 150, duration: 90))
         let fast = OverlaySimulation.run(.fastmesh, world: world)

@@ -1,0 +1,189 @@
+@testable import ChunkMesh
+import NIOCore
+import XCTest
+
+/// The parts `MeshPeer` is made of, each on its own: no links, no clock, no other part.
+final class MeshPartsTests: XCTestCase {
+    private func chunk(_ seq: UInt64, randomAccess: Bool = false) -> Chunk {
+        Chunk(seq: seq, epoch: 1, ingestTime: Int64(seq) * 200_000, pts: 0, duration: 200_000,
+              flags: randomAccess ? .randomAccess : [], payload: ByteBuffer(bytes: [0x47]))
+    }
+
+    private func info(_ id: PeerID, units: Int = 4, delay: Int64? = 1_000, parent: PeerID? = nil) -> PeerInfo {
+        PeerInfo(id: id, delays: [delay, delay], residualUnits: units, scheduleDelay: 1_000,
+                 ancestors: [parent.map { [$0] } ?? [], parent.map { [$0] } ?? []], epoch: 1)
+    }
+
+    // MARK: ChunkWindow
+
+    func testTheWindowKeepsItsCapacityAndResumesAfterWhatItHolds() {
+        var window = ChunkWindow(capacity: 8)
+        for seq in 0..<20 { window.insert(chunk(UInt64(seq)), substream: seq % 2) }
+        XCTAssertEqual(window.low, 12)
+        XCTAssertNil(window[11])
+        XCTAssertNotNil(window[12])
+        XCTAssertEqual(window.newest, 19)
+        XCTAssertEqual(window.resumeSeq(for: [0]), 19, "after the newest of substream 0 (18)")
+        XCTAssertEqual(window.resumeSeq(for: [0, 1]), 19)
+        XCTAssertTrue(window.isFarAhead(28))
+        XCTAssertFalse(window.isFarAhead(27))
+    }
+
+    func testANewcomersBacklogStartsAtTheNewestRandomAccessChunk() {
+        var window = ChunkWindow(capacity: 32)
+        for seq in 0..<20 { window.insert(chunk(UInt64(seq), randomAccess: seq % 5 == 0), substream: 0) }
+        XCTAssertEqual(window.backlog(from: 0, horizon: 100, in: { _ in true }).map(\.seq), [15, 16, 17, 18, 19])
+        XCTAssertEqual(window.backlog(from: 3, horizon: 4, in: { _ in true }).map(\.seq), [15, 16, 17, 18, 19], "never past the horizon")
+        XCTAssertEqual(window.backlog(from: 17, horizon: 100, in: { $0 % 2 == 0 }).map(\.seq), [18])
+    }
+
+    func testRepairsAskForGapsBehindTheNewestOfTheirSubstreamOnlyAndNotTooOften() {
+        var window = ChunkWindow(capacity: 64)
+        for seq: UInt64 in [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11] { window.insert(chunk(seq), substream: Int(seq % 4)) }
+        XCTAssertTrue(window.hasGap(substreams: 4))
+        let first = window.repairsDue(now: 1_000_000, substreams: 4, horizon: 100, retryAfter: 400_000)
+        XCTAssertEqual(first.map(\.seq), [4])
+        XCTAssertEqual(first.map(\.tries), [1])
+        XCTAssertTrue(window.wasAsked(4))
+        XCTAssertEqual(window.repairsDue(now: 1_200_000, substreams: 4, horizon: 100, retryAfter: 400_000).map(\.seq), [], "asked lately")
+        XCTAssertEqual(window.repairsDue(now: 1_500_000, substreams: 4, horizon: 100, retryAfter: 400_000).map(\.tries), [2])
+        window.insert(chunk(4), substream: 0)
+        XCTAssertFalse(window.hasGap(substreams: 4))
+        XCTAssertFalse(window.wasAsked(4))
+        // 12 is not missing yet: 13-15 may still be on their way from other parents.
+        window.insert(chunk(16), substream: 0)
+        XCTAssertEqual(window.repairsDue(now: 2_000_000, substreams: 4, horizon: 100, retryAfter: 400_000).map(\.seq), [12])
+    }
+
+    // MARK: ChildSet
+
+    func testALinkCarriesAChunkOnceAndRepairsComeFromABudget() {
+        var children = ChildSet()
+        children.add("c:1", [0, 1])
+        XCTAssertTrue(children.markSent(7, to: "c:1"))
+        XCTAssertFalse(children.markSent(7, to: "c:1"))
+        XCTAssertEqual(children.usedUnits, 2)
+        XCTAssertEqual(children.receivers(of: 1, endOfStream: false), ["c:1"])
+        XCTAssertEqual(children.receivers(of: 2, endOfStream: false), [])
+        XCTAssertEqual(children.receivers(of: 2, endOfStream: true), ["c:1"])
+        let granted = (0..<20).filter { _ in children.takeRepair(for: "c:1", now: 0, chunkDuration: 200_000) }.count
+        XCTAssertEqual(granted, ChildSet.repairBurst)
+        XCTAssertTrue(children.takeRepair(for: "c:1", now: 200_000, chunkDuration: 200_000), "a chunk duration refills one")
+        children.drop("c:1")
+        XCTAssertTrue(children.isEmpty)
+        XCTAssertTrue(children.markSent(7, to: "c:1"), "a new link owes nothing of the old one")
+    }
+
+    func testOnlyAMuchStrongerAskerEvictsAChildAndNotOverAndOver() {
+        var children = ChildSet()
+        children.add("weak:1", [0])
+        children.add("mid:1", [0])
+        let sched: [PeerID: Int64] = ["weak:1": 9_000, "mid:1": 4_000, "strong:1": 2_000, "strong:2": 2_000, "same:1": 7_000]
+        XCTAssertNil(children.weaker(than: "same:1", askerSched: 7_000, in: 0, now: 0, sched: { sched[$0] }), "not 1.5× stronger")
+        XCTAssertEqual(children.weaker(than: "strong:1", askerSched: 2_000, in: 0, now: 0, sched: { sched[$0] }), "weak:1")
+        children.preempt("weak:1", for: "strong:1", in: 0, now: 0)
+        children.add("strong:1", [0])
+        children.add("weak:1", [0])
+        XCTAssertEqual(children.weaker(than: "strong:2", askerSched: 2_000, in: 0, now: 1_000_000, sched: { sched[$0] }), "mid:1",
+                       "the evicted child is protected a while")
+        XCTAssertNil(children.weaker(than: "strong:1", askerSched: 2_000, in: 0, now: 1_000_000, sched: { sched[$0] }),
+                     "an asker evicts once in a while")
+    }
+
+    // MARK: ParentSet and Penalties
+
+    func testAParentIsTakenOnlyWhenAskedAndALossyOneIsFound() {
+        var parents = ParentSet(count: 2)
+        XCTAssertEqual(parents.accept(0, from: "p:1", now: 0, heldUpTo: nil).taken, false, "a yes nobody asked for")
+        XCTAssertTrue(parents.ask("p:1", for: [0, 1], now: 0, linked: false), "not linked: dial")
+        XCTAssertFalse(parents.ask("p:1", for: [0], now: 0, linked: false), "dialling already")
+        XCTAssertEqual(parents.linkUp("p:1"), [0, 1])
+        XCTAssertEqual(parents.accept(0, from: "p:1", now: 0, heldUpTo: 10).taken, true)
+        XCTAssertEqual(parents.needed, [])
+        XCTAssertEqual(parents.substreams(from: "p:1"), [0])
+        // Substream 0's slots are even seqs: 12, 14, 16... Two of ten missing is lossy.
+        XCTAssertFalse(parents.tally(12, substream: 0))
+        XCTAssertFalse(parents.tally(16, substream: 0), "one slot missed")
+        XCTAssertTrue(parents.tally(20, substream: 0), "two")
+        parents.fed(0, now: 1_000)
+        XCTAssertEqual(parents.starved(now: 5_000_000, timeout: 2_000_000), [0])
+        XCTAssertFalse(parents.flowing(now: 5_000_000, timeout: 2_000_000))
+        XCTAssertEqual(parents.drop("p:1"), [0])
+        XCTAssertEqual(parents.pending.count, 0, "the ask for 1 went with the link")
+    }
+
+    func testPenaltiesDoubleAndFollowARename() {
+        var penalties = Penalties()
+        penalties.punish("x:1", now: 0)
+        XCTAssertTrue(penalties.isAvoided("x:1", now: 29_000_000))
+        XCTAssertFalse(penalties.isAvoided("x:1", now: 31_000_000))
+        penalties.punish("x:1", now: 31_000_000)
+        XCTAssertTrue(penalties.isAvoided("x:1", now: 31_000_000 + 59_000_000), "twice as long")
+        penalties.rename("x:1", to: "y:1")
+        XCTAssertTrue(penalties.isAvoided("y:1", now: 32_000_000))
+        XCTAssertFalse(penalties.isAvoided("x:1", now: 32_000_000))
+    }
+
+    // MARK: Membership
+
+    func testTheViewIsBoundedAndFresherHearsayReplacesTheStalest() {
+        var members = Membership(assumedLinkDelay: 1_000)
+        members.link("n:1")
+        members.heard(info("n:1"), now: 0)
+        for round in 0..<20 {
+            members.owe("n:1")
+            XCTAssertEqual(members.answer(from: "n:1"), .owed)
+            members.heard(hearsay: (0..<8).map { info("h\(round)-\($0):1") }, me: "me:1", now: Int64(round + 1) * 1_000)
+            XCTAssertLessThanOrEqual(members.hearsayCount, Membership.maxHearsay)
+        }
+        XCTAssertNotNil(members["h19-0:1"], "the newest stays")
+        XCTAssertNil(members["h0-0:1"], "the stalest went")
+        XCTAssertNotNil(members["n:1"], "a linked peer's own news is never pushed out")
+    }
+
+    func testAnswersAreTakenOnlyWhenOwed() {
+        var members = Membership(assumedLinkDelay: 1_000)
+        members.owe("n:1")
+        XCTAssertEqual(members.answer(from: "n:1"), .owed)
+        for _ in 0..<Membership.maxUnaskedPeers { XCTAssertEqual(members.answer(from: "n:1"), .unasked) }
+        XCTAssertEqual(members.answer(from: "n:1"), .tooManyUnasked)
+    }
+
+    func testRoomHandedOutToOneJoinerIsNotHandedToTheNext() {
+        var members = Membership(assumedLinkDelay: 1_000)
+        var rng = SplitMixRandom(seed: 1)
+        for id in ["a:1", "j1:1", "j2:1"] { members.link(id) }
+        members.heard(info("a:1", units: 4), now: 0)
+        members.heard(info("j1:1", delay: nil), now: 0)
+        members.heard(info("j2:1", delay: nil), now: 0)
+        XCTAssertEqual(members.sample(for: "j1:1", substreams: 4, now: 1, rng: &rng).map(\.residualUnits), [4])
+        XCTAssertEqual(members.sample(for: "j1:1", substreams: 4, now: 2, rng: &rng).map(\.residualUnits), [4], "asking again")
+        XCTAssertEqual(members.sample(for: "j2:1", substreams: 4, now: 3, rng: &rng).map(\.residualUnits), [0], "given to j1")
+        XCTAssertEqual(members.sample(for: "j2:1", substreams: 4, now: 3 + Membership.handOutMemory, rng: &rng).map(\.residualUnits), [4])
+    }
+
+    // MARK: MeshCrawl
+
+    func testTheWalkListsEveryPeerFromTheViewsOfTheOthers() {
+        // o feeds a and b; a feeds c (a leaf nobody can reach: its parent's view names it).
+        let views: [PeerID: [PeerInfo]] = [
+            "o:1": [info("o:1", delay: 0), info("a:1", parent: "o:1"), info("b:1", parent: "o:1")],
+            "a:1": [info("a:1", parent: "o:1"), info("o:1", delay: 0), info("c:1", parent: "a:1")],
+            "b:1": [info("b:1", parent: "o:1"), info("o:1", delay: 0)],
+        ]
+        var walk = MeshCrawl(start: "o:1")
+        var asked: [PeerID] = []
+        while let id = walk.next() {
+            asked.append(id)
+            if let view = views[id] { walk.answer(from: id, view: view) } else { walk.failure(id) }
+        }
+        XCTAssertEqual(walk.listing.map(\.id), ["o:1", "a:1", "b:1", "c:1"])
+        XCTAssertEqual(Set(asked), ["o:1", "a:1", "b:1", "c:1"])
+        XCTAssertEqual(walk.failed, 1)
+        XCTAssertEqual(walk.listing.last?.ancestors[0], ["a:1"])
+        var limited = MeshCrawl(start: "o:1", limit: 1)
+        _ = limited.next()
+        limited.answer(from: "o:1", view: views["o:1"]!)
+        XCTAssertNil(limited.next(), "the limit is kept")
+    }
+}
