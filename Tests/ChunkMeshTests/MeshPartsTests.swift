@@ -30,29 +30,29 @@ final class MeshPartsTests: XCTestCase {
     }
 
     func testANewcomersBacklogStartsAtTheNewestRandomAccessChunk() {
-        var window = ChunkWindow(capacity: 32)
+        var window = ChunkWindow(capacity: 32, horizon: 4)
         for seq in 0..<20 { window.insert(chunk(UInt64(seq), randomAccess: seq % 5 == 0), substream: 0) }
-        XCTAssertEqual(window.backlog(from: 0, horizon: 100, in: { _ in true }).map(\.seq), [15, 16, 17, 18, 19])
-        XCTAssertEqual(window.backlog(from: 3, horizon: 4, in: { _ in true }).map(\.seq), [15, 16, 17, 18, 19], "never past the horizon")
-        XCTAssertEqual(window.backlog(from: 17, horizon: 100, in: { $0 % 2 == 0 }).map(\.seq), [18])
+        XCTAssertEqual(window.backlog(from: 0, in: { _ in true }).map(\.seq), [15, 16, 17, 18, 19])
+        XCTAssertEqual(window.backlog(from: 3, in: { _ in true }).map(\.seq), [15, 16, 17, 18, 19], "never past the horizon")
+        XCTAssertEqual(window.backlog(from: 17, in: { $0 % 2 == 0 }).map(\.seq), [18])
     }
 
     func testRepairsAskForGapsBehindTheNewestOfTheirSubstreamOnlyAndNotTooOften() {
-        var window = ChunkWindow(capacity: 64)
+        var window = ChunkWindow(capacity: 64, horizon: 100)
         for seq: UInt64 in [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11] { window.insert(chunk(seq), substream: Int(seq % 4)) }
         XCTAssertTrue(window.hasGap(substreams: 4))
-        let first = window.repairsDue(now: 1_000_000, substreams: 4, horizon: 100, retryAfter: 400_000)
+        let first = window.repairsDue(now: 1_000_000, substreams: 4, retryAfter: 400_000)
         XCTAssertEqual(first.map(\.seq), [4])
         XCTAssertEqual(first.map(\.tries), [1])
         XCTAssertTrue(window.wasAsked(4))
-        XCTAssertEqual(window.repairsDue(now: 1_200_000, substreams: 4, horizon: 100, retryAfter: 400_000).map(\.seq), [], "asked lately")
-        XCTAssertEqual(window.repairsDue(now: 1_500_000, substreams: 4, horizon: 100, retryAfter: 400_000).map(\.tries), [2])
+        XCTAssertEqual(window.repairsDue(now: 1_200_000, substreams: 4, retryAfter: 400_000).map(\.seq), [], "asked lately")
+        XCTAssertEqual(window.repairsDue(now: 1_500_000, substreams: 4, retryAfter: 400_000).map(\.tries), [2])
         window.insert(chunk(4), substream: 0)
         XCTAssertFalse(window.hasGap(substreams: 4))
         XCTAssertFalse(window.wasAsked(4))
         // 12 is not missing yet: 13-15 may still be on their way from other parents.
         window.insert(chunk(16), substream: 0)
-        XCTAssertEqual(window.repairsDue(now: 2_000_000, substreams: 4, horizon: 100, retryAfter: 400_000).map(\.seq), [12])
+        XCTAssertEqual(window.repairsDue(now: 2_000_000, substreams: 4, retryAfter: 400_000).map(\.seq), [12])
     }
 
     // MARK: ChildSet

@@ -26,26 +26,38 @@ struct ChildSet {
     func serves(_ substream: Int) -> Bool { substreams.values.contains { $0.contains(substream) } }
 
     /// Children a chunk of `substream` goes to (every child for the end of the stream), by id.
-    func receivers(of substream: Int, endOfStream: Bool) -> [PeerID] {
-        substreams.filter { endOfStream || $0.value.contains(substream) }.keys.sorted()
+    /// Kept between changes: it is read for every chunk.
+    mutating func receivers(of substream: Int, endOfStream: Bool) -> [PeerID] {
+        if endOfStream { return substreams.keys.sorted() }
+        if let cached = receiversOf[substream] { return cached }
+        let list = substreams.filter { $0.value.contains(substream) }.keys.sorted()
+        receiversOf[substream] = list
+        return list
     }
 
-    mutating func add(_ child: PeerID, _ taken: [Int]) { substreams[child, default: []].formUnion(taken) }
+    private var receiversOf: [Int: [PeerID]] = [:]
+
+    mutating func add(_ child: PeerID, _ taken: [Int]) {
+        substreams[child, default: []].formUnion(taken)
+        receiversOf.removeAll()
+    }
 
     mutating func remove(_ child: PeerID, _ dropped: [Int]) {
         substreams[child]?.subtract(dropped)
         if substreams[child]?.isEmpty == true { substreams.removeValue(forKey: child) }
+        receiversOf.removeAll()
     }
 
     /// The link to it is gone: nothing is owed any more.
     mutating func drop(_ peer: PeerID) {
-        substreams.removeValue(forKey: peer)
+        if substreams.removeValue(forKey: peer) != nil { receiversOf.removeAll() }
         sentTo.removeValue(forKey: peer)
         repairBudget.removeValue(forKey: peer)
     }
 
     mutating func rename(_ old: PeerID, to new: PeerID) {
         if let subs = substreams.removeValue(forKey: old) { substreams[new, default: []].formUnion(subs) }
+        receiversOf.removeAll()
         if let seqs = sentTo.removeValue(forKey: old) { sentTo[new] = seqs }
         if let budget = repairBudget.removeValue(forKey: old) { repairBudget[new] = budget }
     }

@@ -13,8 +13,13 @@ struct ChunkWindow {
     private var asked: [UInt64: (at: Int64, tries: Int)] = [:]
     /// Where the next repair scan starts: every chunk before it is held (or out of reach).
     private var scanFrom: UInt64 = 0
+    /// How far behind the newest a missing chunk is still worth a repair, in chunks.
+    var horizon: UInt64
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacity: Int, horizon: UInt64 = .max) {
+        self.capacity = capacity
+        self.horizon = horizon
+    }
 
     subscript(seq: UInt64) -> Chunk? { chunks[seq] }
 
@@ -35,6 +40,7 @@ struct ChunkWindow {
         newest = max(newest ?? chunk.seq, chunk.seq)
         first = min(first ?? chunk.seq, chunk.seq)
         lastOf[substream] = max(lastOf[substream] ?? chunk.seq, chunk.seq)
+        defer { advanceScan() }
         guard chunks.count > capacity, let high = newest else { return false }
         let newLow = high >= UInt64(capacity) ? high - UInt64(capacity) + 1 : 0
         if newLow - low < UInt64(chunks.count) {
@@ -47,8 +53,15 @@ struct ChunkWindow {
         return true
     }
 
+    /// Moves the scan's start past what is held, from the first chunk worth a repair.
+    private mutating func advanceScan() {
+        let reach = newest.map { $0 > horizon ? $0 - horizon : 0 } ?? 0
+        scanFrom = max(scanFrom, low, first ?? 0, reach)
+        while chunks[scanFrom] != nil { scanFrom += 1 }
+    }
+
     /// A new run: nothing held is of use.
-    mutating func reset() { self = ChunkWindow(capacity: capacity) }
+    mutating func reset() { self = ChunkWindow(capacity: capacity, horizon: horizon) }
 
     /// Where a (re)subscription to these substreams should start: just after what is held of them, or after the
     /// newest chunk (0 for a newcomer).
@@ -60,7 +73,7 @@ struct ChunkWindow {
 
     /// What a new child is sent first, in seq order: from `fromSeq`, or for a newcomer (0) from the newest
     /// random-access chunk; never more than `horizon` chunks back.
-    func backlog(from fromSeq: UInt64, horizon: UInt64, in substream: (UInt64) -> Bool) -> [Chunk] {
+    func backlog(from fromSeq: UInt64, in substream: (UInt64) -> Bool) -> [Chunk] {
         let newestRandomAccess = chunks.values.filter(\.isRandomAccess).map(\.seq).max() ?? .max
         let floor = (newest ?? 0) > horizon ? newest! - horizon : 0
         let start = fromSeq > 0 ? max(fromSeq, floor) : newestRandomAccess
@@ -69,18 +82,14 @@ struct ChunkWindow {
 
     /// A chunk missing behind the newest of its substream (`k` substreams): the repair scan has work.
     func hasGap(substreams k: Int) -> Bool {
+        // Everything from the first chunk up to `scanFrom` is held, and `scanFrom` itself is not.
         guard let high = newest else { return false }
-        var seq = max(scanFrom, low, first ?? 0)
-        while seq + UInt64(k) <= high {
-            if chunks[seq] == nil { return true }
-            seq += 1
-        }
-        return false
+        return scanFrom + UInt64(k) <= high
     }
 
     /// Missing chunks to ask for now (at most `limit`), with how often each was asked before: those behind the
     /// newest of their substream, within `horizon` chunks of the newest, not asked within `retryAfter`.
-    mutating func repairsDue(now: Int64, substreams k: Int, horizon: UInt64, retryAfter: Int64, limit: Int = 8) -> [(seq: UInt64, tries: Int)] {
+    mutating func repairsDue(now: Int64, substreams k: Int, retryAfter: Int64, limit: Int = 8) -> [(seq: UInt64, tries: Int)] {
         guard let high = newest, high > UInt64(k) else { return [] }
         var due: [(seq: UInt64, tries: Int)] = []
         var seq = max(low, first ?? 0, high > horizon ? high - horizon : 0, scanFrom)

@@ -72,7 +72,7 @@ struct Membership {
     mutating func unlink(_ peer: PeerID) {
         guard connected.remove(peer) != nil else { return }
         linked.removeAll { $0 == peer }
-        if hearsayCount > Self.maxHearsay { trim(to: Self.maxHearsay, before: .max) }
+        if news.count > Self.maxHearsay, hearsayCount > Self.maxHearsay { trim(to: Self.maxHearsay, before: .max) }
     }
 
     /// The link and its news are gone (it is not chosen again at once); what it owed us is void.
@@ -126,7 +126,8 @@ struct Membership {
 
     /// Room for one more hearsay record: when the view is full, its stalest quarter (heard before now) goes.
     private mutating func makeRoom(now: Int64) -> Bool {
-        guard hearsayCount >= Self.maxHearsay else { return true }
+        // Hearsay is at most all news: counting it (a walk) is needed only when the news could be past the bound.
+        guard news.count >= Self.maxHearsay, hearsayCount >= Self.maxHearsay else { return true }
         return trim(to: Self.maxHearsay - Self.maxHearsay / 4, before: now)
     }
 

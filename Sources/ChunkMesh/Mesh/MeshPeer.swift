@@ -176,7 +176,7 @@ public struct MeshPeer {
         epoch = config.epoch
         members = Membership(assumedLinkDelay: config.assumedLinkDelay)
         parentSet = ParentSet(count: config.plan.count)
-        store = ChunkWindow(capacity: config.windowChunks)
+        store = ChunkWindow(capacity: config.windowChunks, horizon: UInt64(config.repairHorizon / max(1, config.chunkDuration)))
         improvementPeriod = config.improvementPeriod
     }
 
@@ -272,6 +272,11 @@ public struct MeshPeer {
             out += lose(peer, now: now)
         case .linkDelay(let peer, let measuredDelay):
             members.measured(peer, delay: min(max(1, measuredDelay), WireLimits.maxDelay), now: now)
+            // A probe was made because the peer looked like a move: the next round comes at the base pace.
+            if hasAllParents, members.probing.contains(peer) {
+                improvementPeriod = config.improvementPeriod
+                nextImprovement = min(nextImprovement, now + jittered(config.improvementPeriod))
+            }
         case .message(let peer, let message):
             out += receive(message, from: peer, now: now)
         case .chunk(let from, let chunk):
@@ -426,7 +431,7 @@ public struct MeshPeer {
         // What the child missed: from `fromSeq`, or for a newcomer from the newest random-access chunk; never more
         // than the repair horizon back, and never what this link has carried already.
         let plan = config.plan
-        for chunk in store.backlog(from: fromSeq, horizon: repairHorizonChunks, in: { granted.contains(plan.substream(of: $0)) }) {
+        for chunk in store.backlog(from: fromSeq, in: { granted.contains(plan.substream(of: $0)) }) {
             out += sendChunk(chunk, to: child)
         }
         return out
@@ -482,6 +487,7 @@ public struct MeshPeer {
         if store.insert(chunk, substream: s) { childSet.forgetSent(below: store.low, window: config.windowChunks) }
         if chunk.duration > 0, chunk.duration != config.chunkDuration {
             config.chunkDuration = chunk.duration
+            store.horizon = repairHorizonChunks
             config.size()
         }
         out.append(.deliver(chunk))
@@ -502,8 +508,8 @@ public struct MeshPeer {
         out += gossip(now: now)
         guard !config.isOrigin else { return out + announceIfChanged(now: now) }
         if now >= nextProbe {
-            // Short of parents, a probe a second; fed, one an improvement round (which backs off at a local minimum).
-            nextProbe = now + (hasAllParents ? improvementPeriod : Self.probePeriod)
+            // Short of parents, a probe a second; fed, one an improvement period, of a candidate that could be a move.
+            nextProbe = now + (hasAllParents ? config.improvementPeriod : Self.probePeriod)
             out += probe()
         }
         if !hasAllParents, let bootstrap = config.bootstrap, !members.isLinked(bootstrap), now >= nextBootstrapTry {
@@ -584,11 +590,13 @@ public struct MeshPeer {
     private mutating func probe() -> [MeshAction] {
         guard !leaving, members.mayProbe(now: lastNow) else { return [] }
         // Only the newest news is weighed: a short list, not every peer heard of. A fed peer probes only a candidate
-        // that could be a move: one that, even at the typical link delay, beats its worst substream by the margin.
+        // that could be a move: one that, over a link of no delay at all, would beat its worst substream by the margin.
         let worst = hasAllParents ? delayFromSource : nil
         let unmeasured = members.probeCandidates { parentSet.awaitingLink[$0] != nil }.compactMap(candidate).filter { c in
             guard let worst else { return true }
-            return config.plan.all.contains { s in c.canFeed(s, to: config.me) && worst - c.delayVia(s) > improvementMargin(worst) }
+            return config.plan.all.contains { s in
+                c.canFeed(s, to: config.me) && worst - (c.delayVia(s) - c.linkDelay) > improvementMargin(worst)
+            }
         }
         guard let best = unmeasured.max(by: { a, b in
             let (pa, pb) = (a.power(needing: config.plan.all, me: config.me), b.power(needing: config.plan.all, me: config.me))
@@ -705,8 +713,7 @@ public struct MeshPeer {
     private mutating func repair(now: Int64) -> [MeshAction] {
         guard !parentSet.isEmpty else { return [] }
         // Worth pulling: the chunks of the last `repairHorizon` (past that a playout deadline has surely gone by).
-        let due = store.repairsDue(now: now, substreams: config.plan.count, horizon: repairHorizonChunks,
-                                   retryAfter: 2 * config.chunkDuration)
+        let due = store.repairsDue(now: now, substreams: config.plan.count, retryAfter: 2 * config.chunkDuration)
         guard !due.isEmpty else { return [] }
         let sources = parentSet.distinct
         // Each try asks the next parent: the one asked first may be the one that lost it.
