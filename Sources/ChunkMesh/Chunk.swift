@@ -29,6 +29,9 @@ public struct Chunk: Equatable, Sendable {
     public var payload: ByteBuffer
     /// The origin's Ed25519 signature over the rest (`OriginSigningKey.sign`); empty until signed.
     public var signature: [UInt8] = []
+    /// The `Message.chunk` bytes this chunk was decoded from, if it came off a link: what a relay sends on (one
+    /// copy per hop, the link's cipher's). Not part of what the chunk is (`==` ignores it).
+    public internal(set) var wire: ByteBuffer?
 
     public init(seq: UInt64, epoch: UInt64 = 0, ingestTime: Int64, pts: Int64, duration: Int64, flags: Flags, payload: ByteBuffer) {
         self.seq = seq
@@ -38,6 +41,11 @@ public struct Chunk: Equatable, Sendable {
         self.duration = duration
         self.flags = flags
         self.payload = payload
+    }
+
+    public static func == (a: Chunk, b: Chunk) -> Bool {
+        (a.seq, a.epoch, a.ingestTime, a.pts, a.duration, a.flags.rawValue) == (b.seq, b.epoch, b.ingestTime, b.pts, b.duration, b.flags.rawValue)
+            && a.signature == b.signature && a.payload == b.payload
     }
 
     public var isRandomAccess: Bool { flags.contains(.randomAccess) }

@@ -13,6 +13,17 @@ final class FrameDecoderTests: XCTestCase {
 
     private func frame(_ type: FrameType, _ bytes: [UInt8]) -> Frame { Frame(type: type, payload: ByteBuffer(bytes: bytes)) }
 
+    func testARelayForwardsAChunkAsItCameWithoutReencodingIt() throws {
+        var chunk = Chunk(seq: 9, epoch: 2, ingestTime: 5, pts: 6, duration: 200_000, flags: .randomAccess,
+                          payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 376)))
+        OriginSigningKey().sign(&chunk)
+        let bytes = Message.chunk(chunk).encode()
+        guard case .chunk(let decoded) = try Message.decode(bytes) else { return XCTFail("a chunk") }
+        XCTAssertEqual(decoded, chunk)
+        XCTAssertEqual(decoded.wire, bytes, "the bytes it came in, ready to send on")
+        XCTAssertNil(chunk.wire, "the origin's own chunk is encoded once, by the driver")
+    }
+
     func testVerifierByteByByteAndManyAtOnce() throws {
         let cases: [(ByteBuffer, [Frame])] = [
             (encoded([frame(.hello, [1, 2, 3])]), [frame(.hello, [1, 2, 3])]),

@@ -5,6 +5,8 @@ import NIOCore
 public struct EncodedMessage: Sendable {
     public var bytes: ByteBuffer
     public init(_ message: Message) { bytes = message.encode() }
+    /// A message's bytes as they came off another link (a chunk a relay forwards).
+    public init(bytes: ByteBuffer) { self.bytes = bytes }
 }
 
 /// What the link tells the handler above it.

@@ -311,7 +311,10 @@ public final class MeshNode: @unchecked Sendable {
                 if configuration.faults.forgePayload, chunk.payload.readableBytes > 0 {
                     chunk.payload = ByteBuffer(bytes: [UInt8](repeating: 0x47, count: chunk.payload.readableBytes))
                 }
-                encoded = (chunk.seq, chunk.epoch, EncodedMessage(.chunk(chunk)))
+                // A chunk that came off a link goes on as it came (one copy per hop: the cipher's); the origin's own
+                // chunks are encoded once for all links.
+                let asReceived = configuration.faults.forgePayload ? nil : chunk.wire
+                encoded = (chunk.seq, chunk.epoch, asReceived.map { EncodedMessage(bytes: $0) } ?? EncodedMessage(.chunk(chunk)))
             }
             let message = encoded!.message
             let now = monotonicMicros()

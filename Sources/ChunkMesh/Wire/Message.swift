@@ -74,6 +74,7 @@ public enum Message: Equatable, Sendable {
     }
 
     public static func decode(_ buffer: ByteBuffer) throws -> Message {
+        let whole = buffer
         var buffer = buffer
         guard let raw = buffer.readInteger(as: UInt8.self) else { throw WireError.malformed("empty message") }
         guard let tag = Tag(rawValue: raw) else { throw WireError.malformed("unknown message type \(raw)") }
@@ -104,7 +105,10 @@ public enum Message: Equatable, Sendable {
             guard buffer.readableBytes == 0 else { throw WireError.malformed("trailing bytes after welcome") }
             return .welcome(welcome)
         case .chunk:
-            return .chunk(try Chunk.read(from: &buffer))
+            var chunk = try Chunk.read(from: &buffer)
+            // Kept as it came: a relay forwards these bytes, never decoding and re-encoding the chunk.
+            chunk.wire = whole
+            return .chunk(chunk)
         case .ping, .pong:
             guard let t = buffer.readInteger(as: Int64.self) else { throw WireError.malformed("ping truncated") }
             return tag == .ping ? .ping(t) : .pong(t)
