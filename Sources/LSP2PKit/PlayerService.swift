@@ -306,15 +306,16 @@ public struct Report: Codable, Equatable {
 }
 
 /// A joiner's failures to reach its bootstrap before it joined. A wrong key or nobody listening ends the run at
-/// once; anything else (a reset: a crowded node turns handshakes away) is tried again, as the core redials every
-/// 2 s, up to `limit` times.
+/// once; anything else (a reset or a timeout: a crowded node turns handshakes away) is tried again, as the core
+/// redials every 2 s, for `patience` µs.
 struct JoinFailures {
-    static let limit = 5
-    private var count = 0
+    static let patience: Int64 = 30_000_000
+    private var first: Int64?
 
-    mutating func isFinal(_ error: Error) -> Bool {
-        count += 1
-        return isWrongKey(error) || describeConnectError(error) == "connection refused" || count >= Self.limit
+    mutating func isFinal(_ error: Error, now: Int64 = monotonicMicros()) -> Bool {
+        let since = first ?? now
+        first = since
+        return isWrongKey(error) || describeConnectError(error) == "connection refused" || now - since >= Self.patience
     }
 }
 
