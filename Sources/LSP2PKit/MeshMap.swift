@@ -81,7 +81,7 @@ public struct MeshMap: Codable, Equatable {
     /// answer, up to `limit` nodes, `parallel` at a time (design §7: no node hears every peer). Without `crawl`,
     /// only that node's view: itself and the peers linked to it.
     public static func fetch(from address: HostPort, key: ChannelKey, timeout: Int64 = 5, group: EventLoopGroup? = nil,
-                             crawl: Bool = true, limit: Int = 100_000, parallel: Int = 16) throws -> MeshMap {
+                             crawl: Bool = true, limit: Int = 100_000, parallel: Int = 16, within: Int64 = 300) throws -> MeshMap {
         let own = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         defer { try? own?.syncShutdownGracefully() }
         let group = group ?? own!
@@ -96,7 +96,9 @@ public struct MeshMap: Codable, Equatable {
         var walk = MeshCrawl(start: start, limit: limit)
         _ = walk.next()
         walk.answer(from: start, view: first)
-        while true {
+        // The walk stops after `within` seconds whatever is left: a mesh full of dead addresses must not hang it.
+        let end = monotonicMicros() + within * 1_000_000
+        while monotonicMicros() < end {
             var round: [(PeerID, EventLoopFuture<[PeerInfo]>)] = []
             while round.count < parallel, let id = walk.next() {
                 guard let hostPort = HostPort(id) else { walk.failure(id); continue }

@@ -60,6 +60,10 @@ public final class SimulatedMesh {
     private var tickOrder: [PeerID] = []
     private var queue = EventQueue<Delivery>()
     private var links: Set<Link> = []
+    /// Who closed each link that went down lately, and when (a peer drops what comes after it closed); kept a few
+    /// seconds, longer than anything is on its way.
+    private var closedBy: [Link: (by: PeerID, at: Int64)] = [:]
+    private var nextClosedPrune: Int64 = 0
     private var nextSeq: UInt64 = 0
     private var nextChunkAt: Int64 = 0
     /// The most links any peer held at once, over the whole run.
@@ -201,6 +205,14 @@ public final class SimulatedMesh {
                 handle(origin, .chunk(from: nil, chunk))
             } else if let e = queue.pop()?.event {
                 guard alive.contains(e.target), let box = boxes[e.target] else { continue }
+                // As on TCP: what reaches a peer after it closed the link itself is lost (what the other side sent
+                // before it closed still arrives).
+                switch e.event {
+                case .message(let from, _), .chunk(let from?, _):
+                    let link = Link(from, e.target)
+                    guard links.contains(link) || closedBy[link]?.by != e.target else { continue }
+                default: break
+                }
                 if e.event == .tick {
                     // Only the wake-up the core asked for last; earlier asks it moved are stale.
                     guard box.wakeAt == now else { continue }
@@ -248,6 +260,7 @@ public final class SimulatedMesh {
                 let d = oneWayDelay(id, other)
                 if alive.contains(other) {
                     link(Link(id, other))
+                    closedBy.removeValue(forKey: Link(id, other))
                     schedule(id, .connected(other), after: 2 * d)
                     schedule(other, .connected(id), after: d)
                     schedule(id, .linkDelay(other, d), after: 2 * d)
@@ -257,6 +270,11 @@ public final class SimulatedMesh {
                 }
             case .disconnect(let other):
                 unlink(Link(id, other))
+                closedBy[Link(id, other)] = (id, now)
+                if now >= nextClosedPrune {
+                    nextClosedPrune = now + 5_000_000
+                    closedBy = closedBy.filter { now - $0.value.at < 5_000_000 }
+                }
                 schedule(other, .disconnected(id), after: oneWayDelay(id, other))
             case .send(let other, let message):
                 guard links.contains(Link(id, other)) else { continue }

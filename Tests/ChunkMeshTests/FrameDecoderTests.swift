@@ -73,7 +73,7 @@ final class FrameDecoderTests: XCTestCase {
         var badVersion = ByteBuffer(bytes: [0x4C, 0x32, 9, 1, 0, 0, 0, 0])
         decoder = FrameDecoder()
         XCTAssertThrowsError(try decoder.decode(buffer: &badVersion)) { XCTAssertEqual($0 as? WireError, .unsupportedVersion(9)) }
-        var badType = ByteBuffer(bytes: [0x4C, 0x32, 1, 0x77, 0, 0, 0, 0])
+        var badType = ByteBuffer(bytes: [0x4C, 0x32, Frame.version, 0x77, 0, 0, 0, 0])
         decoder = FrameDecoder()
         XCTAssertThrowsError(try decoder.decode(buffer: &badType)) { XCTAssertEqual($0 as? WireError, .unknownFrameType(0x77)) }
     }

@@ -200,8 +200,9 @@ final class HostileInputTests: XCTestCase {
             }
         }
         XCTAssertTrue(cut, "a peer that keeps sending unasked lists loses its link")
-        XCTAssertEqual(peer.knownCount, 1 + 64, "o and x's one answer; the unasked rest is dropped, and so is x")
-        XCTAssertEqual(peer.hearsayCount, MeshPeer.maxKnown, "the view holds no more than its bound")
+        XCTAssertEqual(peer.knownCount, 1 + Membership.sampleSize + 1,
+                       "o and x's one answer, cut to an honest answer's length; the unasked rest is dropped, and so is x")
+        XCTAssertEqual(peer.hearsayCount, Membership.sampleSize + 1)
     }
 
     func testRepeatedSubscribesSendEachChunkOnceAndRepairsStayWithinABudget() {

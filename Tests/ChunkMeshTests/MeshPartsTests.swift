@@ -162,6 +162,40 @@ final class MeshPartsTests: XCTestCase {
         XCTAssertEqual(members.sample(for: "j2:1", substreams: 4, now: 3 + Membership.handOutMemory, rng: &rng).map(\.residualUnits), [4])
     }
 
+    // MARK: one configuration
+
+    func testAJoinerTakesTheOriginsKAndSizesItselfFromItsUplink() {
+        var config = MeshPeerConfig(me: "j:1", isOrigin: false, bootstrap: "o:1", capacityUnits: 0, scheduleDelay: 1, seed: 1)
+        config.uplink = BitRate(bitsPerSecond: 4_000_000)
+        var peer = MeshPeer(config: config)
+        _ = peer.handle(.start, now: 0)
+        _ = peer.handle(.stream(rate: 1_000_000, substreams: 0), now: 1)
+        XCTAssertEqual(peer.config.plan.count, 4, "0 is a k nobody knows yet")
+        _ = peer.handle(.stream(rate: 1_000_000, substreams: 8), now: 2)
+        XCTAssertEqual(peer.config.plan.count, 8)
+        XCTAssertEqual(peer.config.capacityUnits, 32, "4 Mbit/s of 1 Mbit/s in 8 substreams")
+        XCTAssertEqual(peer.config.scheduleDelay, 50_000, "a 200 ms chunk of 1 Mbit/s at 4 Mbit/s")
+        _ = peer.handle(.connected("o:1"), now: 3)
+        let origin = PeerInfo(id: "o:1", delays: Array(repeating: 0, count: 8), residualUnits: 8, scheduleDelay: 1_000,
+                              ancestors: Array(repeating: [], count: 8), epoch: 0)
+        _ = peer.handle(.message(from: "o:1", .announce(origin, wantPeers: false)), now: 4)
+        _ = peer.handle(.message(from: "o:1", .accept(Array(0..<8))), now: 5)
+        XCTAssertEqual(peer.parents.count, 8)
+        _ = peer.handle(.stream(rate: 1_000_000, substreams: 4), now: 6)
+        XCTAssertEqual(peer.config.plan.count, 8, "a peer with parents keeps its plan")
+    }
+
+    func testManySubstreamsOfDeepAncestryStillDecode() throws {
+        let deep = (0..<60).map { "10.0.0.\($0):7000" }
+        let record = PeerInfo(id: "10.0.1.1:7000", delays: Array(repeating: 1_000, count: 16), residualUnits: 3, scheduleDelay: 1_000,
+                              ancestors: Array(repeating: deep, count: 16), epoch: 1)
+        guard case .mesh(.announce(let back, _)) = try Message.decode(Message.mesh(.announce(record, wantPeers: false)).encode()) else {
+            return XCTFail("an announce")
+        }
+        XCTAssertEqual(back.ancestors.count, 16)
+        XCTAssertEqual(back.ancestors[0], Array(deep.prefix(WireLimits.maxAncestorNames / 16)), "the nearest ancestors kept")
+    }
+
     // MARK: MeshCrawl
 
     func testTheWalkListsEveryPeerFromTheViewsOfTheOthers() {

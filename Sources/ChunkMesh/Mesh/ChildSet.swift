@@ -80,25 +80,32 @@ struct ChildSet {
         return budget.take(1, now: now)
     }
 
-    /// A child fed `substream` here whose uplink is far weaker than the asker's (its sched at least `preemptRatio`
-    /// times as long), the weakest first; nil when the asker is not that much stronger than any, evicted lately,
-    /// or the weak ones were evicted lately themselves.
+    /// A child whose uplink is far weaker than the asker's (its sched at least `preemptRatio` times as long), the
+    /// weakest first, one fed `substream` before others (a unit is a unit: the one it frees may carry another
+    /// substream); nil when the asker is not that much stronger than any, evicted lately, or the weak ones were
+    /// evicted lately themselves.
     func weaker(than asker: PeerID, askerSched: Int64?, in substream: Int, now: Int64, sched: (PeerID) -> Int64?) -> PeerID? {
         guard let strength = askerSched, preemptedBy[asker].map({ now - $0 >= Self.preemptSpacing }) ?? true else { return nil }
-        let weakest = substreams.filter { c in
-            c.key != asker && c.value.contains(substream) && preemptedAt[c.key].map { now - $0 >= Self.preemptProtection } ?? true
-        }.keys
-            .compactMap { id in sched(id).map { (id, $0) } }
-            .max { ($0.1, $1.0) < ($1.1, $0.0) }
-        guard let weakest, Double(weakest.1) >= Double(strength) * Self.preemptRatio else { return nil }
-        return weakest.0
+        let evictable = substreams.filter { c in
+            c.key != asker && preemptedAt[c.key].map { now - $0 >= Self.preemptProtection } ?? true
+        }
+        for sameSubstream in [true, false] {
+            let weakest = evictable.filter { !sameSubstream || $0.value.contains(substream) }.keys
+                .compactMap { id in sched(id).map { (id, $0) } }
+                .max { ($0.1, $1.0) < ($1.1, $0.0) }
+            if let weakest, Double(weakest.1) >= Double(strength) * Self.preemptRatio { return weakest.0 }
+        }
+        return nil
     }
 
-    /// `weaker` gives up `substream` for `asker`.
-    mutating func preempt(_ weaker: PeerID, for asker: PeerID, in substream: Int, now: Int64) {
-        remove(weaker, [substream])
-        preemptedAt[weaker] = now
-        preemptedBy[asker] = now
+    /// `weaker` gives up a unit (`substream` if it takes that one, else its highest) for `asker`; returns the
+    /// substream it lost.
+    @discardableResult
+    mutating func preempt(_ weaker: PeerID, for asker: PeerID, in substream: Int, now: Int64) -> Int {
+        let lost = substreams[weaker]?.contains(substream) == true ? substream : substreams[weaker]?.max() ?? substream
+        remove(weaker, [lost])
+        defer { preemptedAt[weaker] = now; preemptedBy[asker] = now }
+        return lost
     }
 
     mutating func prune(now: Int64) {

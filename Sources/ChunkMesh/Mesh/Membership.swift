@@ -17,9 +17,13 @@ struct Membership {
     static let rememberMeasurement: Int64 = 60_000_000
     /// Peers that said no are not asked again on hearsay for this long.
     static let refusalMemory: Int64 = 3_000_000
+    /// A full peer is asked for a weaker child's unit at most this often.
+    static let fullAskSpacing: Int64 = 10_000_000
     /// Room handed out in a sample is taken to be used this long.
     static let handOutMemory: Int64 = 2_000_000
     static let maxProbeQueue = 16
+    /// Hearsay young enough to be passed on in a sample.
+    static let freshHearsay: Int64 = 5_000_000
     static let maxProbes = 4
     static let maxUnaskedPeers = 8
 
@@ -39,10 +43,14 @@ struct Membership {
     private var toProbe: [PeerID] = []
     /// Links opened to measure a candidate (or to ask it for its neighbours), and when.
     private(set) var probing: Set<PeerID> = []
+    /// Probes opened to ask a peer for its neighbours rather than to measure it.
+    private(set) var exploring: Set<PeerID> = []
     private var probeStarted: [PeerID: Int64] = [:]
     /// Linked peers' room handed out in samples lately: to which askers, when (each asker may take k units).
     private var handedOut: [PeerID: [PeerID: Int64]] = [:]
     private var refusedAt: [PeerID: Int64] = [:]
+    /// Full peers asked for a weaker child's unit, and when.
+    private var askedFull: [PeerID: Int64] = [:]
     /// Answers each peer owes us (asked for, not yet come): an answer nobody asked for is dropped, and a peer that
     /// keeps sending them loses its link.
     private var peersAsked: [PeerID: Int] = [:]
@@ -81,6 +89,8 @@ struct Membership {
         unlink(peer)
         peersAsked.removeValue(forKey: peer)
         unaskedPeers.removeValue(forKey: peer)
+        // Room held for an asker that left is free again.
+        if !handedOut.isEmpty { handedOut = handedOut.mapValues { $0.filter { $0.key != peer } }.filter { !$0.value.isEmpty } }
     }
 
     /// The peer dialled as `old` calls itself `new`. Its news comes again under the new name.
@@ -110,8 +120,10 @@ struct Membership {
 
     /// A linked peer's answer: news of its neighbours. What a linked peer says of itself beats hearsay; past the
     /// view's bound the stalest hearsay makes way.
+    /// Only the first `sampleSize + 1` records of an answer are taken (an honest one has no more): one answer cannot
+    /// fill the view with peers a liar made up.
     mutating func heard(hearsay list: [PeerInfo], me: PeerID, now: Int64) {
-        for info in list where info.id != me && !connected.contains(info.id) {
+        for info in list.prefix(Self.sampleSize + 1) where info.id != me && !connected.contains(info.id) {
             if news[info.id] == nil, !makeRoom(now: now) { continue }
             if news[info.id]?.info != info { version += 1 }
             let delay = news[info.id]?.linkDelay ?? measured[info.id]?.delay
@@ -167,6 +179,8 @@ struct Membership {
     }
 
     func refusedLately(_ peer: PeerID, now: Int64) -> Bool { refusedAt[peer].map { now - $0 < Self.refusalMemory } ?? false }
+    mutating func askedFull(_ peer: PeerID, now: Int64) { askedFull[peer] = now }
+    func mayAskFull(_ peer: PeerID, now: Int64) -> Bool { askedFull[peer].map { now - $0 >= Self.fullAskSpacing } ?? true }
 
     // MARK: answers owed
 
@@ -205,7 +219,16 @@ struct Membership {
             info.residualUnits = max(0, info.residualUnits - others * k)
             picked.append(info)
         }
-        let withRoom = picked.filter { $0.residualUnits > 0 }
+        var withRoom = picked.filter { $0.residualUnits > 0 }
+        // Too few linked peers with room (a busy origin's links are its full children): fresh hearsay with room
+        // fills the sample, news heard within `freshHearsay` (the dead drop out of it as fast).
+        if withRoom.count < Self.sampleSize {
+            let fresh = heardAt.filter { !connected.contains($0.key) && !seen.contains($0.key) && now - $0.value < Self.freshHearsay }
+                .map(\.key).sorted()
+            for id in fresh.shuffled(using: &rng) where withRoom.count < Self.sampleSize {
+                if let info = news[id]?.info, info.residualUnits > 0, info.delays.contains(where: { $0 != nil }) { withRoom.append(info) }
+            }
+        }
         let sample = Array((withRoom + picked.filter { $0.residualUnits == 0 }).prefix(Self.sampleSize))
         // Only for an asker short of parents: gossip between fed peers reserves nothing.
         let searching = news[asker].map { $0.info.delays.contains(nil) } ?? true
@@ -226,20 +249,30 @@ struct Membership {
     /// Probes whose link closed or never came up within 5 s are over; true when another may start.
     mutating func mayProbe(now: Int64) -> Bool {
         probing = probing.filter { connected.contains($0) || now - (probeStarted[$0] ?? 0) < 5_000_000 }
+        if !exploring.isEmpty { exploring.formIntersection(probing) }
         if probeStarted.count > probing.count { probeStarted = probeStarted.filter { probing.contains($0.key) } }
         return probing.count < Self.maxProbes
     }
 
-    mutating func startProbe(_ peer: PeerID, now: Int64) {
+    mutating func startProbe(_ peer: PeerID, now: Int64, explore: Bool = false) {
         toProbe.removeAll { $0 == peer }
         probing.insert(peer)
+        if explore { exploring.insert(peer) }
         probeStarted[peer] = now
+    }
+
+    /// A probe's link is closed by this peer: its news stays, what it owed goes.
+    mutating func closeProbe(_ peer: PeerID) {
+        unlink(peer)
+        peersAsked.removeValue(forKey: peer)
+        unaskedPeers.removeValue(forKey: peer)
     }
 
     /// A probe has done its job once the delay is measured; the news of the peer is kept.
     mutating func probeDone(_ peer: PeerID) -> Bool {
         guard probing.contains(peer), news[peer]?.linkDelay != nil else { return false }
         probing.remove(peer)
+        exploring.remove(peer)
         probeStarted.removeValue(forKey: peer)
         return true
     }
@@ -257,6 +290,7 @@ struct Membership {
             typicalLinkDelay = delays.isEmpty ? assumedLinkDelay : delays[delays.count / 2]
         }
         if !refusedAt.isEmpty { refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory } }
+        if !askedFull.isEmpty { askedFull = askedFull.filter { now - $0.value < Self.fullAskSpacing } }
         if !handedOut.isEmpty {
             handedOut = handedOut.mapValues { $0.filter { now - $0.value < Self.handOutMemory } }.filter { !$0.value.isEmpty }
         }

@@ -29,15 +29,21 @@ public struct MeshCrawl {
         return queue[head - 1]
     }
 
-    /// A node's answer: its own record first, then its linked peers'.
+    /// Records taken from one answer: a node has at most a few dozen links (an honest answer is that long), and a
+    /// liar's list of made-up peers must not send the walk dialling for hours.
+    public static let maxPerAnswer = 128
+
+    /// A node's answer: its own record first, then its linked peers'. A node speaks for itself only under the
+    /// name it was asked by (the start is asked by its address, and may call itself otherwise).
     public mutating func answer(from node: PeerID, view: [PeerInfo]) {
-        guard let own = view.first else { return failure(node) }
+        guard let own = view.first, own.id == node || node == start else { return failure(node) }
         answered.insert(own.id)
         records[own.id] = own
-        if own.id != node { records.removeValue(forKey: node) }
-        for info in view.dropFirst() where info.id != own.id {
-            if !answered.contains(info.id) { records[info.id] = Self.merged(records[info.id], info) }
-            if queued.insert(info.id).inserted { queue.append(info.id) }
+        for info in view.dropFirst().prefix(Self.maxPerAnswer) where info.id != own.id {
+            if !answered.contains(info.id), records[info.id] != nil || records.count < 2 * limit {
+                records[info.id] = Self.merged(records[info.id], info)
+            }
+            if queue.count < limit, queued.insert(info.id).inserted { queue.append(info.id) }
         }
     }
 

@@ -48,9 +48,12 @@ public struct PeerInfo: Equatable, Sendable {
         out.writeInteger(min(max(0, scheduleDelay), WireLimits.maxDelay))
         let kept = delays.prefix(Self.maxSubstreams)
         out.writeInteger(UInt8(kept.count))
+        // What a reader takes: at most `maxAncestorNames` in all, so with many substreams each ancestry is cut
+        // shorter (its top is the part loop checks need least: the bottom, near this peer, is kept).
+        let perSubstream = min(Self.maxAncestors, WireLimits.maxAncestorNames / max(1, kept.count))
         for (i, delay) in kept.enumerated() {
             out.writeInteger(delay.map { min(max(0, $0), WireLimits.maxDelay) } ?? -1)
-            let up = (i < ancestors.count ? ancestors[i] : []).prefix(Self.maxAncestors)
+            let up = (i < ancestors.count ? ancestors[i] : []).prefix(perSubstream)
             out.writeInteger(UInt8(up.count))
             for a in up { writeShortString(a, to: &out) }
         }

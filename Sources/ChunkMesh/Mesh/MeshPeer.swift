@@ -217,11 +217,11 @@ public struct MeshPeer {
                  scheduleDelay: config.scheduleDelay, ancestors: config.plan.all.map { ancestors(of: $0) }, epoch: epoch)
     }
 
-    /// What this peer hears first hand: itself and every linked peer (its answer to `viewRequest`). A child's
+    /// What this peer hears first hand: itself and every linked peer, brief (its answer to `viewRequest`). A child's
     /// record names this peer as its parent in the substreams it takes here, whatever the child told.
     public var view: [PeerInfo] {
         [info] + members.linked.sorted().compactMap { id in
-            guard var record = members[id]?.info else { return nil }
+            guard var record = members[id]?.info.brief else { return nil }
             for s in childSet.substreams[id] ?? [] where s < record.ancestors.count && record.ancestors[s].first != config.me {
                 record.ancestors[s] = [config.me]
             }
@@ -255,7 +255,10 @@ public struct MeshPeer {
             members.link(peer)
             // A bootstrap that answers again (a restarted origin) is a candidate again at once.
             if peer == config.bootstrap, penalties.forgive(peer) { members.touch() }
-            out.append(announceTo(peer, wantPeers: !config.isOrigin))
+            // Asks for its neighbours, unless it dialled to ask for a substream or to measure a delay: a busy peer
+            // answers an ask from a stranger and lets it go, and the subscribe behind it would be lost.
+            let dialledFor = parentSet.awaitingLink[peer] != nil || (members.probing.contains(peer) && !members.exploring.contains(peer))
+            out.append(announceTo(peer, wantPeers: !config.isOrigin && !dialledFor))
             if !hasAllParents { nextPeerAsk = now + Self.peerAskSpacing }
             // What we wait for from it, asked again if a new link replaced one a subscribe may have been lost on.
             let wanted = parentSet.linkUp(peer)
@@ -333,12 +336,10 @@ public struct MeshPeer {
             if wantPeers {
                 let sample = members.sample(for: peer, substreams: config.plan.count, now: now, rng: &rng)
                 out.append(.send(peer, .peers((sample + [self.info]).map(\.brief))))
-                // Past its links' bound, a peer answers a stranger (a joiner, a probe) and lets it go: any peer
-                // can bootstrap a joiner, and none gathers links (design §7).
-                if members.linked.count > config.maxLinks, !hasRole(peer), !members.probing.contains(peer) {
-                    return out + [.disconnect(peer)] + lose(peer, now: now)
-                }
             }
+            // Past its bound of links without a role, a peer answers a stranger (a joiner, a prober) and lets it go:
+            // any peer can bootstrap a joiner, and none gathers links (design §7). Parents and children do not count.
+            if shouldShed(peer) { return out + [.disconnect(peer)] + lose(peer, now: now) }
             out += selectParents(now: now)
         case .peers(let list):
             // Only an answer to our ask: a peer cannot flood us with hearsay.
@@ -352,7 +353,10 @@ public struct MeshPeer {
             }
             out += selectParents(now: now)
         case .subscribe(let substreams, let fromSeq):
+            guard members.isLinked(peer) else { return [] } // a link gone: nobody to feed
             out += subscribe(peer, to: substreams, fromSeq: fromSeq)
+            // Refused, and this peer is crowded: the answer goes, then the link.
+            if shouldShed(peer) { return out + [.disconnect(peer)] + lose(peer, now: now) }
         case .unsubscribe(let substreams):
             childSet.remove(peer, substreams)
         case .accept(let substreams):
@@ -415,8 +419,8 @@ public struct MeshPeer {
                                                    sched: { members[$0]?.info.scheduleDelay }) {
                 // Full: a peer with a much stronger uplink takes the weakest child's place, so strong peers end up
                 // near the source (the snowball of design §3). The weaker one is told and re-parents at once.
-                childSet.preempt(weaker, for: child, in: s, now: lastNow)
-                out.append(.send(weaker, .refuse([s])))
+                let lost = childSet.preempt(weaker, for: child, in: s, now: lastNow)
+                out.append(.send(weaker, .refuse([lost])))
                 granted.append(s)
                 added += 1 // the unit just freed is this one's
             }
@@ -485,8 +489,11 @@ public struct MeshPeer {
         }
         if let from, parentSet[s] == from { parentSet.fed(s, now: now) }
         if store.insert(chunk, substream: s) { childSet.forgetSent(below: store.low, window: config.windowChunks) }
-        if chunk.duration > 0, chunk.duration != config.chunkDuration {
+        // Chunks' durations jitter around the target: only a change of more than a tenth is a new duration (sched,
+        // the repair horizon and the parent timeout follow it; a jitter would re-announce the news every chunk).
+        if chunk.duration > 0, abs(chunk.duration - config.chunkDuration) * 10 > config.chunkDuration {
             config.chunkDuration = chunk.duration
+            config.parentTimeout = max(config.parentTimeout, 3 * Int64(config.plan.count) * chunk.duration)
             store.horizon = repairHorizonChunks
             config.size()
         }
@@ -614,13 +621,26 @@ public struct MeshPeer {
         let options = members.news.keys.filter { !members.isLinked($0) && !isAvoided($0) && parentSet.awaitingLink[$0] == nil }
         guard !options.isEmpty else { return [] }
         let id = options.sorted()[Int(rng.next() % UInt64(options.count))]
-        members.startProbe(id, now: lastNow)
+        members.startProbe(id, now: lastNow, explore: true)
         dialCauses["explore", default: 0] += 1
         return [.connect(id)]
     }
 
     /// What a move must gain on a delay: the hysteresis, or `relativeHysteresis` of it.
     private func improvementMargin(_ delay: Int64) -> Int64 { max(config.hysteresis, Int64(Double(delay) * config.relativeHysteresis)) }
+
+    /// A link to let go at once: no role, not this peer's own probe or needed bootstrap, and more such links than
+    /// `maxLinks`.
+    private func shouldShed(_ peer: PeerID) -> Bool {
+        !hasRole(peer) && !members.probing.contains(peer) && (hasAllParents || peer != config.bootstrap)
+            && idleLinkCount > config.maxLinks
+    }
+
+    /// Links with no role (joiners asking, probes, neighbours left over): these are what `maxLinks` bounds.
+    private var idleLinkCount: Int {
+        let busy = parentSet.involved
+        return members.linked.filter { !busy.contains($0) && !childSet.contains($0) }.count
+    }
 
     /// Peers linked for a reason: parents, children, and those asked to be one.
     private func hasRole(_ peer: PeerID) -> Bool { childSet.contains(peer) || parentSet.involved.contains(peer) }
@@ -629,14 +649,15 @@ public struct MeshPeer {
         var busy = parentSet.involved.union(childSet.ids)
         // The bootstrap is kept only while it is needed: a peer with its parents owes it nothing (design §7).
         if !hasAllParents, let bootstrap = config.bootstrap { busy.insert(bootstrap) }
-        let timeout = members.linked.count > config.maxLinks ? Self.crowdedIdleTimeout : Self.idleLinkTimeout
+        let timeout = idleLinkCount > config.maxLinks ? Self.crowdedIdleTimeout : Self.idleLinkTimeout
         idleSince = idleSince.filter { members.isLinked($0.key) && !busy.contains($0.key) }
         var out: [MeshAction] = []
         for peer in members.linked where !busy.contains(peer) {
             // A probe has done its job once the delay is measured; the news of the peer is kept.
             if members.probeDone(peer) {
                 idleSince.removeValue(forKey: peer)
-                members.unlink(peer)
+                members.closeProbe(peer)
+                childSet.drop(peer)
                 out.append(.disconnect(peer))
                 continue
             }
@@ -652,12 +673,12 @@ public struct MeshPeer {
     }
 
     /// Gossip (design §7): one linked peer a round is asked for a sample of its neighbours, with this peer's news.
-    /// Over parents', children's and probes' links, so the view drifts through the neighbourhood; the origin
-    /// asks nobody.
+    /// Over parents', children's and probes' links, so the view drifts through the neighbourhood. The origin too:
+    /// the view it answers joiners from must reach past its own children.
     private mutating func gossip(now: Int64) -> [MeshAction] {
         guard now >= nextGossip else { return [] }
         nextGossip = now + jittered(config.gossipPeriod)
-        guard !config.isOrigin, !members.linked.isEmpty else { return [] }
+        guard !members.linked.isEmpty else { return [] }
         return [announceTo(members.linked[Int(rng.next() % UInt64(members.linked.count))], wantPeers: true)]
     }
 
@@ -698,12 +719,13 @@ public struct MeshPeer {
     /// Whether two records of this peer say the same to a peer choosing parents: same parents and room, delays
     /// within the hysteresis (or 2 %).
     private func sameNews(_ a: PeerInfo, _ b: PeerInfo) -> Bool {
-        guard a.residualUnits == b.residualUnits, a.epoch == b.epoch, a.scheduleDelay == b.scheduleDelay,
-              a.delays.count == b.delays.count, a.ancestors.map(\.first) == b.ancestors.map(\.first) else { return false }
-        return zip(a.delays, b.delays).allSatisfy { x, y in
+        guard a.residualUnits == b.residualUnits, a.epoch == b.epoch, a.delays.count == b.delays.count,
+              a.ancestors.map(\.first) == b.ancestors.map(\.first) else { return false }
+        let close = { (x: Int64, y: Int64) in abs(x - y) <= max(self.config.hysteresis, min(x, y) / 50) }
+        return close(a.scheduleDelay, b.scheduleDelay) && zip(a.delays, b.delays).allSatisfy { x, y in
             switch (x, y) {
             case (nil, nil): true
-            case let (x?, y?): abs(x - y) <= max(config.hysteresis, min(x, y) / 50)
+            case let (x?, y?): close(x, y)
             default: false
             }
         }
@@ -731,7 +753,17 @@ public struct MeshPeer {
         // once a second anyway). A peer short of parents hears a lot; each search weighs every candidate.
         if let last = fruitlessSearch, last.needed == needed,
            now - last.at < Self.searchSpacing || (last.version == members.version && now - last.at < 1_000_000) { return [] }
-        let plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
+        var plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
+        // A substream no peer with room can feed (the few that have it are full): ask the nearest full one, which
+        // gives a weaker child's unit to a stronger asker (the snowball of design §3). Each full peer at most once
+        // in `fullAskSpacing`.
+        for s in needed where plan[s] == nil {
+            let full = members.news.keys.filter { members.mayAskFull($0, now: now) }.sorted().compactMap(candidate)
+                .filter { $0.residualUnits <= 0 && $0.canFeed(s, to: config.me) }
+            guard let nearest = full.min(by: { ($0.delayVia(s), $0.id) < ($1.delayVia(s), $1.id) }) else { continue }
+            members.askedFull(nearest.id, now: now)
+            plan[s] = nearest.id
+        }
         fruitlessSearch = plan.isEmpty ? (members.version, needed, now) : nil
         pendingCause = "select"
         return ask(plan, now: now)

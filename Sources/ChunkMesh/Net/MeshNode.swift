@@ -143,6 +143,8 @@ public final class MeshNode: @unchecked Sendable {
     private var newestEpoch: UInt64 = 0
     public private(set) var id: PeerID = ""
     private var wakeTask: Scheduled<Void>?
+    /// k is known: this is the origin, or its bootstrap's welcome told it.
+    private var streamKnown = false
     private var wakeAt: Int64 = .max
     /// The origin's run, stamped on every chunk it publishes (its start time, µs); 0 at a joiner.
     public let epoch: UInt64
@@ -519,6 +521,9 @@ public final class MeshNode: @unchecked Sendable {
             // Half the handshake-to-welcome round trip is the best guess of the one-way delay.
             clockOffset = welcome.originClock + rtt / 2 - receivedAt
             handle(.stream(rate: welcome.streamRate, substreams: welcome.substreams))
+            // Told on to this node's own joiners.
+            if welcome.substreams > 0 { streamKnown = true }
+            if streamRate == 0 { streamRate = welcome.streamRate }
         }
         onEvent(.welcome(id, originClock: welcome.originClock, streamRate: welcome.streamRate, receivedAt: receivedAt, rtt: rtt))
     }
@@ -527,7 +532,8 @@ public final class MeshNode: @unchecked Sendable {
     /// the origin, its signature over this link.
     func welcomeMessage(binding: [UInt8]) -> EncodedMessage {
         EncodedMessage(.welcome(Welcome(originClock: wallClockMicros() + clockOffset, streamRate: streamRate, originKey: originKey,
-                                        originProof: signer?.proveLink(binding), substreams: peer.config.plan.count)))
+                                        originProof: signer?.proveLink(binding),
+                                        substreams: configuration.isOrigin || streamKnown ? peer.config.plan.count : 0)))
     }
 }
 

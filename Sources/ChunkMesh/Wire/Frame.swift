@@ -50,7 +50,8 @@ public enum FrameType: UInt8, Sendable {
 /// One length-prefixed frame: `"L2" version type length(u32) payload`.
 public struct Frame: Equatable, Sendable {
     public static let magic: UInt16 = 0x4C32 // "L2"
-    public static let version: UInt8 = 1
+    /// 2: the welcome carries k (issue 11). Nodes of another version refuse each other's frames plainly.
+    public static let version: UInt8 = 2
     public static let headerLength = 8
     /// Largest payload accepted by default: a few seconds of a high-rate stream in one chunk.
     public static let defaultMaxPayload = 8 << 20

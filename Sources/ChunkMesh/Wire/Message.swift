@@ -98,7 +98,8 @@ public enum Message: Equatable, Sendable {
                 guard let proof = buffer.readBytes(length: 64) else { throw WireError.malformed("welcome's origin proof") }
                 welcome.originProof = proof
             }
-            guard let k = buffer.readInteger(as: UInt8.self), (1...PeerInfo.maxSubstreams).contains(Int(k)) else {
+            // 0: the sender does not know k yet (a relay before its own bootstrap's welcome).
+            guard let k = buffer.readInteger(as: UInt8.self), (0...PeerInfo.maxSubstreams).contains(Int(k)) else {
                 throw WireError.malformed("welcome's substreams")
             }
             welcome.substreams = Int(k)
