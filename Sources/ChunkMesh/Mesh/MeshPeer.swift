@@ -148,6 +148,9 @@ public struct MeshPeer {
     private var nextPeerAsk: Int64 = 0
     private var peerAsks = 0
     private var fruitlessSearch: (version: Int, needed: [Int], at: Int64)?
+    /// Since when every search came back empty.
+    private var fruitlessSince: Int64?
+    static let fullAskAfter: Int64 = 2_000_000
     /// What this peer last told its links of itself, and its children (its whole ancestry): news goes out again
     /// only when it changed.
     private var announced: PeerInfo?
@@ -415,7 +418,7 @@ public struct MeshPeer {
             } else if added + 1 + unservedSubstreams(besides: granted + [s]) <= residualUnits {
                 granted.append(s)
                 added += 1
-            } else if let weaker = childSet.weaker(than: child, askerSched: members[child]?.info.scheduleDelay, in: s, now: lastNow,
+            } else if let weaker = childSet.weaker(than: child, askerSched: uploadingSched(of: child), in: s, now: lastNow,
                                                    sched: { members[$0]?.info.scheduleDelay }) {
                 // Full: a peer with a much stronger uplink takes the weakest child's place, so strong peers end up
                 // near the source (the snowball of design §3). The weaker one is told and re-parents at once.
@@ -439,6 +442,13 @@ public struct MeshPeer {
             out += sendChunk(chunk, to: child)
         }
         return out
+    }
+
+    /// An asker's sched, if it has upload to give (room in its news): only a peer that will feed others takes a
+    /// weaker child's unit, or a leaf would push out the relays.
+    private func uploadingSched(of peer: PeerID) -> Int64? {
+        guard let news = members[peer]?.info, news.residualUnits > 0 else { return nil }
+        return news.scheduleDelay
     }
 
     /// A chunk to a peer, unless this link has carried it already.
@@ -754,10 +764,11 @@ public struct MeshPeer {
         if let last = fruitlessSearch, last.needed == needed,
            now - last.at < Self.searchSpacing || (last.version == members.version && now - last.at < 1_000_000) { return [] }
         var plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
-        // A substream no peer with room can feed (the few that have it are full): ask the nearest full one, which
-        // gives a weaker child's unit to a stronger asker (the snowball of design §3). Each full peer at most once
-        // in `fullAskSpacing`.
-        for s in needed where plan[s] == nil {
+        // A substream no peer with room has fed for `fullAskAfter` (the few that have it are full): ask the
+        // nearest full one, which gives a weaker child's unit to a stronger asker (the snowball of design §3). Each
+        // full peer at most once in `fullAskSpacing`. Not at once: after a loss, room usually turns up in a moment.
+        if plan.isEmpty { fruitlessSince = fruitlessSince ?? now } else { fruitlessSince = nil }
+        for s in needed where plan[s] == nil && now - (fruitlessSince ?? now) >= Self.fullAskAfter {
             let full = members.news.keys.filter { members.mayAskFull($0, now: now) }.sorted().compactMap(candidate)
                 .filter { $0.residualUnits <= 0 && $0.canFeed(s, to: config.me) }
             guard let nearest = full.min(by: { ($0.delayVia(s), $0.id) < ($1.delayVia(s), $1.id) }) else { continue }
