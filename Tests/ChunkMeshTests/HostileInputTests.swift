@@ -236,7 +236,7 @@ final class HostileInputTests: XCTestCase {
         for liar in 0..<6 {
             let id = "liar\(liar):1"
             _ = parent.handle(.connected(id), now: 10 + Int64(liar))
-            _ = parent.handle(.message(from: id, .announce(info(id, sched: 1, units: 0), wantPeers: false)), now: 20 + Int64(liar))
+            _ = parent.handle(.message(from: id, .announce(info(id, sched: 1, units: 8), wantPeers: false)), now: 20 + Int64(liar))
             let out = parent.handle(.message(from: id, .subscribe([liar % 4], fromSeq: 0)), now: 30 + Int64(liar))
             evictions += out.filter { $0 == .send("honest:1", .refuse([liar % 4])) }.count
         }

@@ -102,7 +102,7 @@ final class PipelineTests: ChannelTestCase {
         let player = try Proc("lsp2p-play", [source.url, "--output", path("p.ts"), "--report", path("p.json")], in: dir, name: "p")
         XCTAssertNotNil(player.waitForLine(containing: "joined"))
         let port = Int32(source.url.split(separator: ":").last!.split(separator: "?")[0])!
-        for junk in [Array("GET / HTTP/1.1\r\n\r\n".utf8), [0x4C, 0x32, 1, 0x10, 0x7F, 0xFF, 0xFF, 0xFF], [UInt8](repeating: 0x47, count: 5000)] {
+        for junk in [Array("GET / HTTP/1.1\r\n\r\n".utf8), [0x4C, 0x32, 2, 0x10, 0x7F, 0xFF, 0xFF, 0xFF], [UInt8](repeating: 0x47, count: 5000)] {
             try sendRaw(junk, port: port)
         }
         XCTAssertEqual(player.wait(), 0, player.stderr)
