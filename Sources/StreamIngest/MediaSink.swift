@@ -209,7 +209,7 @@ struct Timeline {
     private var lastDTS: [Int32: Int64] = [:]
     private var latest: Int64 = .min
 
-    /// The shift for a packet of `stream` with this DTS, or nil to drop it (it would go backwards).
+    /// The shift for a packet of `stream` with this DTS, or nil to drop it (it would not go forward).
     mutating func shift(stream: Int32, dts: Int64?) -> Int64? {
         var mine = run[stream] ?? 0
         guard let dts else { return shifts[mine] }
@@ -223,7 +223,8 @@ struct Timeline {
             run[stream] = mine
         }
         let shifted = dts + shifts[mine]
-        if let last = lastDTS[stream], shifted < last { return nil }
+        // Strictly forward: a muxer refuses a DTS it has had (a packet that came twice, around a restart).
+        if let last = lastDTS[stream], shifted <= last { return nil }
         lastDTS[stream] = shifted
         latest = max(latest, shifted)
         return shifts[mine]
