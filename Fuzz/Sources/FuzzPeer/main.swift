@@ -47,6 +47,8 @@ func fuzzPeer(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
             switch message {
             case .mesh(let m): event = .message(from: from, m)
             case .chunk(let c): event = .chunk(from: from, c)
+            // What `MeshNode` makes of a bootstrap's welcome.
+            case .welcome(let w): event = .stream(rate: w.streamRate, substreams: w.substreams)
             default: continue
             }
         case 8, 9: event = .tick
