@@ -80,6 +80,7 @@ final class ParentSelectorTests: XCTestCase {
         XCTAssertEqual((0..<8).map { plan.substream(of: UInt64($0)) }, [0, 1, 2, 3, 0, 1, 2, 3])
         XCTAssertEqual(plan.units(uplink: BitRate("8M")!, streamRate: BitRate("2M")!), 16)
         XCTAssertEqual(plan.units(uplink: BitRate("1M")!, streamRate: BitRate("2M")!), 2)
-        XCTAssertEqual(SubstreamPlan.scheduleDelay(chunkBytes: 50_000, uplink: BitRate("8M")!), 50_000)
+        // A 200 ms chunk of a 2 Mbit/s stream is 50,000 bytes: 50 ms at 8 Mbit/s.
+        XCTAssertEqual(SubstreamPlan.scheduleDelay(streamRate: BitRate("2M")!, chunkDuration: 200_000, uplink: BitRate("8M")!), 50_000)
     }
 }

@@ -236,8 +236,6 @@ public struct MeshPeer {
     var knownCount: Int { members.count }
     /// Hearsay kept: news of peers not linked (bounded by `maxKnown`).
     var hearsayCount: Int { members.hearsayCount }
-    /// Links this peer holds.
-    public var linkCount: Int { members.linked.count }
 
     public var debugState: String {
         "parents \(parents) pending \(parentSet.pending.mapValues(\.peer)) known \(members.news.values.map { "\($0.info.id):\($0.info.residualUnits)" }.sorted()) connected \(members.linked.sorted()) avoid \(penalties.avoided)"
@@ -612,7 +610,8 @@ public struct MeshPeer {
         let unmeasured = members.probeCandidates { parentSet.awaitingLink[$0] != nil }.compactMap(candidate).filter { c in
             guard let worst else { return true }
             return config.plan.all.contains { s in
-                c.canFeed(s, to: config.me) && worst - (c.delayVia(s) - c.linkDelay) > improvementMargin(worst)
+                c.canFeed(s, to: config.me) && worst - (c.delayVia(s) - c.linkDelay)
+                    > ParentSelector.gainNeeded(on: worst, margin: config.hysteresis, relativeMargin: config.relativeHysteresis)
             }
         }
         guard let best = unmeasured.max(by: { a, b in
@@ -635,9 +634,6 @@ public struct MeshPeer {
         dialCauses["explore", default: 0] += 1
         return [.connect(id)]
     }
-
-    /// What a move must gain on a delay: the hysteresis, or `relativeHysteresis` of it.
-    private func improvementMargin(_ delay: Int64) -> Int64 { max(config.hysteresis, Int64(Double(delay) * config.relativeHysteresis)) }
 
     /// A link to let go at once: no role, not this peer's own probe or needed bootstrap, and more such links than
     /// `maxLinks`.

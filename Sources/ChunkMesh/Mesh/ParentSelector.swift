@@ -77,6 +77,11 @@ public enum ParentSelector {
         parents.map { $0.value.delayVia($0.key) }.max() ?? 0
     }
 
+    /// What a move must gain on a delay: `margin`, or `relativeMargin` of the delay if that is more.
+    public static func gainNeeded(on delay: Int64, margin: Int64, relativeMargin: Double) -> Int64 {
+        max(margin, Int64(Double(delay) * relativeMargin))
+    }
+
     /// One move of continuous improvement: the substream with the longest delay moves to the candidate that
     /// lowers that substream's delay most, if by more than `margin` and by more than `relativeMargin` of it: small
     /// gains are not worth a move, which shifts the delays of everything below. Moves repeat until the peer's
@@ -88,7 +93,7 @@ public enum ParentSelector {
             return da != db ? da < db : a.key > b.key
         }) else { return nil }
         let current = worstParent.delayVia(worst)
-        let needed = max(margin, Int64(Double(current) * relativeMargin))
+        let needed = gainNeeded(on: current, margin: margin, relativeMargin: relativeMargin)
         let options = candidates.filter {
             $0.id != worstParent.id && $0.residualUnits > 0 && $0.canFeed(worst, to: me)
                 && current - $0.delayVia(worst) > needed
@@ -118,11 +123,6 @@ public struct SubstreamPlan: Equatable, Sendable {
     /// Units a node with `uplink` can serve for a stream of `rate`: `floor(U / (rate / k))`.
     public func units(uplink: BitRate, streamRate: BitRate) -> Int {
         Int((uplink.bitsPerSecond / (streamRate.bitsPerSecond / Double(count))).rounded(.down))
-    }
-
-    /// sched: the time to push one chunk of one substream at `uplink`, for chunks of `chunkBytes`, µs.
-    public static func scheduleDelay(chunkBytes: Int, uplink: BitRate) -> Int64 {
-        Int64((Double(chunkBytes * 8) / uplink.bitsPerSecond * 1e6).rounded())
     }
 
     /// sched for a stream of `streamRate` cut in chunks of `chunkDuration` µs: one chunk's bits over the uplink.
