@@ -81,11 +81,16 @@ final class HostileInputTests: XCTestCase {
         peers = encoded(.subscribe([0, 1], fromSeq: 0))
         peers.setInteger(UInt8(200), at: peers.readerIndex + 3) // substream 200
         XCTAssertThrowsError(try Message.decode(peers))
-        // Welcome: a negative clock or a rate past 10 Gbit/s.
-        for (clock, rate) in [(Int64(-1), Int64(1)), (1, -1), (1, 20_000_000_000)] {
+        // Welcome: a negative clock, a rate past 10 Gbit/s, more substreams than a record may carry, or no k at all.
+        func welcome(clock: Int64 = 1, rate: Int64 = 1, k: [UInt8] = [4]) -> ByteBuffer {
             var w = ByteBuffer(bytes: [1])
-            w.writeInteger(clock); w.writeInteger(rate); w.writeBytes([0, 0])
-            XCTAssertThrowsError(try Message.decode(w), "\(clock) \(rate)")
+            w.writeInteger(clock); w.writeInteger(rate); w.writeBytes([0, 0] + k)
+            return w
+        }
+        XCTAssertNoThrow(try Message.decode(welcome()))
+        XCTAssertNoThrow(try Message.decode(welcome(k: [0])), "0: a relay that does not know k yet")
+        for bad in [welcome(clock: -1), welcome(rate: -1), welcome(rate: 20_000_000_000), welcome(k: [65]), welcome(k: [])] {
+            XCTAssertThrowsError(try Message.decode(bad)) { XCTAssertTrue($0 is WireError, "\($0)") }
         }
         // A chunk whose duration is 100 s, whose ingest time is before 1970, or whose seq leaves no room to count on.
         for (seq, ingest, duration) in [(UInt64(1), Int64(1), Int64(100_000_000)), (1, -5, 200_000), (.max - 3, 1, 200_000)] {
