@@ -52,12 +52,11 @@ let package = Package(
         .target(name: "Plots"),
         /// The simulator: the real mesh core on a simulated network, the baselines, and the packet-level model.
         .target(name: "MeshSim", dependencies: ["ChunkMesh", "Plots", .product(name: "NIOCore", package: "swift-nio")]),
-        /// What the commands run: the source service and the player service.
+        /// The HTTP pieces every node shares: the status page and `/status.json`, `/metrics`, and the served stream.
         .target(
-            name: "LSP2PKit",
+            name: "NodeHTTP",
             dependencies: [
-                "ChunkMesh", "StreamIngest", "Plots",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "ChunkMesh",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -67,17 +66,53 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        /// What the commands share without FFmpeg: the relay service, the mesh walk, the player's report, logging.
+        .target(
+            name: "LSP2PKit",
+            dependencies: [
+                "ChunkMesh", "NodeHTTP", "Plots",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        /// The services that touch media: the source (ingest + origin) and the player.
+        .target(
+            name: "MediaServices",
+            dependencies: [
+                "LSP2PKit", "StreamIngest", "NodeHTTP", "ChunkMesh",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        /// `lsp2p-relay soak`: real processes on loopback, read through the players' `--report` files.
+        .target(
+            name: "Soak",
+            dependencies: ["LSP2PKit", "StreamIngest", "Plots", "ChunkMesh", .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        /// The commands' shared options and exit codes (ArgumentParser lives here and in the executables only).
+        .target(
+            name: "CommandSupport",
+            dependencies: ["LSP2PKit", "ChunkMesh", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "lsp2p-relay",
-            dependencies: ["LSP2PKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CommandSupport", "LSP2PKit", "MediaServices", "Soak", "StreamIngest",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "lsp2p-play",
-            dependencies: ["LSP2PKit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CommandSupport", "LSP2PKit", "MediaServices", "StreamIngest",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        /// FFmpeg-free: the simulator links the core, not the media services.
         .executableTarget(
             name: "lsp2p-sim",
-            dependencies: ["MeshSim", "LSP2PKit", "ChunkMesh", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MeshSim", "CommandSupport", "LSP2PKit", "ChunkMesh", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "ChunkMeshTests",
@@ -93,5 +128,6 @@ let package = Package(
         .testTarget(name: "StreamIngestTests", dependencies: ["StreamIngest", "ChunkMesh", "TestMedia"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestMedia"]),
         .testTarget(name: "MeshSimTests", dependencies: ["MeshSim", "ChunkMesh"]),
+        .testTarget(name: "NodeHTTPTests", dependencies: ["NodeHTTP", "ChunkMesh", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
     ]
 )

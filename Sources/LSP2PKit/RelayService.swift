@@ -4,6 +4,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NodeHTTP
 
 /// `lsp2p-relay relay`: a mesh node that only forwards.
 public struct RelayService {
@@ -14,6 +15,10 @@ public struct RelayService {
     public var quiet: Bool
     /// The origin's public key; nil trusts the one the bootstrap names.
     public var originKey: OriginPublicKey?
+    /// Serve the status page here.
+    public var http: HostPort?
+    /// Upload this much (or for this long), hand the children over, and leave (exit 0).
+    public var limit = UploadLimit()
 
     public init(url: JoinURL, key: ChannelKey, listen: HostPort?, uplink: BitRate?, quiet: Bool) {
         self.url = url
@@ -25,6 +30,7 @@ public struct RelayService {
 
     /// Runs until SIGINT/SIGTERM; leaves the mesh on the way out.
     public func run(logger: Logger) throws {
+        if http != nil { PrometheusExport.bootstrap() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let bootstrap = url.address
@@ -58,6 +64,13 @@ public struct RelayService {
             wake.signal()
         }
         defer { withExtendedLifetime(signals) {} }
+        let server = try http.map {
+            try serveHTTP(StatusBoard(role: "relay", node: node, uplink: uplink, budget: limit.budget).routes, on: $0, logger: logger)
+        }
+        defer { server?.stop() }
+        // Spent: the children move first, then the relay leaves.
+        let watch = limit.isSet ? UploadWatch(node: node, limit: limit, logger: logger) { _, _ in wake.signal() } : nil
+        defer { watch?.stop() }
         let started = monotonicMicros()
         let ticker = quiet ? nil : StatsTicker {
             let s = node.stats

@@ -161,6 +161,12 @@ public final class SimulatedMesh {
         }
     }
 
+    /// Hands a live peer an event now (`.retire`, `.shedChildren`, ...).
+    public func send(_ id: PeerID, _ event: MeshEvent) {
+        guard alive.contains(id) else { return }
+        handle(id, event)
+    }
+
     /// Leaves on purpose: its children hear first, then its links close.
     public func leave(_ id: PeerID) {
         guard alive.contains(id) else { return }

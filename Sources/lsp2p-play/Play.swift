@@ -1,6 +1,8 @@
 import ArgumentParser
 import ChunkMesh
+import CommandSupport
 import LSP2PKit
+import MediaServices
 
 @main
 struct Play: ParsableCommand {
@@ -8,13 +10,16 @@ struct Play: ParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "lsp2p-play",
-        abstract: "Join an lsp2p channel and write the stream, in order, to a file or stdout.",
+        abstract: "Join an lsp2p channel; write the stream, in order, to a file or stdout, or serve it to local players.",
         discussion: """
         Chunks are put back in order; a missing chunk is waited for until its deadline \
         (ingest time + --deadline-ms) and then skipped. Output: MPEG-TS, or MP4/MKV by file extension. \
         Logs and the stats line go to stderr. Examples:
           lsp2p-play 'lsp2p://127.0.0.1:7000?key=…' --output out.ts
           lsp2p-play lsp2p://[::1]:7000 --key-file channel.key --output - | ffplay -
+          lsp2p-play "$URL" --serve 127.0.0.1:8090      # then: mpv http://127.0.0.1:8090/stream.ts (or vlc, ffplay)
+          lsp2p-play "$URL" --player mpv                # serves on a free port and starts mpv; ends when mpv does
+          lsp2p-play "$URL" --output out.ts --http 127.0.0.1:8080   # status page at http://127.0.0.1:8080/
         Exit codes: 0 success, 1 runtime failure (wrong key, source lost, output unwritable), 2 usage error.
         """
     )
@@ -22,8 +27,14 @@ struct Play: ParsableCommand {
     @Argument(help: "Join URL: lsp2p://HOST:PORT?key=HEX64&origin=HEX64")
     var url: String
 
-    @Option(name: .shortAndLong, help: "Output file (.ts, .mp4, .mkv) or - for stdout.")
-    var output: String
+    @Option(name: .shortAndLong, help: "Output file (.ts, .mp4, .mkv) or - for stdout. Needed unless --serve or --player.")
+    var output: String?
+
+    @Option(help: "Serve the stream to local players at http://HOST:PORT/stream.ts (e.g. 127.0.0.1:8090), as many as come.")
+    var serve: HostPort?
+
+    @Option(help: "Start this player on the served stream: mpv, vlc or ffplay. The run ends when the player exits.")
+    var player: PlayerApp?
 
     @Option(help: "Key file (the channel key, and origin= for the origin's public key), instead of ?key= and &origin= in the URL.")
     var keyFile: String?
@@ -46,14 +57,17 @@ struct Play: ParsableCommand {
     @Option(help: "Address to listen on for peers, HOST:PORT. Default: the interface that reaches the join address, any port.")
     var listen: HostPort?
 
+    @OptionGroup var limit: UploadLimitOptions
+    @OptionGroup var http: HTTPOptions
     @OptionGroup var common: CommonOptions
-    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         _ = try parsedURL()
         if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
         guard deadlineMs > 0 else { throw ValidationError("--deadline-ms must be positive") }
         if noUpload, uplink != nil { throw ValidationError("--no-upload and --uplink exclude each other") }
+        if output == nil, serve == nil, player == nil { throw ValidationError("nothing to play to: give --output FILE, --serve HOST:PORT or --player") }
+        if noUpload, limit.limit.isSet { throw ValidationError("--no-upload uploads nothing: --upload-budget and --until do not apply") }
     }
 
     private func parsedURL() throws -> JoinURL {
@@ -70,8 +84,12 @@ struct Play: ParsableCommand {
         service.noUpload = noUpload
         service.listen = listen
         service.originKey = keys.origin
-        try exitingOnFailure("lsp2p-play") {
-            try metrics.serving(logger: logger) { try service.run(logger: logger) }
-        }
+        service.serve = serve
+        service.player = player
+        service.http = http.listen
+        service.limit = limit.limit
+        try exitingOnFailure("lsp2p-play") { try service.run(logger: logger) }
     }
 }
+
+extension PlayerApp: ExpressibleByArgument {}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChunkMesh
 import Foundation
+import CommandSupport
 import LSP2PKit
 import StreamIngest
 
@@ -37,7 +38,8 @@ struct ChunkInput: ParsableCommand {
     }
 
     func run() throws {
-        _ = common.makeLogger("lsp2p.chunk")
+        let logger = common.makeLogger("lsp2p.chunk")
+        setFFmpegLogging(verbose: logger.logLevel <= .debug)
         do {
             let ingest = try Ingest(options: IngestOptions(input: InputSpec(location: input, format: format), realtime: realtime,
                                                            chunkDuration: Int64(chunkMs) * 1000))

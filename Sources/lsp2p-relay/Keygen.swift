@@ -1,6 +1,7 @@
 import ArgumentParser
 import ChunkMesh
 import Foundation
+import CommandSupport
 import LSP2PKit
 
 struct Keygen: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChunkMesh
+import CommandSupport
 import LSP2PKit
 
 struct MeshCommand: ParsableCommand {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChunkMesh
+import CommandSupport
 import LSP2PKit
 
 struct RelayNode: ParsableCommand {
@@ -9,7 +10,9 @@ struct RelayNode: ParsableCommand {
         discussion: """
         Example, on another machine of the LAN:
           lsp2p-relay relay lsp2p://192.168.1.20:7000 --key-file channel.key --uplink 16M --listen 0.0.0.0:7100
-        Runs until SIGINT/SIGTERM, then leaves (its children move first).
+        Runs until SIGINT/SIGTERM, then leaves (its children move first). With --upload-budget or --until it hands its \
+        children over to other parents once it has spent its share (each keeps being fed until it has a new parent, \
+        a few seconds at most) and exits 0.
         """
     )
 
@@ -25,8 +28,9 @@ struct RelayNode: ParsableCommand {
     @Option(help: "Key file (the channel key, and origin= for the origin's public key), instead of ?key= and &origin= in the URL.")
     var keyFile: String?
 
+    @OptionGroup var limit: UploadLimitOptions
+    @OptionGroup var http: HTTPOptions
     @OptionGroup var common: CommonOptions
-    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         do { _ = try JoinURL(url) } catch { throw ValidationError("\(error)") }
@@ -38,8 +42,8 @@ struct RelayNode: ParsableCommand {
         let keys = try resolveKeys(keyFile: keyFile, url: url)
         var service = RelayService(url: url, key: keys.channel, listen: listen, uplink: uplink, quiet: common.quiet)
         service.originKey = keys.origin
-        try exitingOnFailure("lsp2p-relay") {
-            try metrics.serving(logger: logger) { try service.run(logger: logger) }
-        }
+        service.http = http.listen
+        service.limit = limit.limit
+        try exitingOnFailure("lsp2p-relay") { try service.run(logger: logger) }
     }
 }

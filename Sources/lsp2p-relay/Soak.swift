@@ -1,7 +1,9 @@
 import ArgumentParser
 import ChunkMesh
 import Foundation
+import CommandSupport
 import LSP2PKit
+import Soak
 
 struct Soak: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,7 +40,10 @@ struct Soak: ParsableCommand {
     @Option(help: "Churn: off, or relays:EVERY[:DOWN] and/or players:EVERY in seconds, e.g. relays:10s:2s,players:20s.")
     var churn = ChurnSpec(argument: "relays:10s,players:20s")!
 
-    @Option(help: "Seed for uplinks and churn.")
+    @Option(help: "Relays' upload budgets in bytes: off, or LOW[-HIGH] (50M, 20M-200M) drawn from the seed. A relay that spends its budget hands its children over and exits; a new one takes its place.")
+    var budgetDist = BudgetDistribution.off
+
+    @Option(help: "Seed for uplinks, budgets and churn.")
     var seed: UInt64 = 1
 
     @Option(help: "Folder for the report, plots and logs.")
@@ -69,9 +74,13 @@ struct Soak: ParsableCommand {
 
     func run() throws {
         let logger = common.makeLogger("lsp2p.soak")
-        let service = SoakService(input: input, relays: relays, players: players, duration: duration, chunkMs: chunkMs,
+        var service = SoakService(input: input, relays: relays, players: players, duration: duration, chunkMs: chunkMs,
                                   deadlineMs: deadlineMs, uplinks: uplinkDist, churn: churn, seed: seed, out: out,
                                   minOnTime: minOnTime, quiet: common.quiet)
+        service.budgets = budgetDist
         try exitingOnFailure("lsp2p-relay") { try service.run(logger: logger) }
     }
 }
+
+extension ChurnSpec: ExpressibleByArgument {}
+extension BudgetDistribution: ExpressibleByArgument {}

@@ -1,7 +1,9 @@
 import ArgumentParser
 import ChunkMesh
+import CommandSupport
 import Foundation
 import LSP2PKit
+import MediaServices
 import StreamIngest
 
 struct Source: ParsableCommand {
@@ -14,6 +16,7 @@ struct Source: ParsableCommand {
           lsp2p-relay source --input samples/sample.mp4 --loop
           lsp2p-relay source --input /dev/video0 --format v4l2 --listen 0.0.0.0:7000
           ffmpeg -i in.mkv -c copy -f mpegts - | lsp2p-relay source --input -
+          lsp2p-relay source --input samples/sample.mp4 --loop --http 127.0.0.1:8080   # status page and the mesh drawn
         """
     )
 
@@ -50,8 +53,8 @@ struct Source: ParsableCommand {
     @Option(help: "Hold the stream until this many receivers have joined.")
     var waitReceivers = 0
 
+    @OptionGroup var http: HTTPOptions
     @OptionGroup var common: CommonOptions
-    @OptionGroup var metrics: MetricsOptions
 
     func validate() throws {
         guard (20...10_000).contains(chunkMs) else { throw ValidationError("--chunk-ms must be 20 to 10000") }
@@ -69,8 +72,7 @@ struct Source: ParsableCommand {
                                   loop: loop, chunkDuration: Int64(chunkMs) * 1000),
             listen: listen, key: key, originSigner: keys.originSecret, suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
         service.substreams = substreams
-        try exitingOnFailure("lsp2p-relay") {
-            try metrics.serving(logger: logger) { try service.run(logger: logger) }
-        }
+        service.http = http.listen
+        try exitingOnFailure("lsp2p-relay") { try service.run(logger: logger) }
     }
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import ChunkMesh
 import Foundation
-import LSP2PKit
+import CommandSupport
 import MeshSim
 
 extension OverlayAlgorithm: ExpressibleByArgument {}

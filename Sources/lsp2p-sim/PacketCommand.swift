@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import LSP2PKit
+import CommandSupport
 import MeshSim
 
 struct PacketCommand: ParsableCommand {

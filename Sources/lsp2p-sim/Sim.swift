@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import CommandSupport
 import LSP2PKit
 
 @main

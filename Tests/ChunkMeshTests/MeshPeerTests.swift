@@ -82,6 +82,53 @@ final class MeshPeerTests: XCTestCase {
         }
     }
 
+    /// A peer that has spent its upload budget: its children move, make-before-break (each keeps a parent for every
+    /// substream at every instant), it takes no new child, and it plays on as a leaf.
+    func testARetiringPeerHandsItsChildrenOverBeforeItStopsFeedingThem() {
+        let sim = SimulatedMesh(originUnits: 8)
+        sim.join("a", units: 8, seed: 8)
+        sim.run(for: 3_000_000)
+        for i in 0..<3 { sim.join("c\(i)", units: 8, seed: UInt64(20 + i)) }
+        sim.run(for: 8_000_000)
+        let children = (0..<3).map { "c\($0)" }.filter { sim.peers[$0]!.parents.values.contains("a") }
+        XCTAssertFalse(children.isEmpty, "someone depends on a")
+        sim.send("a", .retire)
+        XCTAssertTrue(sim.peers["a"]!.retired)
+        XCTAssertEqual(sim.peers["a"]!.residualUnits, 0)
+        for _ in 0..<500 {
+            sim.run(for: 10_000)
+            for c in children { XCTAssertTrue(sim.peers[c]!.hasAllParents, "\(c) lost a parent at \(sim.now): \(sim.peers[c]!.debugState)") }
+        }
+        XCTAssertEqual(sim.peers["a"]!.children, [:], "every child moved")
+        for c in children {
+            XCTAssertFalse(sim.peers[c]!.parents.values.contains("a"), c)
+            XCTAssertEqual(gaps(sim, c, upTo: sim.producedSeqs - 10), [], c)
+        }
+        sim.join("d", units: 0, seed: 30)
+        sim.run(for: 5_000_000)
+        XCTAssertTrue(sim.peers["d"]!.hasAllParents)
+        XCTAssertFalse(sim.peers["d"]!.parents.values.contains("a"), "a retired peer takes no child")
+        XCTAssertTrue(sim.peers["a"]!.hasAllParents, "a plays on")
+        XCTAssertEqual(gaps(sim, "a", upTo: sim.producedSeqs - 10), [])
+    }
+
+    func testChildrenARetiredPeerStillHoldsAreLetGoWhenShed() {
+        let sim = SimulatedMesh(originUnits: 4)
+        sim.join("a", units: 8, seed: 8)
+        sim.run(for: 3_000_000)
+        // Nobody else uploads: the children have nowhere to move, so a's hand-off cannot finish by itself.
+        for i in 0..<2 { sim.join("c\(i)", units: 0, seed: UInt64(40 + i)) }
+        sim.run(for: 5_000_000)
+        XCTAssertEqual(Set(sim.peers["a"]!.children.keys), ["c0", "c1"])
+        sim.send("a", .retire)
+        sim.run(for: 3_000_000)
+        XCTAssertEqual(Set(sim.peers["a"]!.children.keys), ["c0", "c1"], "still fed: nobody else has room")
+        sim.send("a", .shedChildren)
+        XCTAssertEqual(sim.peers["a"]!.children, [:])
+        sim.run(for: 1_000_000)
+        for c in ["c0", "c1"] { XCTAssertFalse(sim.peers[c]!.parents.values.contains("a"), c) }
+    }
+
     /// 1,000 random joins, leaves and kills. Moves made at the same moment on news not yet propagated can close
     /// a loop for an instant. Announces carry ancestry, so a loop is seen and broken as the news goes round it, and
     /// a loop is cut off from the source, so its parents time out at the latest. None may outlast a parent timeout.

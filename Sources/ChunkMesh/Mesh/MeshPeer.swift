@@ -86,6 +86,11 @@ public enum MeshEvent: Equatable, Sendable {
     case misbehaved(PeerID)
     /// Leave on purpose: children are told first.
     case leave
+    /// Upload no more (a budget spent): take no child, tell the children to move; they keep being fed until they
+    /// have (make-before-break), or until `shedChildren`. Parents stay: the peer goes on as a leaf.
+    case retire
+    /// After `retire`: the children still here are let go (told as a refusal, so they look elsewhere at once).
+    case shedChildren
     /// The upload capacity changed (the stream's rate became known, say).
     case setCapacity(Int)
     /// The stream as the origin's welcome tells it: its rate (bits/s, 0 if unknown) and k. A peer sizes its units and
@@ -132,6 +137,11 @@ public struct MeshPeer {
     /// Links this peer opened, by why (to ask a parent, to probe, to explore, to reach its bootstrap).
     public private(set) var dialCauses: [String: Int] = [:]
     public private(set) var leaving = false
+    /// Its upload is spent: a leaf from now on (`retire`).
+    public private(set) var retired = false
+    /// Parents that are leaving or retiring: their substreams move to others before they go (make-before-break).
+    private var movingFrom: Set<PeerID> = []
+    private var nextMoveTry: Int64 = 0
     /// The time of the event being handled.
     private var lastNow: Int64 = 0
 
@@ -166,6 +176,7 @@ public struct MeshPeer {
     /// News that is not ancestry (room, a delay) goes out at most this often.
     static let changeSpacing: Int64 = 500_000
     static let searchSpacing: Int64 = 100_000
+    static let moveSpacing: Int64 = 250_000
     static let peerAskSpacing: Int64 = 300_000
     static let probePeriod: Int64 = 1_000_000
     /// Links to peers that are neither parent, child, being asked nor the bootstrap close after this long (after
@@ -288,7 +299,7 @@ public struct MeshPeer {
         case .tick:
             out += tick(now: now)
         case .setCapacity(let units):
-            config.capacityUnits = max(0, units)
+            if !retired { config.capacityUnits = max(0, units) }
         case .stream(let rate, let k):
             // The origin's k: taken while this peer has no parent nor child on the old plan.
             if !config.isOrigin, k != config.plan.count, k > 0, k <= PeerInfo.maxSubstreams, parentSet.isEmpty,
@@ -315,6 +326,17 @@ public struct MeshPeer {
             leaving = true
             for child in childSet.ids.sorted() { out.append(.send(child, .leaving)) }
             for parent in parentSet.distinct { out.append(.send(parent, .unsubscribe(parentSet.substreams(from: parent)))) }
+        case .retire:
+            guard !config.isOrigin, !retired else { break }
+            retired = true
+            config.capacityUnits = 0
+            for child in childSet.ids.sorted() { out.append(.send(child, .leaving)) }
+            out += announceDownstream(now: now)
+        case .shedChildren:
+            for (child, substreams) in childSet.substreams.sorted(by: { $0.key < $1.key }) {
+                out.append(.send(child, .refuse(substreams.sorted())))
+                childSet.drop(child)
+            }
         }
         return out
     }
@@ -391,8 +413,13 @@ public struct MeshPeer {
                 out.append(.sendChunk(peer, chunk))
             }
         case .leaving:
-            out += orphan(parentSet.substreams(from: peer), now: now, cause: "leaving")
+            // Its substreams move elsewhere while it still feeds them; if it goes first, they are orphaned then.
             members.setRoom(of: peer, 0)
+            if parentSet.isParent(peer) {
+                movingFrom.insert(peer)
+                nextMoveTry = now
+                out += moveAway(now: now)
+            }
         case .viewRequest, .view:
             break // between an observer and its node, never between peers
         }
@@ -401,7 +428,7 @@ public struct MeshPeer {
 
     private mutating func subscribe(_ child: PeerID, to substreams: [Int], fromSeq: UInt64) -> [MeshAction] {
         let valid = substreams.filter { $0 >= 0 && $0 < config.plan.count }
-        guard !leaving, child != config.me, valid.count == substreams.count, !valid.isEmpty else {
+        guard !leaving, !retired, child != config.me, valid.count == substreams.count, !valid.isEmpty else {
             return [.send(child, .refuse(substreams))]
         }
         // Each substream on its own: never one not received or received through the child (a loop), and never
@@ -552,6 +579,7 @@ public struct MeshPeer {
             if members.isLinked(peer) { out.append(.send(peer, .unsubscribe([s]))) }
         }
         out += selectParents(now: now)
+        out += moveAway(now: now)
         if now >= nextImprovement { out += improve(now: now) }
         if downstreamAnnounceDue { out += announceDownstream(now: now) }
         // Short of parents: ask a linked peer for candidates more often than the gossip round does (the bootstrap
@@ -597,6 +625,7 @@ public struct MeshPeer {
         if hasAllParents { at = min(at, nextImprovement) }
         if members.hasProbeCandidates { at = min(at, nextProbe) }
         if let starving = parentSet.nextStarvation(timeout: config.parentTimeout) { at = min(at, starving) }
+        if !movingFrom.isEmpty { at = min(at, nextMoveTry) }
         return max(at, lastNow + 1)
     }
 
@@ -776,6 +805,19 @@ public struct MeshPeer {
         return ask(plan, now: now)
     }
 
+    /// The substreams of a leaving parent, asked of others while it still feeds them: the new parent's yes
+    /// unsubscribes the old one, as for an improvement. Tried again a few times a second until done.
+    private mutating func moveAway(now: Int64) -> [MeshAction] {
+        movingFrom = movingFrom.filter { parentSet.isParent($0) }
+        guard !movingFrom.isEmpty, now >= nextMoveTry else { return [] }
+        nextMoveTry = now + Self.moveSpacing
+        let needed = parentSet.parents.filter { movingFrom.contains($0.value) && parentSet.pending[$0.key] == nil }.keys.sorted()
+        guard !needed.isEmpty else { return [] }
+        let plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
+        pendingCause = "leaving"
+        return ask(plan, now: now)
+    }
+
     /// One move towards a lower delay, make-before-break. A round that finds none waits twice as long for the next
     /// (a peer at its local minimum stays put); a move brings the pace back.
     private mutating func improve(now: Int64) -> [MeshAction] {
@@ -873,7 +915,7 @@ public struct MeshPeer {
     // MARK: candidates
 
     private func candidate(_ id: PeerID) -> CandidateParent? {
-        guard let k = members[id], !isAvoided(id), k.info.epoch >= epoch, !members.refusedLately(id, now: lastNow) else { return nil }
+        guard let k = members[id], !isAvoided(id), !movingFrom.contains(id), k.info.epoch >= epoch, !members.refusedLately(id, now: lastNow) else { return nil }
         var delays: [Int: Int64] = [:]
         var ancestors: [Int: [PeerID]] = [:]
         let mine = childSet.substreams[id]

@@ -237,6 +237,27 @@ public final class MeshNode: @unchecked Sendable {
         try? serverChannel?.close().wait()
     }
 
+    /// Uploads no more (a budget spent): takes no child, tells its children to move and feeds them until they have
+    /// (make-before-break), for at most `handOff`; then lets the rest go. Its parents stay: it goes on as a leaf.
+    /// Completes with how many children were still here at the end.
+    public func retire(handOff: TimeAmount = .seconds(5)) -> EventLoopFuture<Int> {
+        let promise = loop.makePromise(of: Int.self)
+        loop.execute { [self] in
+            handle(.retire)
+            let deadline = NIODeadline.now() + handOff
+            func check() {
+                let left = peer.children.count
+                guard left > 0, NIODeadline.now() < deadline, !stopped else {
+                    if left > 0, !stopped { handle(.shedChildren) }
+                    return promise.succeed(left)
+                }
+                loop.scheduleTask(in: .milliseconds(20)) { check() }
+            }
+            check()
+        }
+        return promise.futureResult
+    }
+
     /// Sets the upload capacity in units (the stream's rate became known).
     public func setCapacity(_ units: Int) {
         loop.execute { [self] in handle(.setCapacity(units)) }
@@ -250,6 +271,34 @@ public final class MeshNode: @unchecked Sendable {
     public func snapshot() -> (parents: [Int: PeerID], children: [PeerID: Set<Int>], delay: Int64?, changes: Int) {
         (try? loop.submit { [self] in (peer.parents, peer.children, peer.delayFromSource, peer.parentChanges) }.wait())
             ?? ([:], [:], nil, 0)
+    }
+
+    /// What a status page shows of this node, read on its loop.
+    public struct Status: Sendable {
+        public struct Substream: Sendable {
+            public var substream: Int
+            public var parent: PeerID?
+            /// D_s: this node's delay from the source in it, µs.
+            public var delay: Int64?
+        }
+        public var id: PeerID
+        public var isOrigin: Bool
+        public var substreams: [Substream]
+        public var children: [PeerID: Set<Int>]
+        public var delay: Int64?
+        public var units: Int
+        public var usedUnits: Int
+        public var retired: Bool
+        public var stats: Stats
+    }
+
+    public func status() -> Status? {
+        try? loop.submit { [self] in
+            Status(id: id, isOrigin: configuration.isOrigin,
+                   substreams: peer.config.plan.all.map { Status.Substream(substream: $0, parent: peer.parents[$0], delay: peer.delay(of: $0)) },
+                   children: peer.children, delay: peer.delayFromSource, units: peer.config.capacityUnits, usedUnits: peer.usedUnits,
+                   retired: peer.retired, stats: stats)
+        }.wait()
     }
 
     // MARK: on the loop

@@ -1,4 +1,5 @@
 import Foundation
+import LSP2PKit
 import Plots
 
 /// What a soak found: `report.json` (snake_case keys), `report.md`, and the SVG plots.
@@ -8,7 +9,7 @@ struct SoakResult: Encodable {
         var relays, players: Int
         var durationS: Double
         var chunkMs, deadlineMs: Int
-        var uplinkDist, churn: String
+        var uplinkDist, churn, budgetDist: String
         var seed: UInt64
         var streamRateBps: Double
         var originUplinkBps: Double
@@ -75,7 +76,7 @@ struct SoakResult: Encodable {
          recoveries: [Double], unrecovered: Int, originBytes: Int, rss: [RSS], mesh: MeshMap?) {
         scenario = Scenario(input: service.input, relays: service.relays, players: service.players, durationS: service.duration,
                             chunkMs: service.chunkMs, deadlineMs: service.deadlineMs, uplinkDist: "\(service.uplinks)",
-                            churn: "\(service.churn)", seed: service.seed, streamRateBps: streamRate, originUplinkBps: 2 * streamRate,
+                            churn: "\(service.churn)", budgetDist: "\(service.budgets)", seed: service.seed, streamRateBps: streamRate, originUplinkBps: 2 * streamRate,
                             minOnTime: service.minOnTime)
         elapsedS = (elapsed * 10).rounded() / 10
         var t = Totals()
@@ -136,7 +137,7 @@ struct SoakResult: Encodable {
                                        y: min(0.9, ratio.map(\.y).min() ?? 1)...1, markers: churn,
                                        yFormat: { String(format: "%.3f", $0) })),
             ("delay.svg", Plot.bars(title: "Delay from the source per peer, at the end", yLabel: "delay, ms", items: delays)),
-            ("mesh.svg", mesh.map(Plot.mesh) ?? Plot.document([])),
+            ("mesh.svg", mesh.map { Plot.mesh($0) } ?? Plot.document([])),
         ]
     }
 

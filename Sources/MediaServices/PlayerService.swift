@@ -1,17 +1,20 @@
 import ChunkMesh
 import Foundation
+import LSP2PKit
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NodeHTTP
 import StreamIngest
 
 /// `lsp2p-play`: joins, puts chunks in order by their deadlines, writes playable output.
 public struct PlayerService: Sendable {
     public var url: JoinURL
     public var key: ChannelKey
-    public var output: String
+    /// A file (.ts, .mp4, .mkv) or - for stdout; nil writes nothing (the stream is served, say).
+    public var output: String?
     public var duration: Double?
     public var deadlineMs: Int
     public var reportPath: String?
@@ -23,8 +26,16 @@ public struct PlayerService: Sendable {
     public var listen: HostPort?
     /// The origin's public key; nil trusts the one the bootstrap names.
     public var originKey: OriginPublicKey?
+    /// Serve the stream to local players at http://HOST:PORT/stream.ts.
+    public var serve: HostPort?
+    /// Start this player on the served stream; the run ends when it exits.
+    public var player: PlayerApp?
+    /// Serve the status page here.
+    public var http: HostPort?
+    /// Upload this much (or for this long), hand the children over, and go on as a leaf.
+    public var limit = UploadLimit()
 
-    public init(url: JoinURL, key: ChannelKey, output: String, duration: Double?, deadlineMs: Int,
+    public init(url: JoinURL, key: ChannelKey, output: String?, duration: Double?, deadlineMs: Int,
                 reportPath: String?, quiet: Bool) {
         self.url = url
         self.key = key
@@ -37,8 +48,10 @@ public struct PlayerService: Sendable {
 
     /// Plays until end of stream, `duration`, or a stop signal. Throws `RuntimeFailure` for exit code 1.
     public func run(logger: Logger) throws {
-        let sink: MediaSink
-        do { sink = try openSink(output) } catch { throw RuntimeFailure("\(error)") }
+        setFFmpegLogging(verbose: logger.logLevel <= .debug)
+        if http != nil { PrometheusExport.bootstrap() }
+        let sink: MediaSink?
+        do { sink = try output.map(openSink) } catch { throw RuntimeFailure("\(error)") }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let session = PlayerSession(service: self, sink: sink, loop: group.next(), logger: logger)
@@ -57,7 +70,7 @@ public struct PlayerService: Sendable {
 /// Everything but the writes happens on `loop`, the mesh node's loop.
 final class PlayerSession: @unchecked Sendable {
     private let service: PlayerService
-    private let sink: MediaSink
+    private let sink: MediaSink?
     private let loop: EventLoop
     private let logger: Logger
     private let writer = DispatchQueue(label: "output")
@@ -79,16 +92,26 @@ final class PlayerSession: @unchecked Sendable {
     private let writeFailure = NIOLockedValueBox<String?>(nil)
     private let metrics = PlayerMetrics()
     private let outputClosed = NIOLockedValueBox(false)
+    /// `--serve`: the stream for local players, and its server; `--http`: the status page.
+    private let hub: StreamHub?
+    private var servers: [HTTPServer] = []
+    private var watch: UploadWatch?
+    private var app: Process?
+    /// The worst latency of each of the last 60 seconds, and of this one so far (ms), for the status page.
+    private var sparkline: [Double] = []
+    private var worstThisSecond = 0.0
+    private var nextSecond = monotonicMicros() + 1_000_000
     /// Silence this long after joining, with no end of stream, means the stream is lost.
     static let silenceLimit: Int64 = 10_000_000
 
-    init(service: PlayerService, sink: MediaSink, loop: EventLoop, logger: Logger) {
+    init(service: PlayerService, sink: MediaSink?, loop: EventLoop, logger: Logger) {
         self.service = service
         self.sink = sink
         self.loop = loop
         self.logger = logger
         self.buffer = PlayoutBuffer(playoutDelay: Int64(service.deadlineMs) * 1000)
         self.finished = loop.makePromise()
+        self.hub = service.serve == nil && service.player == nil ? nil : StreamHub()
     }
 
     private var originNow: Int64 { wallClockMicros() + (node?.clockOffset ?? 0) }
@@ -103,12 +126,74 @@ final class PlayerSession: @unchecked Sendable {
                             onDeliver: { [self] chunk in deliver(chunk) })
         self.node = node
         do { try node.start() } catch { throw RuntimeFailure("cannot listen on \(config.listen): \(error)") }
-        loop.execute { [self] in
-            tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in tick() })
-            if !service.quiet {
-                tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in printStats() })
+        do {
+            if let hub {
+                var routes = Routes()
+                routes.stream = ("/stream.ts", hub)
+                routes.page("/") { StreamHub.index }
+                // --player alone serves on a free port of loopback.
+                let server = try serveHTTP(routes, on: service.serve ?? HostPort(host: "127.0.0.1", port: 0), logger: logger,
+                                           what: "the stream, for mpv, vlc or ffplay,", path: "/stream.ts")
+                servers.append(server)
+                indexURL = server.url
+            }
+            if let listen = service.http {
+                let board = StatusBoard(role: "player", node: node, uplink: service.noUpload ? BitRate(bitsPerSecond: 0) : service.uplink,
+                                        budget: service.limit.budget) { [self] status in addPlayback(to: &status) }
+                servers.append(try serveHTTP(board.routes, on: listen, logger: logger))
+            }
+            if let app = service.player, let url = indexURL { self.app = try launch(app, url: url + "/stream.ts") }
+        } catch {
+            node.stop(gracefully: false)
+            for server in servers { server.stop() }
+            throw error
+        }
+        if service.limit.isSet {
+            watch = UploadWatch(node: node, limit: service.limit, logger: logger) { [logger] _, _ in
+                logger.notice("a leaf now: playing on, uploading nothing")
             }
         }
+        loop.execute { [self] in
+            tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in tick() })
+            tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+                if !service.quiet { printStats() }
+                // The report is kept current while playing (a soak reads it), and written a last time at exit.
+                if let path = service.reportPath { try? report().write(to: path) }
+            })
+        }
+    }
+
+    /// Starts the player on the served stream; when it exits, so does this run.
+    private func launch(_ app: PlayerApp, url: String) throws -> Process {
+        guard let binary = PlayerApp.find(app.binary) else {
+            throw RuntimeFailure("--player \(app.rawValue): \(app.binary) is not on PATH")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = app.arguments(url)
+        process.standardInput = FileHandle.nullDevice
+        process.terminationHandler = { [self] p in stop(reason: "\(app.rawValue) exited (status \(p.terminationStatus))") }
+        do { try process.run() } catch { throw RuntimeFailure("cannot start \(binary): \(error)") }
+        logger.info("started \(app.rawValue) on \(url)")
+        return process
+    }
+
+    /// The player's own figures on the status page, read on the node's loop.
+    private func addPlayback(to status: inout NodeStatus) {
+        guard let (playback, serve) = try? loop.submit({ [self] () -> (NodeStatus.Playback, NodeStatus.Serve?) in
+            let s = buffer.stats
+            let h = buffer.latency
+            let playback = NodeStatus.Playback(received: s.received, onTime: s.onTime, late: s.late, missing: s.missing,
+                                               latencyP50Ms: Double(h.valueAtPercentile(50)) / 1000,
+                                               latencyP99Ms: Double(h.valueAtPercentile(99)) / 1000, sparklineMs: sparkline)
+            let serve = hub.map { hub in
+                let h = hub.currentStats
+                return NodeStatus.Serve(url: (indexURL ?? "") + "/stream.ts", clients: h.clients, served: h.served, dropped: h.dropped)
+            }
+            return (playback, serve)
+        }).wait() else { return }
+        status.playback = playback
+        status.serve = serve
     }
 
     func wait() -> Result<Void, RuntimeFailure> {
@@ -164,7 +249,10 @@ final class PlayerSession: @unchecked Sendable {
         if chunk.isEndOfStream { endOfStreamArrived = true }
         let now = originNow
         switch buffer.receive(chunk, now: now) {
-        case .onTime, .late, .tooLate: metrics.latency.recordMicroseconds(max(0, now.saturatingSubtract(chunk.ingestTime)))
+        case .onTime, .late, .tooLate:
+            let latency = max(0, now.saturatingSubtract(chunk.ingestTime))
+            metrics.latency.recordMicroseconds(latency)
+            worstThisSecond = max(worstThisSecond, Double(latency) / 1000)
         default: break
         }
         release(buffer.pull(now: now))
@@ -178,6 +266,12 @@ final class PlayerSession: @unchecked Sendable {
             return finish(failure: nil)
         }
         release(buffer.pull(now: originNow))
+        if monotonicMicros() >= nextSecond {
+            nextSecond += 1_000_000
+            sparkline.append(worstThisSecond)
+            if sparkline.count > 60 { sparkline.removeFirst() }
+            worstThisSecond = 0
+        }
         if let duration = service.duration, elapsed >= duration { return finish(failure: nil) }
         if joined, monotonicMicros() - lastChunkAt > Self.silenceLimit {
             if endOfStreamArrived { return finish(failure: nil) }
@@ -197,6 +291,8 @@ final class PlayerSession: @unchecked Sendable {
                 (late ? metrics.late : metrics.onTime).increment()
                 if firstChunkMs == nil { firstChunkMs = Double(monotonicMicros() - joinedAt) / 1000 }
                 let payload = chunk.payload
+                hub?.publish(payload, randomAccess: chunk.isRandomAccess)
+                guard let sink else { continue }
                 writer.async { [self] in
                     guard writeFailure.withLockedValue({ $0 }) == nil, !outputClosed.withLockedValue({ $0 }) else { return }
                     do {
@@ -223,18 +319,23 @@ final class PlayerSession: @unchecked Sendable {
         if !sawEndOfStream { release(buffer.drain()) }
         self.failure = failure.map(RuntimeFailure.init)
         for task in tasks { task.cancel() }
+        watch?.stop()
+        hub?.finish()
         writer.async { [self] in
+            for server in servers { server.stop() }
             // Leave the mesh (children are told); off the loop, since stopping waits on it.
             node?.stop()
             var result = self.failure
             if result == nil, let writeError = writeFailure.withLockedValue({ $0 }) { result = RuntimeFailure(writeError) }
-            do { try sink.finish() } catch { if result == nil { result = RuntimeFailure("\(error)") } }
+            do { try sink?.finish() } catch { if result == nil { result = RuntimeFailure("\(error)") } }
             loop.execute { [self] in
                 if !service.quiet { printStats() }
                 if let result { finished.fail(result) } else { finished.succeed(()) }
             }
         }
     }
+
+    private var indexURL: String?
 
     private var elapsed: Double { Double(monotonicMicros() - joinedAt) / 1e6 }
 
@@ -271,57 +372,24 @@ struct PlayerMetrics {
     let latency = Metrics.Timer(label: "lsp2p_chunk_latency_seconds")
 }
 
-/// `lsp2p-play --report`: the keys tests and scripts read (design §5).
-public struct Report: Codable, Equatable {
-    public struct Latency: Codable, Equatable {
-        public var p50, p90, p99, max: Double
-    }
-    public struct ParentChange: Codable, Equatable {
-        public var atS: Double
-        public var parents: [String]
-    }
 
-    public var chunksExpected, chunksReceived, chunksOnTime, chunksLate, chunksMissing, bytesReceived: Int
-    public var latencyMs: Latency
-    /// [percentile, ms] pairs: the latency distribution, for plots.
-    public var latencyCdfMs: [[Double]]
-    public var firstChunkMs: Double?
-    public var parents: [ParentChange]
-    /// Times the origin restarted (a new run, timestamps from zero) while this player kept playing.
-    public var originRestarts: Int
-    public var durationS: Double
+/// `--player`: a media player started on the served stream.
+public enum PlayerApp: String, CaseIterable, Sendable {
+    case mpv, vlc, ffplay
 
-    static let cdfPercentiles: [Double] = [0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9, 100]
+    var binary: String { self == .vlc ? "vlc" : rawValue }
 
-    public static func load(_ path: String) throws -> Report {
-        let decoder = JSONDecoder()
-        decoder.keyDecodingStrategy = .convertFromSnakeCase
-        return try decoder.decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    func arguments(_ url: String) -> [String] {
+        switch self {
+        case .mpv: ["--force-window=yes", "--title=lsp2p", url]
+        case .vlc: ["--play-and-exit", url]
+        case .ffplay: ["-hide_banner", "-loglevel", "error", "-window_title", "lsp2p", url]
+        }
     }
 
-    public func write(to path: String) throws {
-        let encoder = JSONEncoder.reports
-        try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+    /// The binary's path on PATH, if there.
+    static func find(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
-}
-
-/// A joiner's failures to reach its bootstrap before it joined. A wrong key or nobody listening ends the run at
-/// once; anything else (a reset or a timeout: a crowded node turns handshakes away) is tried again, as the core
-/// redials every 2 s, for `patience` µs.
-struct JoinFailures {
-    static let patience: Int64 = 30_000_000
-    private var first: Int64?
-
-    mutating func isFinal(_ error: Error, now: Int64 = monotonicMicros()) -> Bool {
-        let since = first ?? now
-        first = since
-        return isWrongKey(error) || describeConnectError(error) == "connection refused" || now - since >= Self.patience
-    }
-}
-
-func describeConnectError(_ error: Error) -> String {
-    let text = "\(error)"
-    if text.contains("connectionRefused") || text.contains("Connection refused") { return "connection refused" }
-    if text.contains("connectTimeout") { return "timed out" }
-    return text
 }

@@ -1,5 +1,6 @@
 import ChunkMesh
 import Foundation
+import LSP2PKit
 import Logging
 import NIOPosix
 import StreamIngest
@@ -19,6 +20,8 @@ public struct SoakService {
     public var out: String
     public var minOnTime: Double
     public var quiet: Bool
+    /// Relays' upload budgets: relays that spend theirs hand their children over and exit.
+    public var budgets = BudgetDistribution.off
 
     public init(input: String, relays: Int, players: Int, duration: Double, chunkMs: Int, deadlineMs: Int,
                 uplinks: UplinkDistribution, churn: ChurnSpec, seed: UInt64, out: String, minOnTime: Double, quiet: Bool) {
@@ -108,25 +111,6 @@ final class SoakChild {
     }
 }
 
-/// What a player's stats line says (cumulative since it joined).
-struct PlayerLine {
-    var received = 0, onTime = 0, late = 0, missing = 0
-    var p99: Double = 0
-    var expected: Int { onTime + late + missing }
-
-    /// `play  12.0s | received 60 | on time 58 | late 0 | missing 1 | latency p50 12 ms p99 40 ms | 1.1 Mbit/s`
-    init?(_ line: Substring) {
-        guard line.hasPrefix("play ") else { return nil }
-        func number(after key: String) -> Double? {
-            guard let r = line.range(of: key) else { return nil }
-            return Double(line[r.upperBound...].trimmingCharacters(in: .whitespaces).prefix { "0123456789.".contains($0) })
-        }
-        guard let received = number(after: "received "), let onTime = number(after: "on time "), let late = number(after: "late "),
-              let missing = number(after: "missing "), let p99 = number(after: "p99 ") else { return nil }
-        (self.received, self.onTime, self.late, self.missing, self.p99) = (Int(received), Int(onTime), Int(late), Int(missing), p99)
-    }
-}
-
 final class SoakRun {
     let service: SoakService
     let streamRate: Double
@@ -152,7 +136,8 @@ final class SoakRun {
     var recoveries: [Double] = []
     var pendingRecovery: [(id: String, at: Double)] = []
     var rss: [SoakResult.RSS] = []
-    var lastPlayerLines: [String: PlayerLine] = [:]
+    /// Each player's latest report (players rewrite theirs each second).
+    var lastReports: [String: Report] = [:]
     var relayCount = 0, playerCount = 0
 
     init(service: SoakService, streamRate: Double, outDir: URL, logger: Logger) {
@@ -200,6 +185,7 @@ final class SoakRun {
                 nextRelayKill = due + service.churn.relayEvery!
                 killRelay(at: t, restarts: &restarts)
             }
+            reapSpentRelays(at: t, restarts: &restarts)
             for r in restarts where t >= r.at { relays[r.slot] = try? startRelay() }
             restarts.removeAll { t >= $0.at }
             if let due = nextPlayerSwap, t >= due {
@@ -242,8 +228,9 @@ final class SoakRun {
     private func startRelay() throws -> SoakChild {
         relayCount += 1
         let uplink = Int(service.uplinks.draw(streamRate: streamRate, using: &rng))
-        let child = try SoakChild(relayBinary, ["relay", url, "--uplink", "\(uplink)", "--quiet"],
-                                  name: "relay-\(relayCount)", logDir: logDir, at: now)
+        var args = ["relay", url, "--uplink", "\(uplink)", "--quiet"]
+        if let budget = service.budgets.draw(using: &rng) { args += ["--upload-budget", "\(budget)"] }
+        let child = try SoakChild(relayBinary, args, name: "relay-\(relayCount)", logDir: logDir, at: now)
         events.append(.init(t: now, kind: "relay-start", target: child.name))
         return child
     }
@@ -252,7 +239,7 @@ final class SoakRun {
         playerCount += 1
         let name = "player-\(playerCount)"
         let child = try SoakChild(playerBinary, [url, "--output", "/dev/null", "--deadline-ms", "\(service.deadlineMs)",
-                                                 "--report", outDir.appendingPathComponent("players/\(name).json").path],
+                                                 "--report", reportPath(name), "--quiet"],
                                   name: name, logDir: logDir, at: now)
         events.append(.init(t: now, kind: "player-join", target: name))
         return child
@@ -276,6 +263,18 @@ final class SoakRun {
         events.append(.init(t: t, kind: "relay-kill", target: victim.name))
         if let id { pendingRecovery.append((id, t)) }
         restarts.append((slot, t + service.churn.relayDown))
+    }
+
+    /// Relays that left on their own (a spent budget exits 0) make way for new ones, as killed ones do.
+    private func reapSpentRelays(at t: Double, restarts: inout [(slot: Int, at: Double)]) {
+        for slot in relays.indices {
+            guard let relay = relays[slot], !relay.isRunning else { continue }
+            let status = relay.process.terminationStatus
+            events.append(.init(t: t, kind: status == 0 ? "relay-spent" : "relay-exit", target: relay.name))
+            if status != 0 { logger.warning("\(relay.name) exited with status \(status)") }
+            relays[slot] = nil
+            restarts.append((slot, t + service.churn.relayDown))
+        }
     }
 
     private func swapPlayer(at t: Double) {
@@ -304,11 +303,12 @@ final class SoakRun {
 
     private func sample(at t: Double) {
         for player in players {
-            if let line = player.lines.reversed().lazy.compactMap(PlayerLine.init).first { lastPlayerLines[player.name] = line }
+            if let report = try? Report.load(reportPath(player.name)) { lastReports[player.name] = report }
         }
-        let lines = Array(lastPlayerLines.values)
-        let onTime = lines.reduce(0) { $0 + $1.onTime }, expected = lines.reduce(0) { $0 + $1.expected }
-        let p99 = players.filter(\.isRunning).compactMap { lastPlayerLines[$0.name]?.p99 }.max() ?? 0
+        let reports = Array(lastReports.values)
+        let onTime = reports.reduce(0) { $0 + $1.chunksOnTime }
+        let expected = reports.reduce(0) { $0 + $1.chunksOnTime + $1.chunksLate + $1.chunksMissing }
+        let p99 = players.filter(\.isRunning).compactMap { lastReports[$0.name]?.latencyMs.p99 }.max() ?? 0
         let relaysUp = relays.compactMap { $0 }.filter(\.isRunning).count
         let playersUp = players.filter(\.isRunning).count
         samples.append(.init(t: t, onTime: onTime, expected: expected, p99Ms: p99, relaysUp: relaysUp, playersUp: playersUp))
@@ -336,10 +336,11 @@ final class SoakRun {
         return Int(done.split(separator: " ").drop { $0 != "chunks," }.dropFirst().first ?? "") ?? 0
     }
 
+    private func reportPath(_ name: String) -> String { outDir.appendingPathComponent("players/\(name).json").path }
+
     private func playerReports() -> [SoakResult.Player] {
         players.compactMap { p in
-            let path = outDir.appendingPathComponent("players/\(p.name).json").path
-            guard let report = try? Report.load(path) else { return nil }
+            guard let report = try? Report.load(reportPath(p.name)) else { return nil }
             return SoakResult.Player(name: p.name, joinedS: (p.startedAt * 10).rounded() / 10, report: report)
         }
     }

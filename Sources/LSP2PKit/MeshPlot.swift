@@ -1,10 +1,13 @@
+import ChunkMesh
+import NIOConcurrencyHelpers
+import NodeHTTP
 import Plots
 
 extension Plot {
     /// The mesh: peers placed left to right by delay from the source, an arrow per parent → child edge.
-    static func mesh(_ map: MeshMap) -> String {
+    public static func mesh(_ map: MeshMap, title: String = "the mesh at the end") -> String {
         let f = Frame(x: 0...max(map.peers.compactMap(\.delayMs).max() ?? 1, 1e-3), y: 0...Double(max(1, map.peers.count)))
-        var body = axes(f, title: "the mesh at the end (\(map.peers.count - 1) peers)", xLabel: "delay from the source, ms", yLabel: "peers")
+        var body = axes(f, title: "\(title) (\(map.peers.count - 1) peers)", xLabel: "delay from the source, ms", yLabel: "peers")
         var position: [String: (Double, Double)] = [:]
         let ordered = [map.peers[0]] + map.peers.dropFirst().sorted { ($0.delayMs ?? .infinity, $0.id) < ($1.delayMs ?? .infinity, $1.id) }
         for (i, peer) in ordered.enumerated() {
@@ -23,5 +26,34 @@ extension Plot {
             body.append("<circle cx=\"\(fmt(p.0))\" cy=\"\(fmt(p.1))\" r=\"5\" fill=\"\(color)\"><title>\(escape(peer.id))</title></circle>")
         }
         return document(body)
+    }
+}
+
+/// `/mesh.svg` at the origin: the walk of the mesh drawn as the soak report draws it, made at most every 10 s.
+public final class MeshPicture: Sendable {
+    private let address: HostPort
+    private let key: ChannelKey
+    private let cached = NIOLockedValueBox<(at: Int64, page: Page)?>(nil)
+    private let limit: Int
+
+    public init(address: HostPort, key: ChannelKey, limit: Int = 2_000) {
+        self.address = address
+        self.key = key
+        self.limit = limit
+    }
+
+    /// Blocks for the walk: call it off any event loop (`Routes.page` does).
+    public func page() -> Page {
+        let now = monotonicMicros()
+        if let cached = cached.withLockedValue({ $0 }), now - cached.at < 10_000_000 { return cached.page }
+        let page: Page
+        do {
+            let map = try MeshMap.fetch(from: address, key: key, timeout: 2, limit: limit, within: 10)
+            page = Page("image/svg+xml", Plot.mesh(map, title: "the mesh"))
+        } catch {
+            return Page("text/plain", "cannot walk the mesh: \(error)\n", status: .serviceUnavailable)
+        }
+        cached.withLockedValue { $0 = (now, page) }
+        return page
     }
 }

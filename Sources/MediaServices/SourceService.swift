@@ -1,6 +1,8 @@
 import ChunkMesh
 import Foundation
+import LSP2PKit
 import Logging
+import NodeHTTP
 import NIOCore
 import NIOPosix
 import StreamIngest
@@ -18,6 +20,8 @@ public struct SourceService {
     public var substreams = SubstreamPlan.defaultCount
     /// Signs every chunk; its public key goes in the join URL. Nil makes one for this run.
     public var originSigner: OriginSigningKey?
+    /// Serve the status page (with the mesh drawn) here.
+    public var http: HostPort?
 
     public init(ingest: IngestOptions, listen: HostPort, key: ChannelKey, originSigner: OriginSigningKey?, suite: CipherSuite,
                 uplink: BitRate?, waitReceivers: Int, quiet: Bool) {
@@ -33,6 +37,8 @@ public struct SourceService {
 
     /// Runs until the input ends (or a stop signal); returns after receivers have the end of stream.
     public func run(logger: Logger) throws {
+        setFFmpegLogging(verbose: logger.logLevel <= .debug)
+        if http != nil { PrometheusExport.bootstrap() }
         let ingest: Ingest
         do { ingest = try Ingest(options: self.ingest) } catch { throw RuntimeFailure("\(error)") }
         logger.info("input \(self.ingest.input.location): \(ingest.streamSummary.joined(separator: ", "))")
@@ -68,6 +74,19 @@ public struct SourceService {
         do { id = try origin.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
         let url = JoinURL(address: HostPort(id)!, key: key, origin: signer.publicKey)
         printErr("join: \(url)")
+        let server: HTTPServer?
+        do {
+            server = try http.map { listen in
+                let picture = MeshPicture(address: HostPort(id)!, key: key)
+                var routes = StatusBoard(role: "origin", node: origin, uplink: uplink, meshSvg: true).routes
+                routes.page("/mesh.svg") { picture.page() }
+                return try serveHTTP(routes, on: listen, logger: logger)
+            }
+        } catch {
+            origin.stop()
+            throw error
+        }
+        defer { server?.stop() }
         if originSigner == nil {
             logger.warning("signing with an origin key made for this run: a restarted origin would not be believed (keep one: lsp2p-relay keygen)")
         }
@@ -116,28 +135,3 @@ public struct SourceService {
     }
 }
 
-/// The host to put in a join URL: a wildcard listen address becomes this machine's first LAN address.
-func advertisedHost(_ host: String) -> String {
-    guard host == "0.0.0.0" || host == "::" else { return host }
-    let devices = (try? System.enumerateDevices()) ?? []
-    let wantV6 = host == "::"
-    for device in devices {
-        guard let ip = device.address?.ipAddress, !device.name.hasPrefix("lo") else { continue }
-        if wantV6 == ip.contains(":"), !ip.hasPrefix("fe80") { return ip }
-    }
-    return wantV6 ? "::1" : "127.0.0.1"
-}
-
-/// Calls `tick` every second on a thread of its own until stopped.
-final class StatsTicker: @unchecked Sendable {
-    private let timer: DispatchSourceTimer
-
-    init(interval: Double = 1, _ tick: @escaping @Sendable () -> Void) {
-        timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "stats"))
-        timer.schedule(deadline: .now() + interval, repeating: interval)
-        timer.setEventHandler(handler: tick)
-        timer.resume()
-    }
-
-    func stop() { timer.cancel() }
-}

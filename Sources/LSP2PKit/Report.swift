@@ -1,0 +1,47 @@
+import Foundation
+
+/// `lsp2p-play --report`: the keys tests and scripts read (design §5).
+public struct Report: Codable, Equatable {
+    public struct Latency: Codable, Equatable {
+        public var p50, p90, p99, max: Double
+        public init(p50: Double, p90: Double, p99: Double, max: Double) { (self.p50, self.p90, self.p99, self.max) = (p50, p90, p99, max) }
+    }
+    public struct ParentChange: Codable, Equatable {
+        public var atS: Double
+        public var parents: [String]
+        public init(atS: Double, parents: [String]) { (self.atS, self.parents) = (atS, parents) }
+    }
+
+    public var chunksExpected, chunksReceived, chunksOnTime, chunksLate, chunksMissing, bytesReceived: Int
+    public var latencyMs: Latency
+    /// [percentile, ms] pairs: the latency distribution, for plots.
+    public var latencyCdfMs: [[Double]]
+    public var firstChunkMs: Double?
+    public var parents: [ParentChange]
+    /// Times the origin restarted (a new run, timestamps from zero) while this player kept playing.
+    public var originRestarts: Int
+    public var durationS: Double
+
+    public static let cdfPercentiles: [Double] = [0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9, 100]
+
+    public init(chunksExpected: Int, chunksReceived: Int, chunksOnTime: Int, chunksLate: Int, chunksMissing: Int, bytesReceived: Int,
+                latencyMs: Latency, latencyCdfMs: [[Double]], firstChunkMs: Double?, parents: [ParentChange], originRestarts: Int,
+                durationS: Double) {
+        (self.chunksExpected, self.chunksReceived, self.chunksOnTime, self.chunksLate, self.chunksMissing, self.bytesReceived) =
+            (chunksExpected, chunksReceived, chunksOnTime, chunksLate, chunksMissing, bytesReceived)
+        (self.latencyMs, self.latencyCdfMs, self.firstChunkMs, self.parents, self.originRestarts, self.durationS) =
+            (latencyMs, latencyCdfMs, firstChunkMs, parents, originRestarts, durationS)
+    }
+
+    public static func load(_ path: String) throws -> Report {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    public func write(to path: String) throws {
+        let encoder = JSONEncoder.reports
+        try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+}
+

@@ -1,0 +1,162 @@
+import ChunkMesh
+import Dispatch
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A whole response: a page, a JSON document, a picture.
+public struct Page: Sendable {
+    public var contentType: String
+    public var body: [UInt8]
+    public var status: HTTPResponseStatus
+
+    public init(_ contentType: String, _ body: [UInt8], status: HTTPResponseStatus = .ok) {
+        self.contentType = contentType
+        self.body = body
+        self.status = status
+    }
+
+    public init(_ contentType: String, _ text: String, status: HTTPResponseStatus = .ok) {
+        self.init(contentType, Array(text.utf8), status: status)
+    }
+}
+
+/// What a server answers: whole pages by path (made when asked, on the server's loop or later), and at most
+/// one live stream.
+public struct Routes: Sendable {
+    public typealias Maker = @Sendable (EventLoop) -> EventLoopFuture<Page>
+    public var pages: [String: Maker] = [:]
+    public var stream: (path: String, hub: StreamHub)?
+
+    public init() {}
+
+    /// A page made off the server's loop (making it may wait on a node's loop).
+    public mutating func page(_ path: String, _ make: @escaping @Sendable () -> Page) {
+        pages[path] = { loop in
+            let promise = loop.makePromise(of: Page.self)
+            DispatchQueue.global().async { promise.succeed(make()) }
+            return promise.futureResult
+        }
+    }
+
+    /// These routes and `other`'s; `other` wins on a path both have.
+    public func merging(_ other: Routes) -> Routes {
+        var merged = self
+        merged.pages.merge(other.pages) { $1 }
+        merged.stream = other.stream ?? stream
+        return merged
+    }
+}
+
+/// A small HTTP/1.1 server on a thread of its own: `GET` and `HEAD` of the routes' paths.
+public final class HTTPServer: Sendable {
+    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let channel: Channel
+    /// Where it listens, `HOST:PORT` (the port filled in when 0 was asked).
+    public let address: HostPort
+
+    public init(listen: HostPort, routes: Routes) throws {
+        do {
+            channel = try ServerBootstrap(group: group)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    channel.pipeline.configureHTTPServerPipeline().flatMap {
+                        channel.pipeline.addHandler(HTTPHandler(routes: routes))
+                    }
+                }
+                .bind(host: listen.host, port: listen.port).wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+        address = HostPort(host: listen.host, port: channel.localAddress?.port ?? listen.port)
+    }
+
+    /// `http://HOST:PORT`.
+    public var url: String { "http://\(address)" }
+
+    public func stop() {
+        try? channel.close().wait()
+        try? group.syncShutdownGracefully()
+    }
+}
+
+private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let routes: Routes
+    private var head: HTTPRequestHead?
+    /// This connection carries the stream now: it answers nothing else.
+    private var streaming = false
+
+    init(routes: Routes) { self.routes = routes }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): self.head = head
+        case .body: break
+        case .end:
+            guard let head, !streaming else { return }
+            self.head = nil
+            respond(to: head, context: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        routes.stream?.hub.detach(context.channel)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+
+    private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = String(request.uri.prefix { $0 != "?" })
+        guard request.method == .GET || request.method == .HEAD else {
+            return write(Page("text/plain", "only GET and HEAD\n", status: .methodNotAllowed), to: request, context: context,
+                         extra: [("Allow", "GET, HEAD")])
+        }
+        if let stream = routes.stream, path == stream.path {
+            var headers = HTTPHeaders([("Content-Type", "video/mp2t"), ("Cache-Control", "no-cache")])
+            if request.method == .HEAD {
+                headers.add(name: "Content-Length", value: "0")
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                return
+            }
+            // No length: HTTP/1.1 sends it chunked, for as long as the stream lasts.
+            streaming = true
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))),
+                                  promise: nil)
+            stream.hub.attach(context.channel)
+            return
+        }
+        guard let make = routes.pages[path] else {
+            let known = (routes.pages.keys.sorted() + (routes.stream.map { [$0.path] } ?? [])).joined(separator: " ")
+            return write(Page("text/plain", "not found: try \(known)\n", status: .notFound), to: request, context: context)
+        }
+        let loop = context.eventLoop
+        make(loop).hop(to: loop).whenComplete { [self] result in
+            switch result {
+            case .success(let page): write(page, to: request, context: context)
+            case .failure(let error): write(Page("text/plain", "\(error)\n", status: .internalServerError), to: request, context: context)
+            }
+        }
+    }
+
+    private func write(_ page: Page, to request: HTTPRequestHead, context: ChannelHandlerContext, extra: [(String, String)] = []) {
+        var headers = HTTPHeaders([("Content-Type", page.contentType), ("Content-Length", "\(page.body.count)"),
+                                   ("Cache-Control", "no-store")] + extra)
+        if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: page.status, headers: headers))), promise: nil)
+        if request.method != .HEAD {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: page.body)))), promise: nil)
+        }
+        let keepAlive = request.isKeepAlive
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            if !keepAlive { context.close(promise: nil) }
+        }
+    }
+}

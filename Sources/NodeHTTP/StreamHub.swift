@@ -1,0 +1,145 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+
+/// The stream as served over HTTP to local players (`lsp2p-play --serve`): any number of clients, each starting
+/// at the newest random-access chunk. Publishing never waits for a client: a client that has more than
+/// `maxBacklog` bytes it has not taken yet is dropped, and nobody else notices.
+public final class StreamHub: @unchecked Sendable {
+    public struct Stats: Sendable, Equatable {
+        /// Clients reading now.
+        public var clients = 0
+        /// Clients ever attached.
+        public var served = 0
+        /// Clients dropped for reading too slowly.
+        public var dropped = 0
+        public var bytesOut = 0
+    }
+
+    private final class Client {
+        let channel: Channel
+        /// Waiting for a random-access chunk to start at.
+        var started: Bool
+        /// Bytes written and not yet taken by the socket (touched on the channel's loop only).
+        var queued = 0
+
+        init(_ channel: Channel, started: Bool) {
+            self.channel = channel
+            self.started = started
+        }
+    }
+
+    public let maxBacklog: Int
+    /// The most kept from the newest random-access chunk on, for clients that come in between.
+    public let maxStart: Int
+    private let lock = NIOLock()
+    private var clients: [ObjectIdentifier: Client] = [:]
+    private var start: [ByteBuffer] = []
+    private var startBytes = 0
+    private var stats = Stats()
+    private var finished = false
+
+    public init(maxBacklog: Int = 8 << 20, maxStart: Int = 16 << 20) {
+        self.maxBacklog = maxBacklog
+        self.maxStart = maxStart
+    }
+
+    public var currentStats: Stats { lock.withLock { stats } }
+
+    /// A chunk of the stream, in order. Safe from any thread.
+    public func publish(_ bytes: ByteBuffer, randomAccess: Bool) {
+        lock.withLock {
+            guard !finished else { return }
+            if randomAccess {
+                start = [bytes]
+                startBytes = bytes.readableBytes
+            } else if !start.isEmpty {
+                if startBytes + bytes.readableBytes <= maxStart {
+                    start.append(bytes)
+                    startBytes += bytes.readableBytes
+                } else {
+                    start = []
+                    startBytes = 0
+                }
+            }
+            for client in clients.values {
+                if !client.started {
+                    guard randomAccess else { continue }
+                    client.started = true
+                }
+                send(bytes, to: client)
+            }
+        }
+    }
+
+    /// The stream ended: every client gets the end of its response.
+    public func finish() {
+        lock.withLock {
+            finished = true
+            for client in clients.values {
+                let channel = client.channel
+                channel.eventLoop.execute {
+                    channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
+                }
+            }
+            clients.removeAll()
+        }
+    }
+
+    func attach(_ channel: Channel) {
+        lock.withLock {
+            guard !finished else {
+                channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
+                return
+            }
+            let client = Client(channel, started: !start.isEmpty)
+            clients[ObjectIdentifier(channel)] = client
+            stats.served += 1
+            stats.clients = clients.count
+            for bytes in start { send(bytes, to: client) }
+        }
+    }
+
+    func detach(_ channel: Channel) {
+        lock.withLock {
+            clients.removeValue(forKey: ObjectIdentifier(channel))
+            stats.clients = clients.count
+        }
+    }
+
+    /// Under the lock: the write itself happens on the client's loop, in publishing order.
+    private func send(_ bytes: ByteBuffer, to client: Client) {
+        let count = bytes.readableBytes
+        stats.bytesOut += count
+        client.channel.eventLoop.execute { [self] in
+            guard client.channel.isActive else { return }
+            guard client.queued + count <= maxBacklog else { return drop(client) }
+            client.queued += count
+            client.channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(bytes))).whenComplete { _ in client.queued -= count }
+        }
+    }
+
+    private func drop(_ client: Client) {
+        let removed = lock.withLock {
+            let removed = clients.removeValue(forKey: ObjectIdentifier(client.channel)) != nil
+            if removed { stats.dropped += 1 }
+            stats.clients = clients.count
+            return removed
+        }
+        if removed { client.channel.close(promise: nil) }
+    }
+}
+
+extension StreamHub {
+    /// `GET /` next to the stream: what is there.
+    public static var index: Page {
+        Page("text/html; charset=utf-8", """
+        <!doctype html><html lang="en"><head><meta charset="utf-8"><title>lsp2p stream</title></head><body>
+        <h1>lsp2p stream</h1>
+        <p><a href="/stream.ts">/stream.ts</a>: the channel as MPEG-TS (H.264/AAC as the source sent it), live, from its newest
+        keyframe. Open it in a player: <code>mpv URL</code>, <code>vlc URL</code>, <code>ffplay URL</code>.</p>
+        </body></html>
+
+        """)
+    }
+}

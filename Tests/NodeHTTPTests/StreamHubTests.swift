@@ -1,0 +1,178 @@
+import ChunkMesh
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import XCTest
+@testable import NodeHTTP
+
+/// The served stream over real loopback HTTP: clients start at a keyframe, a client that does not read is dropped,
+/// and nobody else loses a byte.
+final class StreamHubTests: XCTestCase {
+    var group: MultiThreadedEventLoopGroup!
+    var server: HTTPServer!
+    var hub: StreamHub!
+
+    override func setUp() {
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    override func tearDown() {
+        server?.stop()
+        try? group.syncShutdownGracefully()
+    }
+
+    private func serve(_ hub: StreamHub) throws {
+        self.hub = hub
+        var routes = Routes()
+        routes.stream = ("/stream.ts", hub)
+        routes.page("/") { StreamHub.index }
+        server = try HTTPServer(listen: HostPort(host: "127.0.0.1", port: 0), routes: routes)
+    }
+
+    private func chunk(_ tag: UInt8, size: Int = 1000) -> ByteBuffer {
+        ByteBuffer(bytes: [UInt8](repeating: tag, count: size))
+    }
+
+    func testAClientStartsAtTheNewestRandomAccessChunk() throws {
+        try serve(StreamHub())
+        hub.publish(chunk(1), randomAccess: true)
+        hub.publish(chunk(2), randomAccess: false)
+        hub.publish(chunk(3), randomAccess: true)
+        hub.publish(chunk(4), randomAccess: false)
+        let reader = try StreamReader.open(server.address, group: group)
+        try waitFor("the client is attached") { self.hub.currentStats.clients == 1 }
+        hub.publish(chunk(5), randomAccess: false)
+        try waitFor("three chunks arrive") { reader.bytes.count >= 3000 }
+        XCTAssertEqual(reader.status, .ok)
+        XCTAssertEqual(reader.contentType, "video/mp2t")
+        XCTAssertEqual(reader.bytes, [UInt8](repeating: 3, count: 1000) + [UInt8](repeating: 4, count: 1000) + [UInt8](repeating: 5, count: 1000))
+    }
+
+    func testAClientBeforeAnyKeyframeWaitsForOne() throws {
+        try serve(StreamHub())
+        let reader = try StreamReader.open(server.address, group: group)
+        try waitFor("the client is attached") { self.hub.currentStats.clients == 1 }
+        hub.publish(chunk(1), randomAccess: false)
+        hub.publish(chunk(2), randomAccess: true)
+        try waitFor("the keyframe arrives") { reader.bytes.count >= 1000 }
+        XCTAssertEqual(reader.bytes, [UInt8](repeating: 2, count: 1000))
+    }
+
+    func testASlowClientIsDroppedAndTheOthersGetEveryByte() throws {
+        try serve(StreamHub(maxBacklog: 256 << 10))
+        let reader = try StreamReader.open(server.address, group: group)
+        let stalled = try StalledClient(server.address)
+        try waitFor("both clients are attached") { self.hub.currentStats.clients == 2 }
+        // Lock-step with the reader, so only the stalled client falls behind; bounded at 400 MB.
+        var sent: [UInt8] = []
+        var n = 0
+        let deadline = Date().addingTimeInterval(60)
+        while hub.currentStats.dropped == 0, n < 6400, Date() < deadline {
+            let piece = chunk(UInt8(n % 251), size: 64 << 10)
+            hub.publish(piece, randomAccess: n == 0)
+            sent += piece.readableBytesView
+            n += 1
+            try waitFor("the reader keeps up") { reader.bytes.count == sent.count }
+        }
+        XCTAssertEqual(hub.currentStats.dropped, 1, "the client that never reads is dropped")
+        XCTAssertEqual(hub.currentStats.clients, 1)
+        hub.publish(chunk(9), randomAccess: false)
+        sent += [UInt8](repeating: 9, count: 1000)
+        try waitFor("the reader still gets the stream") { reader.bytes.count == sent.count }
+        XCTAssertEqual(reader.bytes, sent)
+        withExtendedLifetime(stalled) {}
+    }
+
+    func testHeadIndexAndUnknownPaths() throws {
+        try serve(StreamHub())
+        let head = try fetch(server.address, method: .HEAD, path: "/stream.ts", group: group)
+        XCTAssertEqual(head.status, .ok)
+        XCTAssertEqual(head.headers["Content-Type"].first, "video/mp2t")
+        XCTAssertTrue(head.body.isEmpty)
+        let index = try fetch(server.address, method: .GET, path: "/", group: group)
+        XCTAssertEqual(index.status, .ok)
+        XCTAssertTrue(String(decoding: index.body, as: UTF8.self).contains("/stream.ts"))
+        XCTAssertEqual(try fetch(server.address, method: .GET, path: "/nope", group: group).status, .notFound)
+        XCTAssertEqual(try fetch(server.address, method: .POST, path: "/", group: group).status, .methodNotAllowed)
+        XCTAssertEqual(hub.currentStats.served, 0, "a HEAD is not a client")
+    }
+}
+
+/// Waits for a condition, with a deadline.
+func waitFor(_ what: String, seconds: Double = 20, _ condition: () -> Bool) throws {
+    let end = Date().addingTimeInterval(seconds)
+    while !condition() {
+        guard Date() < end else { throw TimedOut(what: what) }
+        usleep(2_000)
+    }
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    var what: String
+    var description: String { "timed out waiting: \(what)" }
+}
+
+/// A whole HTTP response.
+func fetch(_ address: HostPort, method: HTTPMethod, path: String, group: EventLoopGroup) throws -> (status: HTTPResponseStatus, headers: HTTPHeaders, body: [UInt8]) {
+    let reader = try StreamReader.open(address, method: method, path: path, group: group)
+    try waitFor("the response to \(method) \(path)") { reader.ended }
+    return (reader.status!, reader.headers!, reader.bytes)
+}
+
+/// An HTTP client that keeps what it reads.
+final class StreamReader: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+    private let state = NIOLockedValueBox<(status: HTTPResponseStatus?, headers: HTTPHeaders?, bytes: [UInt8], ended: Bool)>((nil, nil, [], false))
+    var status: HTTPResponseStatus? { state.withLockedValue { $0.status } }
+    var headers: HTTPHeaders? { state.withLockedValue { $0.headers } }
+    var contentType: String? { headers?["Content-Type"].first }
+    var bytes: [UInt8] { state.withLockedValue { $0.bytes } }
+    var ended: Bool { state.withLockedValue { $0.ended } }
+
+    static func open(_ address: HostPort, method: HTTPMethod = .GET, path: String = "/stream.ts", group: EventLoopGroup) throws -> StreamReader {
+        let reader = StreamReader()
+        let channel = try ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.pipeline.addHTTPClientHandlers().flatMap { channel.pipeline.addHandler(reader) }
+            }
+            .connect(host: address.host, port: address.port).wait()
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: path)
+        head.headers.add(name: "Host", value: address.description)
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        try channel.writeAndFlush(HTTPClientRequestPart.end(nil)).wait()
+        return reader
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): state.withLockedValue { $0.status = head.status; $0.headers = head.headers }
+        case .body(let buffer): state.withLockedValue { $0.bytes += buffer.readableBytesView }
+        case .end: state.withLockedValue { $0.ended = true }
+        }
+    }
+}
+
+/// Asks for the stream and never reads a byte, with a small receive buffer so the server's side fills soon.
+final class StalledClient {
+    private let fd: Int32
+
+    init(_ address: HostPort) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var small: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(address.port).bigEndian)
+        inet_pton(AF_INET, address.host, &addr.sin_addr)
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TimedOut(what: "connect") }
+        let request = "GET /stream.ts HTTP/1.1\r\nHost: \(address)\r\n\r\n"
+        _ = request.withCString { write(fd, $0, strlen($0)) }
+    }
+
+    deinit { close(fd) }
+}
