@@ -109,7 +109,10 @@ public final class StatusBoard: Sendable {
         let used: Double = samples.withLockedValue { samples in
             if samples.last.map({ now - $0.at >= 1_000_000 }) ?? true { samples.append((now, sent)) }
             samples.removeAll { now - $0.at > 5_000_000 }
-            guard let first = samples.first, now - first.at >= 500_000 else { return 0 }
+            // Asked once only so far: the mean since the start.
+            guard let first = samples.first, now - first.at >= 500_000 else {
+                return now > started ? Double(sent) * 8 / (Double(now - started) / 1e6) : 0
+            }
             return Double(sent - first.bytes) * 8 / (Double(now - first.at) / 1e6)
         }
         func ms(_ us: Int64?) -> Double? { us.map { (Double($0) / 100).rounded() / 10 } }

@@ -18,7 +18,7 @@ public enum StatusPage {
     .sub { color: #666; margin-bottom: 1em; }
     .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(11em, 1fr)); gap: .5em; }
     .fig { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .5em .7em; }
-    .fig .k { color: #666; font-size: .85em; } .fig .v { font-size: 1.3em; font-variant-numeric: tabular-nums; }
+    .fig .k { color: #666; font-size: .85em; } .fig .v { font-size: 1.3em; font-variant-numeric: tabular-nums; overflow-wrap: anywhere; }
     table { border-collapse: collapse; background: #fff; } td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
     th { background: #f0f0f0; font-weight: 600; } .bar { height: .6em; background: #eee; border-radius: 3px; overflow: hidden; }
     .bar > div { height: 100%; background: #4c78a8; } .late { color: #b35900; } .missing { color: #b00020; }
@@ -92,7 +92,7 @@ public enum StatusPage {
       const share = u.allowed_bps ? Math.min(1, u.used_bps / u.allowed_bps) : 0;
       main.push(el('h2', {}, 'Upload'), el('div', {class: 'grid'},
         fig('upload_used', 'used', rate(u.used_bps)), fig('upload_allowed', 'allowed', u.allowed_bps ? rate(u.allowed_bps) : 'unlimited'),
-        fig('units', 'units used / offered', u.units_used + ' / ' + u.units), fig('bytes_sent', 'bytes sent', u.bytes_sent),
+        fig('units', 'units used / offered', u.units_used + ' / ' + (u.units >= 10000 ? 'any' : u.units)), fig('bytes_sent', 'bytes sent', u.bytes_sent),
         fig('budget', 'budget', u.budget_bytes == null ? 'none' : u.budget_bytes + ' bytes' + (u.retired ? ' (spent: a leaf now)' : ''))),
         el('div', {class: 'bar', style: 'margin-top:.4em;max-width:30em'}, el('div', {style: 'width:' + (share * 100).toFixed(1) + '%'})));
       if (s.role !== 'origin') {

@@ -31,8 +31,9 @@ final class ObservabilityTests: ChannelTestCase {
         defer { source.proc.signal(SIGKILL) }
         let player = try Proc("lsp2p-play", [source.url, "--output", path("out.ts"), "--duration", "6", "--quiet",
                                              "--metrics", "127.0.0.1:0"], in: dir, name: "player")
-        let line = try XCTUnwrap(player.waitForLine(containing: "metrics at"), player.stderr)
-        let endpoint = String(line[line.range(of: "http://")!.lowerBound...].prefix { $0 != " " })
+        // `--metrics` is the status server's older name: `/metrics` is where it always was.
+        let line = try XCTUnwrap(player.waitForLine(containing: "status page at"), player.stderr)
+        let endpoint = String(line[line.range(of: "http://")!.lowerBound...].prefix { $0 != " " }) + "metrics"
         // Scraped until chunks have come, then until more have: the counters move while the stream plays.
         func scrape(until condition: (Double) -> Bool) throws -> (status: Int, body: String) {
             let end = Date().addingTimeInterval(20)

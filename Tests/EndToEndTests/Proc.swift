@@ -23,7 +23,7 @@ final class Proc {
         stderrURL = dir.appendingPathComponent("\(name).stderr")
         _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
-        process.executableURL = Proc.binDir.appendingPathComponent(binary)
+        process.executableURL = binary.hasPrefix("/") ? URL(fileURLWithPath: binary) : Proc.binDir.appendingPathComponent(binary)
         process.arguments = args
         process.standardInput = try stdin.map(FileHandle.init(forReadingFrom:)) ?? FileHandle.nullDevice
         process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
