@@ -57,6 +57,7 @@ try:
         p = subprocess.Popen([f"{bin_dir}/lsp2p-play", url, "--output", "-", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         p.stdout.read(1)
         results["output"].append((time.monotonic() - t0) * 1000)
+        p.stdout.close()  # a full pipe nobody reads would hold its last writes
         p.terminate(); p.wait()
 finally:
     source.terminate(); source.wait()

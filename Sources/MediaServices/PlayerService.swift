@@ -321,18 +321,36 @@ final class PlayerSession: @unchecked Sendable {
         for task in tasks { task.cancel() }
         watch?.stop()
         hub?.finish()
-        writer.async { [self] in
+        // Leave the mesh (children are told) and stop serving; off the loop, since stopping waits on it, and not
+        // behind the output's writes, which a reader that takes nothing can hold for ever.
+        let left = DispatchGroup()
+        DispatchQueue.global().async(group: left) { [self] in
             for server in servers { server.stop() }
-            // Leave the mesh (children are told); off the loop, since stopping waits on it.
             node?.stop()
+        }
+        writer.async { [self] in
+            left.wait()
             var result = self.failure
             if result == nil, let writeError = writeFailure.withLockedValue({ $0 }) { result = RuntimeFailure(writeError) }
             do { try sink?.finish() } catch { if result == nil { result = RuntimeFailure("\(error)") } }
-            loop.execute { [self] in
-                if !service.quiet { printStats() }
-                if let result { finished.fail(result) } else { finished.succeed(()) }
-            }
+            loop.execute { [self] in complete(result) }
         }
+        // The output's reader stopped reading (a pipe nobody drains): the run ends anyway, its last writes unflushed.
+        loop.scheduleTask(in: Self.flushLimit) { [self] in
+            guard !completed else { return }
+            logger.warning("the output took nothing for \(Self.flushLimit.nanoseconds / 1_000_000_000) s: leaving without flushing it")
+            complete(self.failure)
+        }
+    }
+
+    private var completed = false
+    static let flushLimit = TimeAmount.seconds(10)
+
+    private func complete(_ result: RuntimeFailure?) {
+        guard !completed else { return }
+        completed = true
+        if !service.quiet { printStats() }
+        if let result { finished.fail(result) } else { finished.succeed(()) }
     }
 
     private var indexURL: String?

@@ -103,6 +103,28 @@ final class PlayersTests: ChannelTestCase {
         XCTAssertEqual(player.wait(), 0)
     }
 
+    /// `--output -` into a pipe nobody reads: a stop signal still ends the run (its last writes unflushed).
+    func testAPlayerWhoseStdoutIsNeverReadStillStops() throws {
+        let source = try RunningSource(["--input", Media.sample, "--loop", "--key-file", keyFile, "--quiet"], in: dir)
+        let report = path("player.json")
+        let player = Process()
+        player.executableURL = Proc.binDir.appendingPathComponent("lsp2p-play")
+        player.arguments = [source.url, "--key-file", keyFile, "--output", "-", "--report", report, "--quiet"]
+        let stdout = Pipe() // never read: it fills after a second or so of stream
+        player.standardOutput = stdout
+        player.standardError = FileHandle.nullDevice
+        try player.run()
+        defer { if player.isRunning { kill(player.processIdentifier, SIGKILL) } }
+        try waitFor("more than a pipe's worth has played") {
+            ((try? PlayerReport.load(URL(fileURLWithPath: report)))?.bytesReceived ?? 0) > 512 << 10
+        }
+        kill(player.processIdentifier, SIGTERM)
+        let end = Date().addingTimeInterval(30)
+        while player.isRunning, Date() < end { usleep(50_000) }
+        XCTAssertFalse(player.isRunning, "the player hung on its blocked output")
+        withExtendedLifetime(stdout) {}
+    }
+
     /// A mesh of 6: the origin, a relay with a small budget that the players join through, another relay, and three
     /// players, one with a budget of its own.
     func testARelayWithABudgetLeavesAndThePlayersUnderItMissNothing() throws {
