@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "lsp2p-relay", targets: ["lsp2p-relay"]),
         .executable(name: "lsp2p-play", targets: ["lsp2p-play"]),
+        .executable(name: "lsp2p-relay-node", targets: ["lsp2p-relay-node"]),
         .executable(name: "lsp2p-sim", targets: ["lsp2p-sim"]),
         .library(name: "ChunkMesh", targets: ["ChunkMesh"]),
         .library(name: "StreamIngest", targets: ["StreamIngest"]),
@@ -104,6 +105,8 @@ let package = Package(
             dependencies: ["CommandSupport", "LSP2PKit", "MediaServices", "Soak", "StreamIngest",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        /// `lsp2p-relay relay` without FFmpeg: `lsp2p-relay` hands the relay command to it.
+        .executableTarget(name: "lsp2p-relay-node", dependencies: ["CommandSupport"]),
         .executableTarget(
             name: "lsp2p-play",
             dependencies: ["CommandSupport", "LSP2PKit", "MediaServices", "StreamIngest",
@@ -128,6 +131,6 @@ let package = Package(
         .testTarget(name: "StreamIngestTests", dependencies: ["StreamIngest", "ChunkMesh", "TestMedia"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestMedia"]),
         .testTarget(name: "MeshSimTests", dependencies: ["MeshSim", "ChunkMesh"]),
-        .testTarget(name: "NodeHTTPTests", dependencies: ["NodeHTTP", "ChunkMesh", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "NodeHTTPTests", dependencies: ["NodeHTTP", "ChunkMesh", "TestMedia", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
     ]
 )

@@ -139,7 +139,7 @@ public struct ByteCount: ExpressibleByArgument, Sendable {
 
 /// `--upload-budget` and `--until`, on the nodes that upload for others.
 public struct UploadLimitOptions: ParsableArguments {
-    @Option(help: "Upload at most this many bytes (500M, 2G), then hand the children over to other parents and upload no more.")
+    @Option(help: "Upload at most this many bytes of stream to children (500M, 2G), then hand them over to other parents and upload no more.")
     public var uploadBudget: ByteCount?
 
     @Option(help: "Upload for this long (90s, 15m, 2h), then hand the children over as for --upload-budget.")

@@ -9,7 +9,9 @@ public struct Report: Codable, Equatable {
     public struct ParentChange: Codable, Equatable {
         public var atS: Double
         public var parents: [String]
-        public init(atS: Double, parents: [String]) { (self.atS, self.parents) = (atS, parents) }
+        /// Substreams that have a parent (a lost parent's are missing until new ones say yes).
+        public var fed: Int?
+        public init(atS: Double, parents: [String], fed: Int? = nil) { (self.atS, self.parents, self.fed) = (atS, parents, fed) }
     }
 
     public var chunksExpected, chunksReceived, chunksOnTime, chunksLate, chunksMissing, bytesReceived: Int
@@ -21,16 +23,19 @@ public struct Report: Codable, Equatable {
     /// Times the origin restarted (a new run, timestamps from zero) while this player kept playing.
     public var originRestarts: Int
     public var durationS: Double
+    /// When the player joined (`at_s` counts from it), Unix seconds.
+    public var startedUnixS: Double?
 
     public static let cdfPercentiles: [Double] = [0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9, 100]
 
     public init(chunksExpected: Int, chunksReceived: Int, chunksOnTime: Int, chunksLate: Int, chunksMissing: Int, bytesReceived: Int,
                 latencyMs: Latency, latencyCdfMs: [[Double]], firstChunkMs: Double?, parents: [ParentChange], originRestarts: Int,
-                durationS: Double) {
+                durationS: Double, startedUnixS: Double? = nil) {
         (self.chunksExpected, self.chunksReceived, self.chunksOnTime, self.chunksLate, self.chunksMissing, self.bytesReceived) =
             (chunksExpected, chunksReceived, chunksOnTime, chunksLate, chunksMissing, bytesReceived)
         (self.latencyMs, self.latencyCdfMs, self.firstChunkMs, self.parents, self.originRestarts, self.durationS) =
             (latencyMs, latencyCdfMs, firstChunkMs, parents, originRestarts, durationS)
+        self.startedUnixS = startedUnixS
     }
 
     public static func load(_ path: String) throws -> Report {

@@ -7,7 +7,7 @@ import NodeHTTP
 /// `--upload-budget` and `--until`: when a node stops uploading (the power-aware node of the LSP2P method goes
 /// inactive once it has spent its share).
 public struct UploadLimit: Sendable {
-    /// Bytes to send at most (chunks and control, on every link).
+    /// Chunk bytes to send to children at most (control messages are not counted).
     public var budget: Int?
     /// Time to upload for, from the start.
     public var until: Duration?

@@ -79,6 +79,8 @@ final class PlayerSession: @unchecked Sendable {
     private var buffer: PlayoutBuffer
     private var node: MeshNode?
     private let joinedAt = monotonicMicros()
+    /// The same instant on the wall clock, for the report: others line their events up with its times.
+    private let joinedAtWall = Date().timeIntervalSince1970
     private var joined = false
     private var joinFailures = JoinFailures()
     private var lastChunkAt = monotonicMicros()
@@ -239,7 +241,9 @@ final class PlayerSession: @unchecked Sendable {
         case .parentsChanged(let map):
             let now = Array(Set(map.values)).sorted()
             // The report keeps the first 10,000 changes: a week-long run must not grow without bound.
-            if parents.last?.parents != now, parents.count < 10_000 { parents.append(.init(atS: elapsed, parents: now)) }
+            if parents.last.map({ $0.parents != now || $0.fed != map.count }) ?? true, parents.count < 10_000 {
+                parents.append(.init(atS: elapsed, parents: now, fed: map.count))
+            }
         }
     }
 
@@ -377,7 +381,7 @@ final class PlayerSession: @unchecked Sendable {
                                        p99: ms(h.valueAtPercentile(99)), max: ms(h.max)),
                       latencyCdfMs: count == 0 ? [] : Report.cdfPercentiles.map { [$0, ms(h.valueAtPercentile($0))] },
                       firstChunkMs: firstChunkMs, parents: parents, originRestarts: s.restarts,
-                      durationS: (elapsed * 1000).rounded() / 1000)
+                      durationS: (elapsed * 1000).rounded() / 1000, startedUnixS: (joinedAtWall * 1000).rounded() / 1000)
     }
 }
 

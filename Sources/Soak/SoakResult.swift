@@ -47,9 +47,13 @@ struct SoakResult: Encodable {
         var mib: Double
     }
 
+    /// After each relay kill, the time until every player it fed directly had new parents for all it took there
+    /// (from the players' reports). Each kill is one of: timed (`count`), `unrecovered` (not by 60 s, or by the
+    /// end), or `not_observed` (it fed no player directly: its subtree's players show in the on-time ratio).
     struct Recovery: Encodable {
         var count: Int
         var unrecovered: Int
+        var notObserved: Int
         var p50Ms, p99Ms, maxMs: Double
         var allMs: [Double]
     }
@@ -73,7 +77,7 @@ struct SoakResult: Encodable {
     var mesh: MeshMap?
 
     init(service: SoakService, streamRate: Double, elapsed: Double, players: [Player], events: [Event], samples: [Sample],
-         recoveries: [Double], unrecovered: Int, originBytes: Int, rss: [RSS], mesh: MeshMap?) {
+         recoveries: [Double], unrecovered: Int, notObserved: Int, originBytes: Int, rss: [RSS], mesh: MeshMap?) {
         scenario = Scenario(input: service.input, relays: service.relays, players: service.players, durationS: service.duration,
                             chunkMs: service.chunkMs, deadlineMs: service.deadlineMs, uplinkDist: "\(service.uplinks)",
                             churn: "\(service.churn)", budgetDist: "\(service.budgets)", seed: service.seed, streamRateBps: streamRate, originUplinkBps: 2 * streamRate,
@@ -95,7 +99,7 @@ struct SoakResult: Encodable {
         self.players = players
         let sorted = recoveries.sorted()
         func pct(_ q: Double) -> Double { sorted.isEmpty ? 0 : (sorted[min(sorted.count - 1, Int(q * Double(sorted.count)))]).rounded() }
-        recovery = Recovery(count: sorted.count, unrecovered: unrecovered, p50Ms: pct(0.5), p99Ms: pct(0.99), maxMs: sorted.last ?? 0,
+        recovery = Recovery(count: sorted.count, unrecovered: unrecovered, notObserved: notObserved, p50Ms: pct(0.5), p99Ms: pct(0.99), maxMs: sorted.last ?? 0,
                             allMs: recoveries.map { $0.rounded() })
         let bps = elapsed > 0 ? Double(originBytes) * 8 / elapsed : 0
         originLoad = OriginLoad(bytesSent: originBytes, bitsPerSecond: bps.rounded(), streams: (bps / streamRate * 100).rounded() / 100)

@@ -135,6 +135,8 @@ final class SoakRun {
     var samples: [SoakResult.Sample] = []
     var recoveries: [Double] = []
     var pendingRecovery: [(id: String, at: Double)] = []
+    var unrecovered = 0
+    var notObserved = 0
     var rss: [SoakResult.RSS] = []
     /// Each player's latest report (players rewrite theirs each second).
     var lastReports: [String: Report] = [:]
@@ -199,10 +201,15 @@ final class SoakRun {
             }
         }
         if stop.isSet { logger.notice("stopping early on a signal") }
+        for player in players {
+            if let report = try? Report.load(reportPath(player.name)) { lastReports[player.name] = report }
+        }
+        checkRecoveries(at: now)
+        unrecovered += pendingRecovery.count
         let finalMap = originAddress.flatMap { try? MeshMap.fetch(from: $0, key: key, timeout: 3, group: group) }
         let originBytes = stopAll()
         return SoakResult(service: service, streamRate: streamRate, elapsed: now, players: playerReports(),
-                          events: events, samples: samples, recoveries: recoveries, unrecovered: pendingRecovery.count,
+                          events: events, samples: samples, recoveries: recoveries, unrecovered: unrecovered, notObserved: notObserved,
                           originBytes: originBytes, rss: rss, mesh: finalMap)
     }
 
@@ -286,19 +293,40 @@ final class SoakRun {
         if let newcomer = try? startPlayer() { players.append(newcomer) }
     }
 
-    /// A kill is recovered once no peer the origin hears from has the dead relay as a parent and every one
-    /// has a parent for every substream again.
+    /// A kill is recovered once every player the dead relay fed directly has a parent for every substream again,
+    /// none of them the dead relay; the time is the players' own (their reports' `parents` changes), not when the
+    /// soak looked. A relay that fed no player directly is not timed here: its subtree shows in the on-time ratio.
     private func checkRecoveries(at t: Double) {
-        guard !pendingRecovery.isEmpty, let address = originAddress,
-              let map = try? MeshMap.fetch(from: address, key: key, timeout: 1, group: group) else { return }
-        let parents = map.peers.dropFirst().map { Set($0.substreams.compactMap(\.parent)) }
-        let whole = map.peers.dropFirst().allSatisfy { $0.substreams.allSatisfy { $0.parent != nil } }
         pendingRecovery.removeAll { pending in
-            guard whole, !parents.contains(where: { $0.contains(pending.id) }) else { return false }
-            recoveries.append((t - pending.at) * 1000)
-            events.append(.init(t: t, kind: "recovered", target: pending.id))
+            var affected = 0
+            var slowest = 0.0
+            for player in players where player.isRunning {
+                guard let report = lastReports[player.name] else { continue }
+                // On the soak's clock: the player's own start on the wall clock (the process starts a little earlier).
+                let start = report.startedUnixS.map { $0 - started.timeIntervalSince1970 } ?? player.startedAt
+                let changes = report.parents.map { (at: start + $0.atS, parents: $0.parents, fed: $0.fed ?? 0) }
+                guard let before = changes.last(where: { $0.at <= pending.at }), before.parents.contains(pending.id) else { continue }
+                affected += 1
+                guard let after = changes.first(where: { $0.at > pending.at && !$0.parents.contains(pending.id) && $0.fed >= before.fed })
+                else { return t - pending.at > 60 ? giveUp(pending.id) : false }
+                slowest = max(slowest, after.at - pending.at)
+            }
+            // Reports are a second old at most: a player fed by the relay may not have said so yet.
+            guard t - pending.at > 2 else { return false }
+            if affected > 0 {
+                recoveries.append(slowest * 1000)
+                events.append(.init(t: pending.at + slowest, kind: "recovered", target: pending.id))
+            } else {
+                notObserved += 1
+            }
             return true
         }
+    }
+
+    private func giveUp(_ id: String) -> Bool {
+        unrecovered += 1
+        events.append(.init(t: now, kind: "unrecovered", target: id))
+        return true
     }
 
     private func sample(at t: Double) {

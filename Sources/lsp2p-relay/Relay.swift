@@ -14,6 +14,6 @@ struct Relay: ParsableCommand {
         (lsp2p://HOST:PORT?key=HEX64) that players (`lsp2p-play URL --output F`) join.
         Exit codes: 0 success, 1 runtime failure, 2 usage error.
         """,
-        subcommands: [Source.self, RelayNode.self, MeshCommand.self, Soak.self, Keygen.self, ChunkInput.self]
+        subcommands: [Source.self, RelayCommand.self, MeshCommand.self, Soak.self, Keygen.self, ChunkInput.self]
     )
 }

@@ -84,7 +84,12 @@ final class ObservabilityTests: ChannelTestCase {
         XCTAssertGreaterThanOrEqual(players.count, 6, "4 players and the ones that joined as others left")
         let events = (report?["events"] as? [[String: Any]] ?? []).compactMap { $0["kind"] as? String }
         XCTAssertGreaterThanOrEqual(events.filter { $0 == "relay-kill" }.count, 4)
-        XCTAssertGreaterThan((report?["recovery"] as? [String: Any])?["count"] as? Int ?? 0, 0)
+        // Every kill is accounted for: timed from the players' reports, or it fed no player directly.
+        let recovery = try XCTUnwrap(report?["recovery"] as? [String: Any])
+        let kills = events.filter { $0 == "relay-kill" }.count
+        XCTAssertEqual((recovery["count"] as? Int ?? 0) + (recovery["not_observed"] as? Int ?? 0) + (recovery["unrecovered"] as? Int ?? 0), kills,
+                       "\(recovery)")
+        XCTAssertEqual(recovery["unrecovered"] as? Int, 0, "\(recovery)")
         XCTAssertNotNil((report?["mesh"] as? [String: Any])?["peers"])
         XCTAssertTrue(try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8).contains("| player |"))
         for plot in ["latency-cdf", "on-time", "delay", "mesh"] {

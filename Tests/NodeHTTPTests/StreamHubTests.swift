@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import TestMedia
 import XCTest
 @testable import NodeHTTP
 
@@ -63,7 +64,7 @@ final class StreamHubTests: XCTestCase {
     func testASlowClientIsDroppedAndTheOthersGetEveryByte() throws {
         try serve(StreamHub(maxBacklog: 256 << 10))
         let reader = try StreamReader.open(server.address, group: group)
-        let stalled = try StalledClient(server.address)
+        let stalled = try StalledClient(host: server.address.host, port: server.address.port, path: "/stream.ts")
         try waitFor("both clients are attached") { self.hub.currentStats.clients == 2 }
         // Lock-step with the reader, so only the stalled client falls behind; bounded at 400 MB.
         var sent: [UInt8] = []
@@ -98,20 +99,6 @@ final class StreamHubTests: XCTestCase {
         XCTAssertEqual(try fetch(server.address, method: .POST, path: "/", group: group).status, .methodNotAllowed)
         XCTAssertEqual(hub.currentStats.served, 0, "a HEAD is not a client")
     }
-}
-
-/// Waits for a condition, with a deadline.
-func waitFor(_ what: String, seconds: Double = 20, _ condition: () -> Bool) throws {
-    let end = Date().addingTimeInterval(seconds)
-    while !condition() {
-        guard Date() < end else { throw TimedOut(what: what) }
-        usleep(2_000)
-    }
-}
-
-struct TimedOut: Error, CustomStringConvertible {
-    var what: String
-    var description: String { "timed out waiting: \(what)" }
 }
 
 /// A whole HTTP response.
@@ -152,27 +139,4 @@ final class StreamReader: ChannelInboundHandler, @unchecked Sendable {
         case .end: state.withLockedValue { $0.ended = true }
         }
     }
-}
-
-/// Asks for the stream and never reads a byte, with a small receive buffer so the server's side fills soon.
-final class StalledClient {
-    private let fd: Int32
-
-    init(_ address: HostPort) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var small: Int32 = 4096
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(address.port).bigEndian)
-        inet_pton(AF_INET, address.host, &addr.sin_addr)
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw TimedOut(what: "connect") }
-        let request = "GET /stream.ts HTTP/1.1\r\nHost: \(address)\r\n\r\n"
-        _ = request.withCString { write(fd, $0, strlen($0)) }
-    }
-
-    deinit { close(fd) }
 }

@@ -142,6 +142,7 @@ public struct MeshPeer {
     /// Parents that are leaving or retiring: their substreams move to others before they go (make-before-break).
     private var movingFrom: Set<PeerID> = []
     private var nextMoveTry: Int64 = 0
+    private var movingSince: Int64?
     /// The time of the event being handled.
     private var lastNow: Int64 = 0
 
@@ -177,6 +178,7 @@ public struct MeshPeer {
     static let changeSpacing: Int64 = 500_000
     static let searchSpacing: Int64 = 100_000
     static let moveSpacing: Int64 = 250_000
+    static let moveFullAskAfter: Int64 = 1_000_000
     static let peerAskSpacing: Int64 = 300_000
     static let probePeriod: Int64 = 1_000_000
     /// Links to peers that are neither parent, child, being asked nor the bootstrap close after this long (after
@@ -417,6 +419,7 @@ public struct MeshPeer {
             members.setRoom(of: peer, 0)
             if parentSet.isParent(peer) {
                 movingFrom.insert(peer)
+                movingSince = movingSince ?? now
                 nextMoveTry = now
                 out += moveAway(now: now)
             }
@@ -582,9 +585,9 @@ public struct MeshPeer {
         out += moveAway(now: now)
         if now >= nextImprovement { out += improve(now: now) }
         if downstreamAnnounceDue { out += announceDownstream(now: now) }
-        // Short of parents: ask a linked peer for candidates more often than the gossip round does (the bootstrap
+        // Short of parents, or moving off a leaving one: ask a linked peer for candidates more often than the gossip round does (the bootstrap
         // every other time), so a joiner walks the mesh until it finds room.
-        if !hasAllParents, !members.linked.isEmpty, now >= nextPeerAsk {
+        if !hasAllParents || !movingFrom.isEmpty, !members.linked.isEmpty, now >= nextPeerAsk {
             nextPeerAsk = now + Self.peerAskSpacing
             let asked = config.bootstrap.flatMap { members.isLinked($0) && peerAsks % 2 == 0 ? $0 : nil }
                 ?? members.linked[Int(rng.next() % UInt64(members.linked.count))]
@@ -794,26 +797,37 @@ public struct MeshPeer {
         // full peer at most once in `fullAskSpacing`. Not at once: after a loss, room usually turns up in a moment.
         if plan.isEmpty { fruitlessSince = fruitlessSince ?? now } else { fruitlessSince = nil }
         for s in needed where plan[s] == nil && now - (fruitlessSince ?? now) >= Self.fullAskAfter {
-            let full = members.news.keys.filter { members.mayAskFull($0, now: now) }.sorted().compactMap(candidate)
-                .filter { $0.residualUnits <= 0 && $0.canFeed(s, to: config.me) }
-            guard let nearest = full.min(by: { ($0.delayVia(s), $0.id) < ($1.delayVia(s), $1.id) }) else { continue }
-            members.askedFull(nearest.id, now: now)
-            plan[s] = nearest.id
+            plan[s] = askFull(for: s, now: now)
         }
         fruitlessSearch = plan.isEmpty ? (members.version, needed, now) : nil
         pendingCause = "select"
         return ask(plan, now: now)
     }
 
+    /// The nearest full peer that could feed `s`, asked to give a weaker child's unit (each at most once in
+    /// `fullAskSpacing`); nil if none.
+    private mutating func askFull(for s: Int, now: Int64) -> PeerID? {
+        let full = members.news.keys.filter { members.mayAskFull($0, now: now) }.sorted().compactMap(candidate)
+            .filter { $0.residualUnits <= 0 && $0.canFeed(s, to: config.me) }
+        guard let nearest = full.min(by: { ($0.delayVia(s), $0.id) < ($1.delayVia(s), $1.id) }) else { return nil }
+        members.askedFull(nearest.id, now: now)
+        return nearest.id
+    }
+
     /// The substreams of a leaving parent, asked of others while it still feeds them: the new parent's yes
-    /// unsubscribes the old one, as for an improvement. Tried again a few times a second until done.
+    /// unsubscribes the old one, as for an improvement. Tried again a few times a second until done; after a
+    /// second without a peer with room, a full one is asked, as a search does (the hand-off has a few seconds).
     private mutating func moveAway(now: Int64) -> [MeshAction] {
         movingFrom = movingFrom.filter { parentSet.isParent($0) }
+        if movingFrom.isEmpty { movingSince = nil }
         guard !movingFrom.isEmpty, now >= nextMoveTry else { return [] }
         nextMoveTry = now + Self.moveSpacing
         let needed = parentSet.parents.filter { movingFrom.contains($0.value) && parentSet.pending[$0.key] == nil }.keys.sorted()
         guard !needed.isEmpty else { return [] }
-        let plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
+        var plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
+        for s in needed where plan[s] == nil && now - (movingSince ?? now) >= Self.moveFullAskAfter {
+            plan[s] = askFull(for: s, now: now)
+        }
         pendingCause = "leaving"
         return ask(plan, now: now)
     }

@@ -1,10 +1,15 @@
 import ArgumentParser
 import ChunkMesh
-import CommandSupport
+import Foundation
 import LSP2PKit
 
-struct RelayNode: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// `lsp2p-relay relay`. It needs no FFmpeg: `lsp2p-relay` (which links FFmpeg for `source`) hands it to
+/// `lsp2p-relay-node`, the same command built without FFmpeg, when that binary sits next to it, so a relay's
+/// process maps half the memory (`LSP2P_IN_PROCESS=1` keeps it in process).
+public struct RelayCommand: ParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "relay",
         abstract: "Join a channel as a mesh relay: take parents by power, forward to children up to --uplink.",
         discussion: """
@@ -32,11 +37,12 @@ struct RelayNode: ParsableCommand {
     @OptionGroup var http: HTTPOptions
     @OptionGroup var common: CommonOptions
 
-    func validate() throws {
+    public func validate() throws {
         do { _ = try JoinURL(url) } catch { throw ValidationError("\(error)") }
     }
 
-    func run() throws {
+    public func run() throws {
+        execFFmpegFreeNode()
         let logger = common.makeLogger("lsp2p.relay")
         let url = try JoinURL(url)
         let keys = try resolveKeys(keyFile: keyFile, url: url)
@@ -46,4 +52,19 @@ struct RelayNode: ParsableCommand {
         service.limit = limit.limit
         try exitingOnFailure("lsp2p-relay") { try service.run(logger: logger) }
     }
+}
+
+/// Replaces this process with `lsp2p-relay-node` (next to this binary), passing the arguments after `relay`; returns
+/// when there is no such binary, when this is it already, or with `LSP2P_IN_PROCESS` set.
+func execFFmpegFreeNode() {
+    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    let node = exe.deletingLastPathComponent().appendingPathComponent("lsp2p-relay-node").path
+    guard exe.lastPathComponent != "lsp2p-relay-node", ProcessInfo.processInfo.environment["LSP2P_IN_PROCESS"] == nil,
+          FileManager.default.isExecutableFile(atPath: node) else { return }
+    let args = CommandLine.arguments
+    guard args.count > 1, args[1] == "relay" else { return }
+    let argv = (["lsp2p-relay-node"] + args.dropFirst(2)).map { strdup($0) } + [nil]
+    execv(node, argv)
+    // Only on failure: run in process.
+    for arg in argv { free(arg) }
 }
