@@ -103,6 +103,34 @@ final class PlayersTests: ChannelTestCase {
         XCTAssertEqual(player.wait(), 0)
     }
 
+    /// `--player ffplay` (SDL's dummy drivers: no display here): the player is started on the served stream, reads
+    /// it, and closing it ends the run with exit 0.
+    func testPlayerStartsFfplayAndEndsWhenItExits() throws {
+        let source = try RunningSource(["--input", Media.sample, "--loop", "--key-file", keyFile, "--quiet"], in: dir)
+        setenv("SDL_VIDEODRIVER", "dummy", 1)
+        setenv("SDL_AUDIODRIVER", "dummy", 1)
+        defer { unsetenv("SDL_VIDEODRIVER"); unsetenv("SDL_AUDIODRIVER") }
+        let player = try Proc("lsp2p-play", [source.url, "--key-file", keyFile, "--player", "ffplay", "--http", "127.0.0.1:0", "--quiet"],
+                              in: dir, name: "player")
+        let page = try httpBase(player, "status page")
+        try waitFor("ffplay reads the served stream") { ((try? NodeStatusJSON.get(page))?.serve?.clients ?? 0) == 1 }
+        let ffplay = try XCTUnwrap(childPIDs(of: player.process.processIdentifier).first, "no ffplay under lsp2p-play")
+        kill(ffplay, SIGTERM)
+        XCTAssertEqual(player.wait(seconds: 30), 0, player.stderr)
+        XCTAssertNotNil(player.stderr.range(of: "ffplay exited"), player.stderr)
+    }
+
+    /// Processes whose parent is `pid`, from /proc.
+    private func childPIDs(of pid: Int32) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap(Int32.init).filter { child in
+            guard let stat = try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == pid
+        }
+    }
+
     /// `--output -` into a pipe nobody reads: a stop signal still ends the run (its last writes unflushed).
     func testAPlayerWhoseStdoutIsNeverReadStillStops() throws {
         let source = try RunningSource(["--input", Media.sample, "--loop", "--key-file", keyFile, "--quiet"], in: dir)
@@ -162,10 +190,12 @@ final class PlayersTests: ChannelTestCase {
 /// `/status.json`, the keys this test reads.
 struct NodeStatusJSON: Decodable {
     struct Playback: Decodable { var onTime: Int }
+    struct Serve: Decodable { var clients: Int }
     var id: String
     var role: String
     var uptimeS: Double
     var playback: Playback?
+    var serve: Serve?
 
     static func get(_ base: String) throws -> NodeStatusJSON {
         let decoder = JSONDecoder()
