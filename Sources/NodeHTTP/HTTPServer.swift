@@ -126,6 +126,9 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
                 return
             }
+            guard stream.hub.hasRoom else {
+                return write(Page("text/plain", "too many players on this stream\n", status: .serviceUnavailable), to: request, context: context)
+            }
             // No length: HTTP/1.1 sends it chunked, for as long as the stream lasts.
             streaming = true
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))),

@@ -30,6 +30,8 @@ public final class StreamHub: @unchecked Sendable {
     }
 
     public let maxBacklog: Int
+    /// Clients at once; past that a new one is turned away (503): each may hold `maxBacklog` bytes.
+    public let maxClients: Int
     /// The most kept from the newest random-access chunk on, for clients that come in between.
     public let maxStart: Int
     private let lock = NIOLock()
@@ -39,8 +41,9 @@ public final class StreamHub: @unchecked Sendable {
     private var stats = Stats()
     private var finished = false
 
-    public init(maxBacklog: Int = 8 << 20, maxStart: Int = 16 << 20) {
+    public init(maxBacklog: Int = 8 << 20, maxStart: Int = 16 << 20, maxClients: Int = 64) {
         self.maxBacklog = maxBacklog
+        self.maxClients = maxClients
         self.maxStart = maxStart
     }
 
@@ -85,6 +88,9 @@ public final class StreamHub: @unchecked Sendable {
             clients.removeAll()
         }
     }
+
+    /// Whether another client may come now.
+    var hasRoom: Bool { lock.withLock { clients.count < maxClients } }
 
     func attach(_ channel: Channel) {
         lock.withLock {

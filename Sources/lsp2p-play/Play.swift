@@ -17,9 +17,9 @@ struct Play: ParsableCommand {
         Logs and the stats line go to stderr. Examples:
           lsp2p-play 'lsp2p://127.0.0.1:7000?key=…' --output out.ts
           lsp2p-play lsp2p://[::1]:7000 --key-file channel.key --output - | ffplay -
-          lsp2p-play "$URL" --serve 127.0.0.1:8090      # then: mpv http://127.0.0.1:8090/stream.ts (or vlc, ffplay)
-          lsp2p-play "$URL" --player mpv                # serves on a free port and starts mpv; ends when mpv does
-          lsp2p-play "$URL" --output out.ts --http 127.0.0.1:8080   # status page at http://127.0.0.1:8080/
+          lsp2p-play "$URL" --serve 127.0.0.1:8090    # mpv http://127.0.0.1:8090/stream.ts
+          lsp2p-play "$URL" --player mpv              # or vlc, ffplay; ends when it does
+          lsp2p-play "$URL" -o out.ts --http 127.0.0.1:8080   # status page
         Exit codes: 0 success, 1 runtime failure (wrong key, source lost, output unwritable), 2 usage error.
         """
     )
@@ -45,7 +45,7 @@ struct Play: ParsableCommand {
     @Option(help: "Playout delay in milliseconds: how long after ingest a chunk is due.")
     var deadlineMs = 2000
 
-    @Option(help: "Write a JSON report here at exit (chunk counts, latency, parents).")
+    @Option(help: "Write a JSON report here (chunk counts, latency, parents): every second while playing, and at exit.")
     var report: String?
 
     @Option(help: "Upload offered to other peers in bits/s (8M, 500k). Default: one stream's worth.")

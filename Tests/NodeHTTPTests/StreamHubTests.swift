@@ -86,6 +86,15 @@ final class StreamHubTests: XCTestCase {
         withExtendedLifetime(stalled) {}
     }
 
+    func testClientsPastTheLimitAreTurnedAway() throws {
+        try serve(StreamHub(maxClients: 2))
+        let readers = try (0..<2).map { _ in try StreamReader.open(server.address, group: group) }
+        try waitFor("two clients are attached") { self.hub.currentStats.clients == 2 }
+        XCTAssertEqual(try fetch(server.address, method: .GET, path: "/stream.ts", group: group).status, .serviceUnavailable)
+        hub.publish(chunk(1), randomAccess: true)
+        try waitFor("the first two still get the stream") { readers.allSatisfy { $0.bytes.count == 1000 } }
+    }
+
     func testHeadIndexAndUnknownPaths() throws {
         try serve(StreamHub())
         let head = try fetch(server.address, method: .HEAD, path: "/stream.ts", group: group)
