@@ -4,7 +4,7 @@ import NIOCore
 
 /// A joiner fed by its bootstrap, with two more linked peers and a child. The input is a script of steps, each
 /// `who(1) what(1) length(2) bytes…`: a message from one of the peers (decoded as a sealed frame's content would be),
-/// a tick, a link event or a measured delay with fuzzed values. The core must never trap.
+/// a tick, a link event, a measured delay, or a retirement (a budget spent) with fuzzed values. The core must never trap.
 let peers: [PeerID] = ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
 let signer = OriginSigningKey()
 
@@ -57,6 +57,8 @@ func fuzzPeer(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
         case 12: event = .connected(from)
         case 13: event = .misbehaved(from)
         case 14: event = .setCapacity(Int(body.getInteger(at: body.readerIndex, as: Int16.self) ?? 0))
+        case 15 where what & 0x03 == 1: event = .retire
+        case 15 where what & 0x03 == 2: event = .shedChildren
         default: event = .renamed(from: from, to: peers[Int(what) % peers.count])
         }
         _ = peer.handle(event, now: now)
