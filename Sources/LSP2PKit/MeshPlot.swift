@@ -33,7 +33,8 @@ extension Plot {
 public final class MeshPicture: Sendable {
     private let address: HostPort
     private let key: ChannelKey
-    private let cached = NIOLockedValueBox<(at: Int64, page: Page)?>(nil)
+    /// The last picture (or failure) and when it was made; whether a walk is under way.
+    private let state = NIOLockedValueBox<(cached: (at: Int64, page: Page)?, walking: Bool)>((nil, false))
     private let limit: Int
 
     public init(address: HostPort, key: ChannelKey, limit: Int = 2_000) {
@@ -42,18 +43,25 @@ public final class MeshPicture: Sendable {
         self.limit = limit
     }
 
-    /// Blocks for the walk: call it off any event loop (`Routes.page` does).
+    /// Blocks for the walk: call it off any event loop (`Routes.page` does). One walk at a time, whoever asks: the
+    /// others get the last picture, or a 503 while the first is made. A failure is kept as long as a picture.
     public func page() -> Page {
         let now = monotonicMicros()
-        if let cached = cached.withLockedValue({ $0 }), now - cached.at < 10_000_000 { return cached.page }
+        let fresh: Page? = state.withLockedValue { state in
+            if let cached = state.cached, now - cached.at < 10_000_000 || state.walking { return cached.page }
+            if state.walking { return Page("text/plain", "walking the mesh: try again in a moment\n", status: .serviceUnavailable) }
+            state.walking = true
+            return nil
+        }
+        if let fresh { return fresh }
         let page: Page
         do {
             let map = try MeshMap.fetch(from: address, key: key, timeout: 2, limit: limit, within: 10)
             page = Page("image/svg+xml", Plot.mesh(map, title: "the mesh"))
         } catch {
-            return Page("text/plain", "cannot walk the mesh: \(error)\n", status: .serviceUnavailable)
+            page = Page("text/plain", "cannot walk the mesh: \(error)\n", status: .serviceUnavailable)
         }
-        cached.withLockedValue { $0 = (now, page) }
+        state.withLockedValue { $0 = ((now, page), false) }
         return page
     }
 }

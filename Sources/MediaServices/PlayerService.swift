@@ -127,7 +127,7 @@ final class PlayerSession: @unchecked Sendable {
                             onEvent: { [self] event in handle(event) },
                             onDeliver: { [self] chunk in deliver(chunk) })
         self.node = node
-        do { try node.start() } catch { throw RuntimeFailure("cannot listen on \(config.listen): \(error)") }
+        // Served first, then joined: nothing the loop does (a failure to join finishes the run) meets these half set.
         do {
             if let hub {
                 var routes = Routes()
@@ -144,18 +144,25 @@ final class PlayerSession: @unchecked Sendable {
                                         budget: service.limit.budget) { [self] status in addPlayback(to: &status) }
                 servers.append(try serveHTTP(board.routes, on: listen, logger: logger))
             }
-            if let app = service.player, let url = indexURL { self.app = try launch(app, url: url + "/stream.ts") }
+            try node.start()
         } catch {
             node.stop(gracefully: false)
             for server in servers { server.stop() }
-            throw error
-        }
-        if service.limit.isSet {
-            watch = UploadWatch(node: node, limit: service.limit, logger: logger) { [logger] _, _ in
-                logger.notice("a leaf now: playing on, uploading nothing")
-            }
+            throw error as? RuntimeFailure ?? RuntimeFailure("cannot listen on \(config.listen): \(error)")
         }
         loop.execute { [self] in
+            guard !done else { return }
+            // The player comes once the node is up, on the loop, so that `finish` sees it.
+            if let app = service.player, let url = indexURL {
+                do { self.app = try launch(app, url: url + "/stream.ts") } catch {
+                    return finish(failure: "\(error)")
+                }
+            }
+            if service.limit.isSet {
+                watch = UploadWatch(node: node, limit: service.limit, logger: logger) { [logger] _, _ in
+                    logger.notice("a leaf now: playing on, uploading nothing")
+                }
+            }
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in tick() })
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
                 if !service.quiet { printStats() }
@@ -174,6 +181,8 @@ final class PlayerSession: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = app.arguments(url)
         process.standardInput = FileHandle.nullDevice
+        // Our stdout may carry the stream (`--output -`): the player's own output goes nowhere.
+        process.standardOutput = FileHandle.nullDevice
         process.terminationHandler = { [self] p in stop(reason: "\(app.rawValue) exited (status \(p.terminationStatus))") }
         do { try process.run() } catch { throw RuntimeFailure("cannot start \(binary): \(error)") }
         logger.info("started \(app.rawValue) on \(url)")
@@ -325,6 +334,8 @@ final class PlayerSession: @unchecked Sendable {
         for task in tasks { task.cancel() }
         watch?.stop()
         hub?.finish()
+        // The run is over, so is the player it started (a player that ended it has exited already).
+        if let app, app.isRunning { app.terminate() }
         // Leave the mesh (children are told) and stop serving; off the loop, since stopping waits on it, and not
         // behind the output's writes, which a reader that takes nothing can hold for ever.
         let left = DispatchGroup()
@@ -405,7 +416,7 @@ public enum PlayerApp: String, CaseIterable, Sendable {
         switch self {
         case .mpv: ["--force-window=yes", "--title=lsp2p", url]
         case .vlc: ["--play-and-exit", url]
-        case .ffplay: ["-hide_banner", "-loglevel", "error", "-window_title", "lsp2p", url]
+        case .ffplay: ["-hide_banner", "-loglevel", "error", "-autoexit", "-window_title", "lsp2p", url]
         }
     }
 

@@ -1,5 +1,6 @@
 import ChunkMesh
 import Dispatch
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -50,18 +51,25 @@ public struct Routes: Sendable {
 
 /// A small HTTP/1.1 server on a thread of its own: `GET` and `HEAD` of the routes' paths.
 public final class HTTPServer: Sendable {
+    /// Connections at once; past that a new one is closed unanswered.
+    public static let maxConnections = 256
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let channel: Channel
     /// Where it listens, `HOST:PORT` (the port filled in when 0 was asked).
     public let address: HostPort
 
     public init(listen: HostPort, routes: Routes) throws {
+        let open = NIOLockedValueBox(0)
         do {
             channel = try ServerBootstrap(group: group)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
-                    channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    guard open.withLockedValue({ n in n < Self.maxConnections ? { n += 1; return true }() : false }) else {
+                        return channel.close()
+                    }
+                    channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                    return channel.pipeline.configureHTTPServerPipeline().flatMap {
                         channel.pipeline.addHandler(HTTPHandler(routes: routes))
                     }
                 }

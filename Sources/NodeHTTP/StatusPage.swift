@@ -3,8 +3,9 @@
 /// markup: peer ids come from the wire.
 public enum StatusPage {
     public static func html(_ status: NodeStatus) -> String {
-        // Inside <script>, "</" would end the element: JSON allows "<\/".
-        let initial = String(decoding: status.json(), as: UTF8.self).replacingOccurrences(of: "</", with: "<\\/")
+        // Inside <script>, "</script" or "<!--" in a peer's name would change how the page parses: in JSON, "<" may
+        // be written "\u003c" (it only ever stands inside strings).
+        let initial = String(decoding: status.json(), as: UTF8.self).replacingOccurrences(of: "<", with: "\\u003c")
         return head + "<script>const initial = \(initial);\n" + script + "</script></body></html>\n"
     }
 

@@ -32,7 +32,8 @@ public final class StreamHub: @unchecked Sendable {
     public let maxBacklog: Int
     /// Clients at once; past that a new one is turned away (503): each may hold `maxBacklog` bytes.
     public let maxClients: Int
-    /// The most kept from the newest random-access chunk on, for clients that come in between.
+    /// The most kept from the newest random-access chunk on, for clients that come in between (well under
+    /// `maxBacklog`: a new client gets all of it at once).
     public let maxStart: Int
     private let lock = NIOLock()
     private var clients: [ObjectIdentifier: Client] = [:]
@@ -41,7 +42,7 @@ public final class StreamHub: @unchecked Sendable {
     private var stats = Stats()
     private var finished = false
 
-    public init(maxBacklog: Int = 8 << 20, maxStart: Int = 16 << 20, maxClients: Int = 64) {
+    public init(maxBacklog: Int = 8 << 20, maxStart: Int = 4 << 20, maxClients: Int = 64) {
         self.maxBacklog = maxBacklog
         self.maxClients = maxClients
         self.maxStart = maxStart
@@ -86,6 +87,7 @@ public final class StreamHub: @unchecked Sendable {
                 }
             }
             clients.removeAll()
+            stats.clients = 0
         }
     }
 
@@ -93,11 +95,13 @@ public final class StreamHub: @unchecked Sendable {
     var hasRoom: Bool { lock.withLock { clients.count < maxClients } }
 
     func attach(_ channel: Channel) {
+        // Not under the lock: ending the response may close the channel at once, and its detach takes the lock.
+        guard !lock.withLock({ finished }) else {
+            channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
+            return
+        }
         lock.withLock {
-            guard !finished else {
-                channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
-                return
-            }
+            guard !finished else { return channel.eventLoop.execute { channel.close(promise: nil) } }
             let client = Client(channel, started: !start.isEmpty)
             clients[ObjectIdentifier(channel)] = client
             stats.served += 1

@@ -140,6 +140,8 @@ final class SoakRun {
     var rss: [SoakResult.RSS] = []
     /// Each player's latest report (players rewrite theirs each second).
     var lastReports: [String: Report] = [:]
+    /// Players gone whose last report has been read.
+    var finalReports: Set<String> = []
     var relayCount = 0, playerCount = 0
 
     init(service: SoakService, streamRate: Double, outDir: URL, logger: Logger) {
@@ -330,7 +332,9 @@ final class SoakRun {
     }
 
     private func sample(at t: Double) {
-        for player in players {
+        // Running players' reports, and a gone one's last (written at its exit): not every player ever, every second.
+        for player in players where player.isRunning || !finalReports.contains(player.name) {
+            if !player.isRunning { finalReports.insert(player.name) }
             if let report = try? Report.load(reportPath(player.name)) { lastReports[player.name] = report }
         }
         let reports = Array(lastReports.values)

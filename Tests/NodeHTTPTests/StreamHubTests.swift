@@ -95,6 +95,31 @@ final class StreamHubTests: XCTestCase {
         try waitFor("the first two still get the stream") { readers.allSatisfy { $0.bytes.count == 1000 } }
     }
 
+    func testAClientAfterTheEndGetsAnEmptyStreamAndTheServerGoesOn() throws {
+        try serve(StreamHub())
+        hub.finish()
+        let late = try StreamReader.open(server.address, group: group)
+        try waitFor("the late client's response ends") { late.ended }
+        XCTAssertEqual(late.bytes, [])
+        XCTAssertEqual(try fetch(server.address, method: .GET, path: "/", group: group).status, .ok, "the server's loop is not stuck")
+    }
+
+    func testAPeerIdCannotBreakTheStatusPage() throws {
+        let hostile = "<!--<script>:1</script><script>alert(1)</script>"
+        let status = NodeStatus(role: "player", id: hostile, uptimeS: 1, streamRateBps: nil, substreams: 1, delayMs: nil, links: 1,
+                                linkFailures: 0, chunksDropped: 0, parents: [.init(substream: 0, peer: hostile, delayMs: 1)],
+                                children: [.init(peer: hostile, substreams: [0])],
+                                upload: .init(usedBps: 0, allowedBps: nil, units: 0, unitsUsed: 0, bytesSent: 0, budgetBytes: nil, retired: false),
+                                playback: nil, serve: nil, meshSvg: false)
+        let html = StatusPage.html(status)
+        XCTAssertEqual(html.components(separatedBy: "<script>").count, 2, "one script element, the page's own")
+        XCTAssertEqual(html.components(separatedBy: "</script>").count, 2)
+        XCTAssertFalse(html.contains("<!--<"))
+        // The embedded status still decodes to the hostile id (drawn as text by the page).
+        let json = html.components(separatedBy: "const initial = ")[1].components(separatedBy: ";\n")[0]
+        XCTAssertEqual(try NodeStatus.decode(Data(json.utf8)).id, hostile)
+    }
+
     func testHeadIndexAndUnknownPaths() throws {
         try serve(StreamHub())
         let head = try fetch(server.address, method: .HEAD, path: "/stream.ts", group: group)

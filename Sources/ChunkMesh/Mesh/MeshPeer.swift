@@ -202,7 +202,8 @@ public struct MeshPeer {
     public var children: [PeerID: Set<Int>] { childSet.substreams }
     public var highestSeq: UInt64? { store.newest }
     public var usedUnits: Int { childSet.usedUnits }
-    public var residualUnits: Int { max(0, config.capacityUnits - usedUnits) }
+    /// Units left to give; none once retired, whatever the uplink says (`size()` may run again).
+    public var residualUnits: Int { retired ? 0 : max(0, config.capacityUnits - usedUnits) }
     public var hasAllParents: Bool { config.isOrigin || parentSet.isComplete }
 
     /// D_s(me): my delay from the source in one substream, nil while it has no parent.
@@ -335,6 +336,7 @@ public struct MeshPeer {
             for child in childSet.ids.sorted() { out.append(.send(child, .leaving)) }
             out += announceDownstream(now: now)
         case .shedChildren:
+            guard retired else { break }
             for (child, substreams) in childSet.substreams.sorted(by: { $0.key < $1.key }) {
                 out.append(.send(child, .refuse(substreams.sorted())))
                 childSet.drop(child)
@@ -887,6 +889,7 @@ public struct MeshPeer {
         if config.originID == old { config.originID = new }
         parentSet.rename(old, to: new)
         childSet.rename(old, to: new)
+        if movingFrom.remove(old) != nil { movingFrom.insert(new) }
         idleSince.removeValue(forKey: old)
     }
 

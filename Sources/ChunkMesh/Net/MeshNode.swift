@@ -243,6 +243,7 @@ public final class MeshNode: @unchecked Sendable {
     public func retire(handOff: TimeAmount = .seconds(5)) -> EventLoopFuture<Int> {
         let promise = loop.makePromise(of: Int.self)
         loop.execute { [self] in
+            guard !configuration.isOrigin, peer != nil else { return promise.succeed(0) }
             handle(.retire)
             let deadline = NIODeadline.now() + handOff
             func check() {
@@ -251,7 +252,8 @@ public final class MeshNode: @unchecked Sendable {
                     if left > 0, !stopped { handle(.shedChildren) }
                     return promise.succeed(left)
                 }
-                loop.scheduleTask(in: .milliseconds(20)) { check() }
+                // A loop shut down meanwhile (the process is stopping) cancels the task: the promise fails with it.
+                loop.scheduleTask(in: .milliseconds(20)) { check() }.futureResult.whenFailure { promise.fail($0) }
             }
             check()
         }
@@ -293,12 +295,13 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     public func status() -> Status? {
-        try? loop.submit { [self] in
-            Status(id: id, isOrigin: configuration.isOrigin,
+        try? loop.submit { [self] () -> Status? in
+            guard peer != nil else { return nil } // not started
+            return Status(id: id, isOrigin: configuration.isOrigin,
                    substreams: peer.config.plan.all.map { Status.Substream(substream: $0, parent: peer.parents[$0], delay: peer.delay(of: $0)) },
                    children: peer.children, delay: peer.delayFromSource, units: peer.config.capacityUnits, usedUnits: peer.usedUnits,
                    retired: peer.retired, stats: stats)
-        }.wait()
+        }.wait() ?? nil
     }
 
     // MARK: on the loop
