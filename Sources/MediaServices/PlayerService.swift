@@ -166,8 +166,10 @@ final class PlayerSession: @unchecked Sendable {
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in tick() })
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
                 if !service.quiet { printStats() }
-                // The report is kept current while playing (a soak reads it), and written a last time at exit.
-                if let path = service.reportPath { try? report().write(to: path) }
+                // The report is kept current while playing (a soak reads it), every few seconds (encoding it costs:
+                // fifty players on two cores felt it each second), and written a last time at exit.
+                seconds += 1
+                if let path = service.reportPath, seconds % Self.reportEvery == 0 { try? report().write(to: path) }
             })
         }
     }
@@ -369,6 +371,8 @@ final class PlayerSession: @unchecked Sendable {
     }
 
     private var indexURL: String?
+    private var seconds = 0
+    static let reportEvery = 5
 
     private var elapsed: Double { Double(monotonicMicros() - joinedAt) / 1e6 }
 

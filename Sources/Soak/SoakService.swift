@@ -313,8 +313,8 @@ final class SoakRun {
                 else { return t - pending.at > 60 ? giveUp(pending.id) : false }
                 slowest = max(slowest, after.at - pending.at)
             }
-            // Reports are a second old at most: a player fed by the relay may not have said so yet.
-            guard t - pending.at > 2 else { return false }
+            // Reports are rewritten every 5 s: a player fed by the relay may not have said so yet.
+            guard t - pending.at > 7 else { return false }
             if affected > 0 {
                 recoveries.append(slowest * 1000)
                 events.append(.init(t: pending.at + slowest, kind: "recovered", target: pending.id))

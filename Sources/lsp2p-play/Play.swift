@@ -45,7 +45,7 @@ struct Play: ParsableCommand {
     @Option(help: "Playout delay in milliseconds: how long after ingest a chunk is due.")
     var deadlineMs = 2000
 
-    @Option(help: "Write a JSON report here (chunk counts, latency, parents): every second while playing, and at exit.")
+    @Option(help: "Write a JSON report here (chunk counts, latency, parents): every 5 s while playing, and at exit.")
     var report: String?
 
     @Option(help: "Upload offered to other peers in bits/s (8M, 500k). Default: one stream's worth.")
