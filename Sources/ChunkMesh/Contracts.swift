@@ -7,6 +7,13 @@ public struct BitRate: Equatable, Comparable, Sendable, CustomStringConvertible 
     public init(bitsPerSecond: Double) { self.bitsPerSecond = bitsPerSecond }
 
     public init?(_ text: String) {
+        guard let value = BitRate.quantity(text) else { return nil }
+        bitsPerSecond = value
+    }
+
+    /// A positive quantity written as rates are: digits, then `k`, `M` or `G` (powers of 1000), either case. Byte
+    /// counts (`--upload-budget`, `--budget-dist`) are written the same way.
+    public static func quantity(_ text: String) -> Double? {
         let text = text.trimmingCharacters(in: .whitespaces)
         guard let last = text.last else { return nil }
         let scale: Double
@@ -19,7 +26,7 @@ public struct BitRate: Equatable, Comparable, Sendable, CustomStringConvertible 
         }
         if scale != 1 { digits.removeLast() }
         guard let value = Double(digits), value > 0, value.isFinite else { return nil }
-        bitsPerSecond = value * scale
+        return value * scale
     }
 
     public var bytesPerSecond: Double { bitsPerSecond / 8 }

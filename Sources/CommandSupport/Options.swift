@@ -125,15 +125,8 @@ public struct ByteCount: ExpressibleByArgument, Sendable {
     public var bytes: Int
 
     public init?(argument: String) {
-        let scales: [Character: Double] = ["k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9]
-        var text = argument.hasSuffix("B") ? String(argument.dropLast()) : argument
-        var scale = 1.0
-        if let last = text.last, let s = scales[last] {
-            scale = s
-            text.removeLast()
-        }
-        guard let value = Double(text), value > 0, value * scale < 1e18 else { return nil }
-        bytes = Int(value * scale)
+        guard let value = BitRate.quantity(argument.hasSuffix("B") ? String(argument.dropLast()) : argument), value < 1e18 else { return nil }
+        bytes = Int(value)
     }
 }
 

@@ -106,7 +106,7 @@ public func advertisedHost(_ host: String) -> String {
     return wantV6 ? "::1" : "127.0.0.1"
 }
 
-/// Calls `tick` every second on a thread of its own until stopped.
+/// Calls `tick` every `interval` seconds (one by default) on a queue of its own until stopped.
 public final class StatsTicker: @unchecked Sendable {
     private let timer: DispatchSourceTimer
 

@@ -29,21 +29,18 @@ public struct UploadLimit: Sendable {
 
 /// Watches a node's upload against its limit and retires it once (make-before-break hand-off of its children),
 /// then calls `retired` with the hand-off's duration and how many children had to be let go.
-public final class UploadWatch: @unchecked Sendable {
-    private let timer: DispatchSourceTimer
+public final class UploadWatch: Sendable {
+    private let ticker: StatsTicker
 
     public init(node: MeshNode, limit: UploadLimit, logger: Logger,
                 retired: @escaping @Sendable (_ handOff: Duration, _ letGo: Int) -> Void) {
         let started = ContinuousClock.now
         let fired = NIOLockedValueBox(false)
-        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "upload-limit"))
-        self.timer = timer
-        timer.schedule(deadline: .now() + 0.1, repeating: 0.1)
-        timer.setEventHandler {
+        ticker = StatsTicker(interval: 0.1) {
+            // One tick at a time (the ticker's queue is serial): the flag only stops the ticks still queued.
             guard !fired.withLockedValue({ $0 }),
                   let reason = limit.reason(bytesSent: node.stats.bytesSent, elapsed: ContinuousClock.now - started) else { return }
             fired.withLockedValue { $0 = true }
-            timer.cancel()
             let children = node.status()?.children.count ?? 0
             logger.notice("\(reason): no more children; \(children) told to move")
             let from = ContinuousClock.now
@@ -53,10 +50,9 @@ public final class UploadWatch: @unchecked Sendable {
                 retired(took, left)
             }
         }
-        timer.resume()
     }
 
-    public func stop() { timer.cancel() }
+    public func stop() { ticker.stop() }
 }
 
 /// Serves a node's HTTP routes, with a one-line failure when it cannot.

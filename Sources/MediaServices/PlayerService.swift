@@ -102,7 +102,6 @@ final class PlayerSession: @unchecked Sendable {
     /// The worst latency of each of the last 60 seconds, and of this one so far (ms), for the status page.
     private var sparkline: [Double] = []
     private var worstThisSecond = 0.0
-    private var nextSecond = monotonicMicros() + 1_000_000
     /// Silence this long after joining, with no end of stream, means the stream is lost.
     static let silenceLimit: Int64 = 10_000_000
 
@@ -165,6 +164,9 @@ final class PlayerSession: @unchecked Sendable {
             }
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in tick() })
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+                sparkline.append(worstThisSecond)
+                if sparkline.count > 60 { sparkline.removeFirst() }
+                worstThisSecond = 0
                 if !service.quiet { printStats() }
                 // The report is kept current while playing (a soak reads it), every few seconds (encoding it costs:
                 // fifty players on two cores felt it each second), and written a last time at exit.
@@ -281,12 +283,6 @@ final class PlayerSession: @unchecked Sendable {
             return finish(failure: nil)
         }
         release(buffer.pull(now: originNow))
-        if monotonicMicros() >= nextSecond {
-            nextSecond += 1_000_000
-            sparkline.append(worstThisSecond)
-            if sparkline.count > 60 { sparkline.removeFirst() }
-            worstThisSecond = 0
-        }
         if let duration = service.duration, elapsed >= duration { return finish(failure: nil) }
         if joined, monotonicMicros() - lastChunkAt > Self.silenceLimit {
             if endOfStreamArrived { return finish(failure: nil) }

@@ -39,14 +39,6 @@ public struct Routes: Sendable {
             return promise.futureResult
         }
     }
-
-    /// These routes and `other`'s; `other` wins on a path both have.
-    public func merging(_ other: Routes) -> Routes {
-        var merged = self
-        merged.pages.merge(other.pages) { $1 }
-        merged.stream = other.stream ?? stream
-        return merged
-    }
 }
 
 /// A small HTTP/1.1 server on a thread of its own: `GET` and `HEAD` of the routes' paths.

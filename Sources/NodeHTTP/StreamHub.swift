@@ -13,7 +13,6 @@ public final class StreamHub: @unchecked Sendable {
         public var served = 0
         /// Clients dropped for reading too slowly.
         public var dropped = 0
-        public var bytesOut = 0
     }
 
     private final class Client {
@@ -120,7 +119,6 @@ public final class StreamHub: @unchecked Sendable {
     /// Under the lock: the write itself happens on the client's loop, in publishing order.
     private func send(_ bytes: ByteBuffer, to client: Client) {
         let count = bytes.readableBytes
-        stats.bytesOut += count
         client.channel.eventLoop.execute { [self] in
             guard client.channel.isActive else { return }
             guard client.queued + count <= maxBacklog else { return drop(client) }

@@ -50,16 +50,7 @@ public struct BudgetDistribution: CustomStringConvertible, Sendable {
 
     public init?(argument: String) {
         if argument == "off" { self = .off; return }
-        func bytes(_ s: Substring) -> Double? {
-            let scales: [Character: Double] = ["k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9]
-            var text = s
-            var scale = 1.0
-            if let last = text.last, let f = scales[last] {
-                scale = f
-                text.removeLast()
-            }
-            return Double(text).map { $0 * scale }
-        }
+        func bytes(_ s: Substring) -> Double? { BitRate.quantity(String(s)) }
         let parts = argument.split(separator: "-", maxSplits: 1)
         guard let low = parts.first.flatMap(bytes), let high = parts.count == 2 ? bytes(parts[1]) : low, low > 0, high >= low else {
             return nil

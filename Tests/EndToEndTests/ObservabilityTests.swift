@@ -11,14 +11,8 @@ import XCTest
 /// Metrics endpoints, JSON logs, and the soak command.
 final class ObservabilityTests: ChannelTestCase {
     private func get(_ url: String) throws -> (status: Int, body: String) {
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var result: (Int, String) = (0, "")
-        URLSession.shared.dataTask(with: URL(string: url)!) { data, response, _ in
-            result = ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data ?? Data(), as: UTF8.self))
-            done.signal()
-        }.resume()
-        XCTAssertEqual(done.wait(timeout: .now() + 10), .success, "no answer from \(url)")
-        return result
+        let answer = try HTTP.get(url)
+        return (answer.status, String(decoding: answer.body, as: UTF8.self))
     }
 
     private func value(_ metric: String, in text: String) -> Double? {
