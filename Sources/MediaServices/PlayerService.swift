@@ -316,7 +316,7 @@ final class PlayerSession: @unchecked Sendable {
                 }
             case .skipped(let seqs):
                 metrics.missing.increment(by: seqs.count)
-                logger.debug("skipped chunks \(seqs): deadline passed")
+                logger.debug("skipped chunks \(seqs): missing")
             case .restarted:
                 logger.notice("the origin restarted: playing its new run")
             }

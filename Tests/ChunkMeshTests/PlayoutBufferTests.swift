@@ -105,30 +105,37 @@ final class PlayoutBufferTests: XCTestCase {
         XCTAssertEqual(buffer.stats.expected, 2)
     }
 
-    func testDrainSkipsGapsAndReleasesTheRest() {
+    func testDrainSkipsGapsAndResumesOnlyAtARandomAccessChunk() {
         var buffer = PlayoutBuffer(playoutDelay: delay)
         _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)
         _ = buffer.receive(chunk(3, at: 600_000), now: 600_000)
-        _ = buffer.receive(chunk(5, at: 1_000_000), now: 1_000_000)
+        _ = buffer.receive(chunk(5, at: 1_000_000, ra: true), now: 1_000_000)
+        _ = buffer.receive(chunk(6, at: 1_200_000), now: 1_200_000)
+        _ = buffer.receive(chunk(8, at: 1_600_000), now: 1_600_000)
         XCTAssertEqual(seqs(buffer.pull(now: 1_000_000)), ["0"])
-        XCTAssertEqual(seqs(buffer.drain()), ["skip1-2", "3", "skip4", "5"])
-        XCTAssertEqual(buffer.stats.missing, 3)
+        // 3 refers to pictures in 1-2, 8 to 7: nothing will fill those gaps now, so they would only decode as errors.
+        XCTAssertEqual(seqs(buffer.drain()), ["skip1-4", "5", "6", "skip7-8"])
+        XCTAssertEqual(buffer.stats.missing, 6)
+        XCTAssertEqual(buffer.stats.expected, 9)
     }
 
     func testARestartedOriginsRunPlaysAfterWhatTheOldRunLeft() {
         var buffer = PlayoutBuffer(playoutDelay: delay)
         _ = buffer.receive(chunk(40, at: 0, ra: true), now: 0)
-        _ = buffer.receive(chunk(42, at: 400_000), now: 400_000) // 41 never comes: the origin died
-        XCTAssertEqual(seqs(buffer.pull(now: 400_000)), ["40"])
+        _ = buffer.receive(chunk(41, at: 200_000), now: 200_000)
+        // 42 never comes: the origin died with it in flight, after sending 43 to another child.
+        _ = buffer.receive(chunk(43, at: 600_000), now: 600_000)
+        XCTAssertEqual(seqs(buffer.pull(now: 600_000)), ["40", "41"])
         // The new run counts from 0 again; it starts at a random-access chunk like a join.
         XCTAssertEqual(buffer.receive(chunk(1, at: 3_000_000, epoch: 2), now: 3_000_000), .beforeStart)
         XCTAssertEqual(buffer.receive(chunk(2, at: 3_200_000, ra: true, epoch: 2), now: 3_200_000), .onTime)
-        XCTAssertEqual(buffer.receive(chunk(43, at: 600_000), now: 3_200_000), .oldRun)
-        XCTAssertEqual(seqs(buffer.pull(now: 3_200_000)), ["skip41", "42", "restart", "2"])
+        XCTAssertEqual(buffer.receive(chunk(44, at: 800_000), now: 3_200_000), .oldRun)
+        // The old run's 43 needs 42's pictures: it goes with the gap, and the new run starts clean.
+        XCTAssertEqual(seqs(buffer.pull(now: 3_200_000)), ["skip42-43", "restart", "2"])
         XCTAssertEqual(buffer.receive(chunk(3, at: 3_400_000, epoch: 2), now: 3_400_000), .onTime)
         XCTAssertEqual(seqs(buffer.pull(now: 3_400_000)), ["3"])
         XCTAssertEqual(buffer.stats.restarts, 1)
-        XCTAssertEqual(buffer.stats.missing, 1)
+        XCTAssertEqual(buffer.stats.missing, 2)
         XCTAssertEqual(buffer.stats.onTime, 4)
     }
 }

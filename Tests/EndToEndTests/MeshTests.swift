@@ -47,9 +47,11 @@ final class MeshTests: ChannelTestCase {
         let relays = try (0..<3).map { try Proc("lsp2p-relay", ["relay", first.url, "--uplink", "4.4M", "--quiet"], in: dir, name: "relay\($0)") }
         defer { relays.forEach { $0.signal(SIGKILL) } }
         for relay in relays { XCTAssertNotNil(relay.waitForLine(containing: "joined"), relay.stderr) }
+        // A 4 s deadline: a loaded CI core can hold a re-forming mesh up past 2 s, and a chunk skipped mid-run shows
+        // as decode errors below. What the restart itself loses is lost at any deadline, and must not show.
         let players = try (0..<2).map {
             try Proc("lsp2p-play", [first.url, "--output", path("p\($0).mp4"), "--duration", "20", "--report", path("p\($0).json"),
-                                    "--quiet"], in: dir, name: "player\($0)")
+                                    "--deadline-ms", "4000", "--quiet"], in: dir, name: "player\($0)")
         }
         for player in players { XCTAssertNotNil(player.waitForLine(containing: "joined"), player.stderr) }
         try waitForMesh(first.url, "five peers fed in every substream") { $0.count == 6 && Self.fed($0) == 5 }
@@ -86,7 +88,7 @@ final class MeshTests: ChannelTestCase {
             let probe = try Media.probe(path("p\(i).mp4"))
             XCTAssertEqual(probe.codecs, ["h264", "aac"])
             XCTAssertGreaterThan(probe.duration, 12, "player \(i): both runs are in the file")
-            XCTAssertEqual(try Media.decodeErrors(path("p\(i).mp4")), "", "player \(i)")
+            XCTAssertEqual(try Media.decodeErrors(path("p\(i).mp4")), "", "player \(i), \(report.chunksMissing) missing")
         }
     }
 

@@ -134,14 +134,17 @@ public struct PlayoutBuffer {
         return out
     }
 
-    /// Releases everything buffered, skipping every gap: the stream is stopping.
+    /// Releases what is buffered: the stream is stopping, or its run ended (a restarted origin). Nothing more will
+    /// come to fill a gap, and what lies past one refers to pictures in it: play resumes only at a random-access
+    /// chunk held beyond it; the chunks before that are skipped with the gap (a decoder would only show errors).
     public mutating func drain() -> [Output] {
         var out: [Output] = []
         while !finished, let seq = next, !pending.isEmpty {
             if pending[seq] != nil {
                 out += pull(now: .min)
             } else {
-                out.append(skipGap())
+                let resume = pending.filter { $0.value.chunk.isRandomAccess || $0.value.chunk.isEndOfStream }.keys.min()
+                out.append(skip(through: (resume ?? pending.keys.max()! + 1) - 1))
             }
         }
         return out
@@ -154,10 +157,13 @@ public struct PlayoutBuffer {
     }
 
     /// Gives up on everything from the next seq to the first chunk held, in one step.
-    private mutating func skipGap() -> Output {
+    private mutating func skipGap() -> Output { skip(through: pending.keys.min()! - 1) }
+
+    /// Gives up on everything from the next seq to `last`, in one step; chunks held in that range are dropped.
+    private mutating func skip(through last: UInt64) -> Output {
         let first = next!
-        let last = pending.keys.min()! - 1
         next = last + 1
+        if let held = pending.keys.min(), held <= last { pending = pending.filter { $0.key > last } }
         stats.missing += Int(last - first + 1)
         skipped.append(first...last)
         if skipped.count > Self.maxSkipped { skipped.removeFirst() }
