@@ -183,7 +183,14 @@ public final class SimulatedMesh {
     public var maxEvents = 2_000_000
     public private(set) var overran = false
     /// Messages sent, by kind, over the whole simulation.
-    public private(set) var messageCounts: [String: Int] = [:]
+    public var messageCounts: [String: Int] {
+        var counts: [String: Int] = [:]
+        for (i, n) in kindCounts.enumerated() where n > 0 { counts[MeshMessage.kinds[i]] = n }
+        if connects > 0 { counts["(connect)"] = connects }
+        return counts
+    }
+    private var kindCounts = [Int](repeating: 0, count: MeshMessage.kinds.count)
+    private var connects = 0
     public private(set) var chunksSent = 0
 
     /// Runs the world for `duration` µs: the origin cuts a chunk every `chunkDuration`, every peer wakes when its
@@ -262,7 +269,7 @@ public final class SimulatedMesh {
         for action in actions {
             switch action {
             case .connect(let other):
-                messageCounts["(connect)", default: 0] += 1
+                connects += 1
                 let d = oneWayDelay(id, other)
                 if alive.contains(other) {
                     link(Link(id, other))
@@ -284,7 +291,7 @@ public final class SimulatedMesh {
                 schedule(other, .disconnected(id), after: oneWayDelay(id, other))
             case .send(let other, let message):
                 guard links.contains(Link(id, other)) else { continue }
-                messageCounts[message.kind, default: 0] += 1
+                kindCounts[message.kindIndex] += 1
                 let size = message.wireSize + Self.frameOverhead
                 box.traffic.messagesOut += 1
                 box.traffic.bytesOut += size
@@ -336,19 +343,22 @@ public final class SimulatedMesh {
 }
 
 extension MeshMessage {
-    /// The message's kind, for counts.
-    var kind: String {
+    /// The kinds of message, for counts.
+    static let kinds = ["announce", "peers", "subscribe", "unsubscribe", "accept", "refuse", "repair", "leaving", "viewRequest", "view"]
+
+    /// The message's kind, an index in `kinds`.
+    var kindIndex: Int {
         switch self {
-        case .announce: "announce"
-        case .peers: "peers"
-        case .subscribe: "subscribe"
-        case .unsubscribe: "unsubscribe"
-        case .accept: "accept"
-        case .refuse: "refuse"
-        case .repair: "repair"
-        case .leaving: "leaving"
-        case .viewRequest: "viewRequest"
-        case .view: "view"
+        case .announce: 0
+        case .peers: 1
+        case .subscribe: 2
+        case .unsubscribe: 3
+        case .accept: 4
+        case .refuse: 5
+        case .repair: 6
+        case .leaving: 7
+        case .viewRequest: 8
+        case .view: 9
         }
     }
 }

@@ -66,7 +66,8 @@ struct Membership {
 
     subscript(id: PeerID) -> News? { news[id] }
     var count: Int { news.count }
-    var hearsayCount: Int { news.keys.filter { !connected.contains($0) }.count }
+    /// News of peers not linked: all news but the linked peers' (a walk over the links, not the view).
+    var hearsayCount: Int { news.count - linked.reduce(0) { news[$1] == nil ? $0 : $0 + 1 } }
 
     // MARK: links
 

@@ -350,14 +350,14 @@ public struct MeshPeer {
         switch message {
         case .announce(let info, let wantPeers):
             guard info.id == peer else { return [] } // a peer speaks only for itself
-            members.heard(info, now: now)
+            let changed = members.heard(info, now: now)
             // A newer run is believed from a chunk the origin signed, never from a peer's word.
             // A loop formed from moves made at once on stale news: leave that parent there, choose again.
             let looped = parentSet.substreams(from: peer).filter { s in s < info.ancestors.count && info.ancestors[s].contains(config.me) }
             if !looped.isEmpty {
                 out.append(.send(peer, .unsubscribe(looped)))
                 out += orphan(looped, now: now, cause: "loop")
-            } else if parentSet.isParent(peer) {
+            } else if changed, parentSet.isParent(peer) {
                 out += announceDownstream(now: now)
             }
             if wantPeers {
@@ -578,7 +578,8 @@ public struct MeshPeer {
             out += orphan(starved, now: now, cause: "starved")
         }
         // A subscribe is answered within a round trip or two; past that (at least a second), try someone else.
-        for (s, peer) in parentSet.expired(now: now, deadline: pendingDeadline) {
+        let overdue = parentSet.pending.filter { now >= pendingDeadline($0.value) }.map { ($0.key, $0.value.peer) }
+        for (s, peer) in parentSet.expired(overdue) {
             members.setRoom(of: peer, 0)
             // Its yes may still be on the way: withdraw, so it does not keep units for us.
             if members.isLinked(peer) { out.append(.send(peer, .unsubscribe([s]))) }
@@ -672,7 +673,7 @@ public struct MeshPeer {
     /// A link to let go at once: no role, not this peer's own probe or needed bootstrap, and more such links than
     /// `maxLinks`.
     private func shouldShed(_ peer: PeerID) -> Bool {
-        !hasRole(peer) && !members.probing.contains(peer) && (hasAllParents || peer != config.bootstrap)
+        members.linked.count > config.maxLinks && !hasRole(peer) && !members.probing.contains(peer) && (hasAllParents || peer != config.bootstrap)
             && idleLinkCount > config.maxLinks
     }
 
@@ -683,7 +684,7 @@ public struct MeshPeer {
     }
 
     /// Peers linked for a reason: parents, children, and those asked to be one.
-    private func hasRole(_ peer: PeerID) -> Bool { childSet.contains(peer) || parentSet.involved.contains(peer) }
+    private func hasRole(_ peer: PeerID) -> Bool { childSet.contains(peer) || parentSet.involves(peer) }
 
     private mutating func closeIdleLinks(now: Int64) -> [MeshAction] {
         var busy = parentSet.involved.union(childSet.ids)
@@ -932,18 +933,16 @@ public struct MeshPeer {
     // MARK: candidates
 
     private func candidate(_ id: PeerID) -> CandidateParent? {
-        guard let k = members[id], !isAvoided(id), !movingFrom.contains(id), k.info.epoch >= epoch, !members.refusedLately(id, now: lastNow) else { return nil }
-        var delays: [Int: Int64] = [:]
-        var ancestors: [Int: [PeerID]] = [:]
-        let mine = childSet.substreams[id]
-        for s in config.plan.all {
-            if s < k.info.delays.count, let d = k.info.delays[s] { delays[s] = d }
-            var up = s < k.info.ancestors.count ? k.info.ancestors[s] : []
-            // My own child in a substream is below me there, whatever its news says.
-            if mine?.contains(s) == true { up.append(config.me) }
-            ancestors[s] = up
+        guard let k = members[id], !isAvoided(id), !movingFrom.contains(id), k.info.epoch >= epoch, !members.refusedLately(id, now: lastNow)
+        else { return nil }
+        let delays = Array(k.info.delays.prefix(config.plan.count))
+        guard delays.contains(where: { $0 != nil }) else { return nil }
+        var ancestors = k.info.ancestors
+        // My own child in a substream is below me there, whatever its news says.
+        for s in childSet.substreams[id] ?? [] where s < config.plan.count {
+            while ancestors.count <= s { ancestors.append([]) }
+            ancestors[s].append(config.me)
         }
-        guard !delays.isEmpty else { return nil }
         return CandidateParent(id: id, delays: delays, linkDelay: k.linkDelay ?? members.typicalLinkDelay,
                                scheduleDelay: k.info.scheduleDelay, residualUnits: k.info.residualUnits, ancestors: ancestors)
     }
@@ -951,7 +950,7 @@ public struct MeshPeer {
     /// Candidates with a unit to spare: only those can take a substream. With `measuredOnly`, only those whose link
     /// delay is known.
     private func candidates(measuredOnly: Bool = false) -> [CandidateParent] {
-        members.news.filter { k in k.value.info.residualUnits > 0 && (!measuredOnly || k.value.linkDelay != nil) }.keys.sorted().compactMap { id in
+        members.news.compactMap { id, k in k.info.residualUnits > 0 && (!measuredOnly || k.linkDelay != nil) ? id : nil }.sorted().compactMap { id in
             candidate(id).map { var c = $0; c.residualUnits = max(1, c.residualUnits); return c }
         }
     }

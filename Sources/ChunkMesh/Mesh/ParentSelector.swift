@@ -5,8 +5,9 @@ public typealias PeerID = String
 /// and ancestry are per substream.
 public struct CandidateParent: Equatable, Sendable {
     public var id: PeerID
-    /// D_s(p): the candidate's delay from the source in each substream it receives, µs. The origin has 0 in all.
-    public var delays: [Int: Int64]
+    /// D_s(p) by substream: the candidate's delay from the source in each substream it receives, µs (nil where it
+    /// does not). The origin has 0 in all.
+    public var delays: [Int64?]
     /// link(p→me): measured one-way delay (RTT/2), µs.
     public var linkDelay: Int64
     /// sched(p): the time p needs to push one chunk of one substream at its uplink, µs.
@@ -14,10 +15,9 @@ public struct CandidateParent: Equatable, Sendable {
     /// Units p can still serve.
     public var residualUnits: Int
     /// Peers upstream of p in each substream's tree. A peer never takes a parent that has it upstream.
-    public var ancestors: [Int: [PeerID]]
+    public var ancestors: [[PeerID]]
 
-    public init(id: PeerID, delays: [Int: Int64], linkDelay: Int64, scheduleDelay: Int64, residualUnits: Int,
-                ancestors: [Int: [PeerID]] = [:]) {
+    public init(id: PeerID, delays: [Int64?], linkDelay: Int64, scheduleDelay: Int64, residualUnits: Int, ancestors: [[PeerID]] = []) {
         self.id = id
         self.delays = delays
         self.linkDelay = linkDelay
@@ -26,24 +26,40 @@ public struct CandidateParent: Equatable, Sendable {
         self.ancestors = ancestors
     }
 
+    /// The same from maps of the substreams it receives (k is one past the highest given).
+    public init(id: PeerID, delays: [Int: Int64], linkDelay: Int64, scheduleDelay: Int64, residualUnits: Int,
+                ancestors: [Int: [PeerID]] = [:]) {
+        let k = (delays.keys.max() ?? -1) + 1
+        self.init(id: id, delays: (0..<k).map { delays[$0] }, linkDelay: linkDelay, scheduleDelay: scheduleDelay,
+                  residualUnits: residualUnits, ancestors: (0..<max(k, (ancestors.keys.max() ?? -1) + 1)).map { ancestors[$0] ?? [] })
+    }
+
+    /// D_s(p), nil where p does not receive that substream.
+    public func delay(in substream: Int) -> Int64? { substream < delays.count ? delays[substream] : nil }
+
     /// Whether `me` may take this candidate as parent of `substream`: it receives it, and not through `me`.
     public func canFeed(_ substream: Int, to me: PeerID) -> Bool {
-        id != me && delays[substream] != nil && !(ancestors[substream]?.contains(me) ?? false)
+        id != me && delay(in: substream) != nil && !(substream < ancestors.count && ancestors[substream].contains(me))
     }
 
     /// My delay in `substream` through this parent: `D_s(p) + link(p→me) + sched(p)`. The terms come from peers:
     /// the sum saturates instead of trapping.
     public func delayVia(_ substream: Int) -> Int64 {
-        (delays[substream] ?? .max / 4).saturatingAdd(linkDelay).saturatingAdd(scheduleDelay)
+        (delay(in: substream) ?? .max / 4).saturatingAdd(linkDelay).saturatingAdd(scheduleDelay)
     }
 
     /// `power(p) = min(residual(p), n) / delay` for a peer that still needs the substreams `needed`:
     /// n counts those p can feed, and the delay is the longest through p among them.
     public func power(needing needed: [Int], me: PeerID) -> Double {
-        let feedable = needed.filter { canFeed($0, to: me) }
-        guard !feedable.isEmpty, residualUnits > 0 else { return 0 }
-        let delay = feedable.map(delayVia).max()!
-        return Double(min(residualUnits, feedable.count)) / Double(max(1, delay))
+        guard residualUnits > 0 else { return 0 }
+        var feedable = 0
+        var delay: Int64 = 0
+        for s in needed where canFeed(s, to: me) {
+            feedable += 1
+            delay = max(delay, delayVia(s))
+        }
+        guard feedable > 0 else { return 0 }
+        return Double(min(residualUnits, feedable)) / Double(max(1, delay))
     }
 }
 

@@ -34,6 +34,9 @@ struct ParentSet {
     var needed: [Int] { (0..<count).filter { parents[$0] == nil && pending[$0] == nil } }
     /// Peers this peer waits on or is fed by.
     var involved: Set<PeerID> { Set(parents.values).union(pending.values.map(\.peer)).union(awaitingLink.keys) }
+    func involves(_ peer: PeerID) -> Bool {
+        awaitingLink[peer] != nil || parents.values.contains(peer) || pending.values.contains { $0.peer == peer }
+    }
 
     /// Substreams asked of `peer`; true when a link to it must be opened first.
     mutating func ask(_ peer: PeerID, for substreams: [Int], now: Int64, linked: Bool) -> Bool {
@@ -115,9 +118,9 @@ struct ParentSet {
     /// When the next substream starves, if none brings a chunk.
     func nextStarvation(timeout: Int64) -> Int64? { parents.keys.compactMap { lastFed[$0] }.min().map { $0 + timeout + 1 } }
 
-    /// Substreams whose ask is older than its deadline, given up.
-    mutating func expired(now: Int64, deadline: ((peer: PeerID, since: Int64)) -> Int64) -> [(substream: Int, peer: PeerID)] {
-        let late = pending.filter { now >= deadline($0.value) }.map { ($0.key, $0.value.peer) }.sorted { $0.0 < $1.0 }
+    /// These asks are past their deadline: given up, in substream order.
+    mutating func expired(_ overdue: [(substream: Int, peer: PeerID)]) -> [(substream: Int, peer: PeerID)] {
+        let late = overdue.sorted { $0.substream < $1.substream }
         for (s, peer) in late { withdraw(s, from: peer) }
         return late
     }
