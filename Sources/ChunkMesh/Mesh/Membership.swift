@@ -110,9 +110,10 @@ struct Membership {
     /// What a linked peer says of itself. True when it differs from what was known.
     @discardableResult
     mutating func heard(_ info: PeerInfo, now: Int64) -> Bool {
-        let changed = news[info.id]?.info != info
+        let old = news[info.id]
+        let changed = old?.info != info
         if changed { version += 1 }
-        news[info.id] = News(info: info, linkDelay: news[info.id]?.linkDelay ?? measured[info.id]?.delay)
+        news[info.id] = News(info: info, linkDelay: old?.linkDelay ?? measured[info.id]?.delay)
         heardAt[info.id] = now
         handedOut.removeValue(forKey: info.id)
         if info.residualUnits > 0 { refusedAt.removeValue(forKey: info.id) }
@@ -125,9 +126,10 @@ struct Membership {
     /// fill the view with peers a liar made up.
     mutating func heard(hearsay list: [PeerInfo], me: PeerID, now: Int64) {
         for info in list.prefix(Self.sampleSize + 1) where info.id != me && !connected.contains(info.id) {
-            if news[info.id] == nil, !makeRoom(now: now) { continue }
-            if news[info.id]?.info != info { version += 1 }
-            let delay = news[info.id]?.linkDelay ?? measured[info.id]?.delay
+            let old = news[info.id]
+            if old == nil, !makeRoom(now: now) { continue }
+            if old?.info != info { version += 1 }
+            let delay = old?.linkDelay ?? measured[info.id]?.delay
             news[info.id] = News(info: info, linkDelay: delay)
             heardAt[info.id] = now
             if info.residualUnits > 0, delay == nil, !toProbe.contains(info.id) {
@@ -216,7 +218,8 @@ struct Membership {
             // The room handed out lately is taken to be used: the next asker is sent elsewhere, instead of a crowd
             // of joiners all asking the same peers. It is given back after `handOutMemory` (news of a peer whose
             // room did not change does not come again).
-            let others = handedOut[id]?.filter { $0.key != asker && now - $0.value < Self.handOutMemory }.count ?? 0
+            var others = 0
+            for (to, at) in handedOut[id] ?? [:] where to != asker && now - at < Self.handOutMemory { others += 1 }
             info.residualUnits = max(0, info.residualUnits - others * k)
             picked.append(info)
         }
@@ -224,8 +227,9 @@ struct Membership {
         // Too few linked peers with room (a busy origin's links are its full children): fresh hearsay with room
         // fills the sample, news heard within `freshHearsay` (the dead drop out of it as fast).
         if withRoom.count < Self.sampleSize {
-            let fresh = heardAt.filter { !connected.contains($0.key) && !seen.contains($0.key) && now - $0.value < Self.freshHearsay }
-                .map(\.key).sorted()
+            var fresh: [PeerID] = []
+            for (id, at) in heardAt where now - at < Self.freshHearsay && !connected.contains(id) && !seen.contains(id) { fresh.append(id) }
+            fresh.sort()
             for id in fresh.shuffled(using: &rng) where withRoom.count < Self.sampleSize {
                 if let info = news[id]?.info, info.residualUnits > 0, info.delays.contains(where: { $0 != nil }) { withRoom.append(info) }
             }

@@ -229,6 +229,12 @@ public struct MeshPeer {
         return [p] + (theirs.flatMap { substream < $0.count ? $0[substream] : nil } ?? [])
     }
 
+    /// `info` as told to a peer that is not a child (`PeerInfo.brief`), without the ancestry it would drop.
+    var briefInfo: PeerInfo {
+        PeerInfo(id: config.me, delays: config.plan.all.map { delay(of: $0) }, residualUnits: leaving ? 0 : residualUnits,
+                 scheduleDelay: config.scheduleDelay, ancestors: config.plan.all.map { parentSet[$0].map { [$0] } ?? [] }, epoch: epoch)
+    }
+
     public var info: PeerInfo {
         PeerInfo(id: config.me, delays: config.plan.all.map { delay(of: $0) }, residualUnits: leaving ? 0 : residualUnits,
                  scheduleDelay: config.scheduleDelay, ancestors: config.plan.all.map { ancestors(of: $0) }, epoch: epoch)
@@ -362,7 +368,7 @@ public struct MeshPeer {
             }
             if wantPeers {
                 let sample = members.sample(for: peer, substreams: config.plan.count, now: now, rng: &rng)
-                out.append(.send(peer, .peers((sample + [self.info]).map(\.brief))))
+                out.append(.send(peer, .peers(sample.map { $0.brief } + [briefInfo])))
             }
             // Past its bound of links without a role, a peer answers a stranger (a joiner, a prober) and lets it go:
             // any peer can bootstrap a joiner, and none gathers links (design §7). Parents and children do not count.
@@ -642,7 +648,7 @@ public struct MeshPeer {
         // Only the newest news is weighed: a short list, not every peer heard of. A fed peer probes only a candidate
         // that could be a move: one that, over a link of no delay at all, would beat its worst substream by the margin.
         let worst = hasAllParents ? delayFromSource : nil
-        let unmeasured = members.probeCandidates { parentSet.awaitingLink[$0] != nil }.compactMap(candidate).filter { c in
+        let unmeasured = members.probeCandidates { parentSet.awaitingLink[$0] != nil }.compactMap { candidate($0) }.filter { c in
             guard let worst else { return true }
             return config.plan.all.contains { s in
                 c.canFeed(s, to: config.me) && worst - (c.delayVia(s) - c.linkDelay)
@@ -687,11 +693,13 @@ public struct MeshPeer {
     private func hasRole(_ peer: PeerID) -> Bool { childSet.contains(peer) || parentSet.involves(peer) }
 
     private mutating func closeIdleLinks(now: Int64) -> [MeshAction] {
-        var busy = parentSet.involved.union(childSet.ids)
+        let roles = parentSet.involved.union(childSet.ids)
+        var busy = roles
         // The bootstrap is kept only while it is needed: a peer with its parents owes it nothing (design §7).
         if !hasAllParents, let bootstrap = config.bootstrap { busy.insert(bootstrap) }
-        let timeout = idleLinkCount > config.maxLinks ? Self.crowdedIdleTimeout : Self.idleLinkTimeout
-        idleSince = idleSince.filter { members.isLinked($0.key) && !busy.contains($0.key) }
+        let idle = members.linked.reduce(0) { roles.contains($1) ? $0 : $0 + 1 }
+        let timeout = idle > config.maxLinks ? Self.crowdedIdleTimeout : Self.idleLinkTimeout
+        for peer in idleSince.keys where !members.isLinked(peer) || busy.contains(peer) { idleSince.removeValue(forKey: peer) }
         var out: [MeshAction] = []
         for peer in members.linked where !busy.contains(peer) {
             // A probe has done its job once the delay is measured; the news of the peer is kept.
@@ -761,7 +769,8 @@ public struct MeshPeer {
     /// within the hysteresis (or 2 %).
     private func sameNews(_ a: PeerInfo, _ b: PeerInfo) -> Bool {
         guard a.residualUnits == b.residualUnits, a.epoch == b.epoch, a.delays.count == b.delays.count,
-              a.ancestors.map(\.first) == b.ancestors.map(\.first) else { return false }
+              a.ancestors.count == b.ancestors.count,
+              zip(a.ancestors, b.ancestors).allSatisfy({ $0.first == $1.first }) else { return false }
         let close = { (x: Int64, y: Int64) in abs(x - y) <= max(self.config.hysteresis, min(x, y) / 50) }
         return close(a.scheduleDelay, b.scheduleDelay) && zip(a.delays, b.delays).allSatisfy { x, y in
             switch (x, y) {
@@ -810,7 +819,7 @@ public struct MeshPeer {
     /// The nearest full peer that could feed `s`, asked to give a weaker child's unit (each at most once in
     /// `fullAskSpacing`); nil if none.
     private mutating func askFull(for s: Int, now: Int64) -> PeerID? {
-        let full = members.news.keys.filter { members.mayAskFull($0, now: now) }.sorted().compactMap(candidate)
+        let full = members.news.keys.filter { members.mayAskFull($0, now: now) }.sorted().compactMap { candidate($0) }
             .filter { $0.residualUnits <= 0 && $0.canFeed(s, to: config.me) }
         guard let nearest = full.min(by: { ($0.delayVia(s), $0.id) < ($1.delayVia(s), $1.id) }) else { return nil }
         members.askedFull(nearest.id, now: now)

@@ -12,9 +12,10 @@ struct ParentSet {
     private var lastFed: [Int: Int64] = [:]
     /// Substreams whose parent has delivered a chunk since it took them on.
     private var fedByParent: Set<Int> = []
-    /// Per substream, the newest seq its parent delivered, and whether each of its recent slots came.
+    /// Per substream, the newest seq its parent delivered, and whether each of its recent slots came: the last
+    /// `count` (at most `fedLogLength`) slots, newest in the low bit, 1 for one that came.
     private var lastFromParent: [Int: UInt64] = [:]
-    private var fedLog: [Int: [Bool]] = [:]
+    private var fedLog: [Int: (bits: UInt16, count: Int)] = [:]
     /// A parent is lossy when more than `fedLogMisses` of the last `fedLogLength` slots of a substream never came
     /// (two in ten: an honest parent that re-parents sends its backlog in order, so it misses none).
     static let fedLogLength = 10
@@ -27,7 +28,7 @@ struct ParentSet {
     subscript(substream: Int) -> PeerID? { parents[substream] }
     func isParent(_ peer: PeerID) -> Bool { parents.values.contains(peer) }
     /// The substreams a peer feeds here.
-    func substreams(from peer: PeerID) -> [Int] { parents.filter { $0.value == peer }.map(\.key).sorted() }
+    func substreams(from peer: PeerID) -> [Int] { (0..<count).filter { parents[$0] == peer } }
     /// Each parent once, by id.
     var distinct: [PeerID] { Set(parents.values).sorted() }
     /// Substreams with neither a parent nor an ask out.
@@ -116,7 +117,11 @@ struct ParentSet {
     func neverFed(_ substreams: [Int]) -> Bool { fedByParent.isDisjoint(with: substreams) }
 
     /// When the next substream starves, if none brings a chunk.
-    func nextStarvation(timeout: Int64) -> Int64? { parents.keys.compactMap { lastFed[$0] }.min().map { $0 + timeout + 1 } }
+    func nextStarvation(timeout: Int64) -> Int64? {
+        var first: Int64?
+        for s in parents.keys { if let fed = lastFed[s], fed < first ?? .max { first = fed } }
+        return first.map { $0 + timeout + 1 }
+    }
 
     /// These asks are past their deadline: given up, in substream order.
     mutating func expired(_ overdue: [(substream: Int, peer: PeerID)]) -> [(substream: Int, peer: PeerID)] {
@@ -140,11 +145,13 @@ struct ParentSet {
         defer { lastFromParent[s] = max(lastFromParent[s] ?? seq, seq) }
         guard let last = lastFromParent[s] else { return false }
         guard seq > last else { return false } // a repair or a resend: not a slot of its own
-        var log = fedLog[s] ?? []
-        log += Array(repeating: false, count: max(0, Int(min((seq - last) / k, UInt64(Self.fedLogLength))) - 1)) + [true]
-        log = Array(log.suffix(Self.fedLogLength))
+        // The slots skipped since the last one that came never came; then this one did.
+        let slots = max(1, Int(min((seq - last) / k, UInt64(Self.fedLogLength))))
+        var log = fedLog[s] ?? (0, 0)
+        log.bits = UInt16(truncatingIfNeeded: (UInt32(log.bits) << slots) | 1) & (1 << Self.fedLogLength - 1)
+        log.count = min(Self.fedLogLength, log.count + slots)
         fedLog[s] = log
-        return log.filter { !$0 }.count > Self.fedLogMisses
+        return log.count - log.bits.nonzeroBitCount > Self.fedLogMisses
     }
 }
 
