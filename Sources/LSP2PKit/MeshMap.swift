@@ -25,7 +25,7 @@ public struct MeshMap: Codable, Equatable {
     public var epoch: UInt64
     public var peers: [Peer]
 
-    public init(_ infos: [PeerInfo]) {
+    public init(_ infos: [PeerRecord]) {
         func ms(_ us: Int64?) -> Double? { us.map { (Double($0) / 100).rounded() / 10 } }
         var children: [String: Set<String>] = [:]
         for info in infos {
@@ -85,7 +85,7 @@ public struct MeshMap: Codable, Equatable {
         let own = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         defer { try? own?.syncShutdownGracefully() }
         let group = group ?? own!
-        let first: [PeerInfo]
+        let first: [PeerRecord]
         do {
             first = try MeshView.fetch(from: address, key: key, group: group, timeout: .seconds(timeout)).wait()
         } catch {
@@ -99,7 +99,7 @@ public struct MeshMap: Codable, Equatable {
         // The walk stops after `within` seconds whatever is left: a mesh full of dead addresses must not hang it.
         let end = monotonicMicros() + within * 1_000_000
         while monotonicMicros() < end {
-            var round: [(PeerID, EventLoopFuture<[PeerInfo]>)] = []
+            var round: [(PeerName, EventLoopFuture<[PeerRecord]>)] = []
             while round.count < parallel, let id = walk.next() {
                 guard let hostPort = HostPort(id) else { walk.failure(id); continue }
                 round.append((id, MeshView.fetch(from: hostPort, key: key, group: group, timeout: .seconds(min(timeout, 2)))))

@@ -56,7 +56,7 @@ public struct RelayService {
                 break
             }
         })
-        let id: PeerID
+        let id: PeerName
         do { id = try node.start() } catch { throw RuntimeFailure("cannot listen on \(config.listen): \(error)") }
         logger.info("relay \(id) joining \(source)")
         let signals = StopSignals { sig in

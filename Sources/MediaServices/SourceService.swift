@@ -70,7 +70,7 @@ public struct SourceService {
         config.originSigner = signer
         let origin = MeshNode(configuration: config, group: group, logger: logger)
         origin.streamRate = rate
-        let id: PeerID
+        let id: PeerName
         do { id = try origin.start() } catch { throw RuntimeFailure("cannot listen on \(listen): \(error)") }
         let url = JoinURL(address: HostPort(id)!, key: key, origin: signer.publicKey)
         printErr("join: \(url)")

@@ -23,10 +23,12 @@ public struct ControlTraffic: Sendable, Equatable {
     public var bytes: Int { bytesOut + bytesIn }
 }
 
-/// The simulated peers' cores, read by id.
+/// The simulated peers' cores, read by id or by name.
 public struct SimulatedPeers: Sequence {
     fileprivate let boxes: [PeerID: SimulatedPeer]
+    fileprivate let names: PeerNames
     public subscript(id: PeerID) -> MeshPeer? { boxes[id]?.core }
+    public subscript(name: PeerName) -> MeshPeer? { names.existing(name).flatMap { boxes[$0]?.core } }
     public var count: Int { boxes.count }
     public func makeIterator() -> AnyIterator<(key: PeerID, value: MeshPeer)> {
         var inner = boxes.makeIterator()
@@ -37,7 +39,8 @@ public struct SimulatedPeers: Sequence {
 /// A simulated network for `MeshPeer`s, the same core the relays run: per-link delay, seeded loss, time stepped
 /// to the next event. (After quinn-proto's test `Pair` and str0m's netem: loss is a closure editing the traffic.)
 /// A chunk leaves a peer as soon as it is in, and arrives `oneWayDelay + sched(sender)` later. Each peer is woken
-/// when its core asks (`MeshPeer.nextWakeup`), as `MeshNode` does.
+/// when its core asks (`MeshPeer.nextWakeup`), as `MeshNode` does. Every core numbers peers from one table
+/// (`names`), so messages go from core to core as they are, never through names.
 public final class SimulatedMesh {
     private struct Delivery {
         let target: PeerID
@@ -52,7 +55,11 @@ public final class SimulatedMesh {
 
     public private(set) var now: Int64 = 0
     private var boxes: [PeerID: SimulatedPeer] = [:]
-    public var peers: SimulatedPeers { SimulatedPeers(boxes: boxes) }
+    public var peers: SimulatedPeers { SimulatedPeers(boxes: boxes, names: names) }
+    /// The peers' names, one table for all the cores.
+    public private(set) var names = PeerNames()
+    /// Bytes of each peer's name (a message's wire size, counted on every send).
+    private var nameBytes: [PeerID: Int] = [:]
     public private(set) var alive: Set<PeerID> = []
     /// Each peer's sched, read on every chunk sent (reading it from the peer would copy the peer).
     private var sched: [PeerID: Int64] = [:]
@@ -78,7 +85,7 @@ public final class SimulatedMesh {
     public var oneWayDelay: (PeerID, PeerID) -> Int64 = { _, _ in 5_000 }
     /// Return true to drop a chunk on its way from one peer to another.
     public var dropChunk: (PeerID, PeerID, UInt64) -> Bool = { _, _, _ in false }
-    public let origin: PeerID = "origin"
+    public let origin: PeerID
     public let chunkDuration: Int64
     private let originUnits: Int
     private let originScheduleDelay: Int64
@@ -94,7 +101,25 @@ public final class SimulatedMesh {
         self.originScheduleDelay = originScheduleDelay
         self.chunkDuration = chunkDuration
         payload = ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 188))
+        origin = names.id("origin")
+        nameBytes[origin] = "origin".utf8.count
         startOrigin()
+    }
+
+    /// The number of a peer's name (given now if the name is new): the same number a `PeerID` made from that name
+    /// with key 0 has, unless two names clash.
+    public func id(_ name: PeerName) -> PeerID {
+        let id = names.id(name)
+        nameBytes[id] = name.utf8.count
+        return id
+    }
+
+    /// The name of a peer's number.
+    public func name(_ id: PeerID) -> PeerName { names.describe(id) }
+
+    /// Wire bytes of a message, with the peers' own names.
+    private func wireSize(_ message: MeshMessage) -> Int {
+        message.wireSize { nameBytes[$0] ?? 8 }
     }
 
     private func startOrigin() {
@@ -123,19 +148,25 @@ public final class SimulatedMesh {
     }
 
     /// A peer joins through `bootstrap` (the origin unless told: any peer can bootstrap a joiner).
-    public func join(_ id: PeerID, units: Int, sched: Int64 = 2_000, seed: UInt64, bootstrap: PeerID? = nil) {
-        add(MeshPeerConfig(me: id, isOrigin: false, bootstrap: bootstrap ?? origin, capacityUnits: units, scheduleDelay: sched,
+    @discardableResult
+    public func join(_ name: PeerName, units: Int, sched: Int64 = 2_000, seed: UInt64, bootstrap: PeerName? = nil) -> PeerID {
+        let me = id(name)
+        add(MeshPeerConfig(me: me, isOrigin: false, bootstrap: bootstrap.map(id) ?? origin, capacityUnits: units, scheduleDelay: sched,
                            seed: seed, plan: plan, chunkDuration: chunkDuration))
+        return me
     }
 
     /// A peer joins as a relay does: it knows its uplink, and sizes its units and sched once the stream's rate and
     /// k are known (at a relay, from its bootstrap's welcome; here, at once).
-    public func join(_ id: PeerID, uplink: BitRate, streamRate: BitRate, seed: UInt64, bootstrap: PeerID? = nil) {
+    @discardableResult
+    public func join(_ name: PeerName, uplink: BitRate, streamRate: BitRate, seed: UInt64, bootstrap: PeerID? = nil) -> PeerID {
+        let id = id(name)
         var config = MeshPeerConfig(me: id, isOrigin: false, bootstrap: bootstrap ?? origin, capacityUnits: 0, scheduleDelay: 1,
                                     seed: seed, plan: plan, chunkDuration: chunkDuration)
         config.uplink = uplink
         add(config)
         schedule(id, .stream(rate: Int64(streamRate.bitsPerSecond), substreams: plan.count), after: 0)
+        return id
     }
 
     /// A live peer at random (for a joiner's bootstrap), drawn with `draw` in 0..<count.
@@ -161,11 +192,15 @@ public final class SimulatedMesh {
         }
     }
 
+    public func kill(_ name: PeerName) { names.existing(name).map { kill($0) } }
+
     /// Hands a live peer an event now (`.retire`, `.shedChildren`, ...).
     public func send(_ id: PeerID, _ event: MeshEvent) {
         guard alive.contains(id) else { return }
         handle(id, event)
     }
+
+    public func send(_ name: PeerName, _ event: MeshEvent) { names.existing(name).map { send($0, event) } }
 
     /// Leaves on purpose: its children hear first, then its links close.
     public func leave(_ id: PeerID) {
@@ -173,6 +208,8 @@ public final class SimulatedMesh {
         handle(id, .leave)
         kill(id)
     }
+
+    public func leave(_ name: PeerName) { names.existing(name).map { leave($0) } }
 
     private func schedule(_ target: PeerID, _ event: MeshEvent, after delay: Int64) {
         queue.push(Delivery(target: target, event: event), at: now + delay)
@@ -292,7 +329,7 @@ public final class SimulatedMesh {
             case .send(let other, let message):
                 guard links.contains(Link(id, other)) else { continue }
                 kindCounts[message.kindIndex] += 1
-                let size = message.wireSize + Self.frameOverhead
+                let size = wireSize(message) + Self.frameOverhead
                 box.traffic.messagesOut += 1
                 box.traffic.bytesOut += size
                 if let to = boxes[other] {

@@ -122,10 +122,10 @@ final class FrameDecoderTests: XCTestCase {
 
 final class MeshMessageTests: XCTestCase {
     func testMeshMessagesRoundTrip() throws {
-        let info = PeerInfo(id: "[::1]:7001", delays: [0, 12_000, nil, 9_000], residualUnits: 6, scheduleDelay: 2_500,
+        let info = PeerRecord(id: "[::1]:7001", delays: [0, 12_000, nil, 9_000], residualUnits: 6, scheduleDelay: 2_500,
                             ancestors: [["origin"], ["a", "origin"], [], ["b", "origin"]], epoch: 1_795_000_000_000_000)
-        let messages: [MeshMessage] = [
-            .announce(info, wantPeers: true), .peers([info, PeerInfo(id: "x:1", delays: [], residualUnits: 0, scheduleDelay: 0, ancestors: [])]),
+        let messages: [WireMeshMessage] = [
+            .announce(info, wantPeers: true), .peers([info, PeerRecord(id: "x:1", delays: [], residualUnits: 0, scheduleDelay: 0, ancestors: [])]),
             .subscribe([0, 2], fromSeq: 77), .unsubscribe([1]), .accept([0, 2]), .refuse([3]), .repair(12), .leaving,
             .viewRequest, .view([info, info]), .view([]),
         ]
@@ -135,7 +135,7 @@ final class MeshMessageTests: XCTestCase {
     }
 
     func testTruncatedMeshMessagesAreRejected() {
-        let full = Message.mesh(.announce(PeerInfo(id: "peer:1", delays: [1, 2], residualUnits: 1, scheduleDelay: 1,
+        let full = Message.mesh(.announce(PeerRecord(id: "peer:1", delays: [1, 2], residualUnits: 1, scheduleDelay: 1,
                                                    ancestors: [["o"], ["o"]]), wantPeers: false)).encode()
         for length in 1..<full.readableBytes {
             XCTAssertThrowsError(try Message.decode(full.getSlice(at: 0, length: length)!), "length \(length)")

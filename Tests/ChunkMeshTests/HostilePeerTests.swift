@@ -28,7 +28,7 @@ final class HostileClient: @unchecked Sendable {
 
     /// Connects to `peer` from `bindHost` (another loopback address, for a claim from the wrong host) and completes
     /// the handshake.
-    init(group: EventLoopGroup, to peer: PeerID, key: ChannelKey, bindHost: String? = nil, role: PeerRole = .relay) throws {
+    init(group: EventLoopGroup, to peer: PeerName, key: ChannelKey, bindHost: String? = nil, role: PeerRole = .relay) throws {
         let address = HostPort(peer)!
         let loop = group.next()
         let up = loop.makePromise(of: Void.self)
@@ -49,7 +49,7 @@ final class HostileClient: @unchecked Sendable {
     }
 
     func send(_ message: Message) { channel.writeAndFlush(EncodedMessage(message), promise: nil) }
-    func send(_ message: MeshMessage) { send(.mesh(message)) }
+    func send(_ message: WireMeshMessage) { send(.mesh(message)) }
     var isOpen: Bool { channel.isActive }
     func close() { channel.close(promise: nil) }
     var chunksReceived: Int { received.withLockedValue { $0.filter { if case .chunk = $0 { return true }; return false }.count } }
@@ -81,7 +81,7 @@ final class PortForward: @unchecked Sendable {
         }
     }
 
-    init(group: EventLoopGroup, to target: PeerID) throws {
+    init(group: EventLoopGroup, to target: PeerName) throws {
         let address = HostPort(target)!
         let counter = toClient
         server = try ServerBootstrap(group: group)
@@ -176,7 +176,7 @@ final class HostilePeerTests: MeshNodeTestCase {
         var liars: [HostileClient] = []
         for (i, target) in targets.enumerated() {
             // Delay 0 everywhere, sixty-four units, a tiny schedule delay and a run from the end of time.
-            let fake = PeerInfo(id: "127.0.0.1:\(1_000 + i)", delays: [0, 0, 0, 0], residualUnits: 64, scheduleDelay: 1,
+            let fake = PeerRecord(id: "127.0.0.1:\(1_000 + i)", delays: [0, 0, 0, 0], residualUnits: 64, scheduleDelay: 1,
                                 ancestors: [[], [], [], []], epoch: .max)
             let liar = try HostileClient(group: group, to: target, key: key)
             liar.send(.announce(fake, wantPeers: true))
@@ -184,7 +184,7 @@ final class HostilePeerTests: MeshNodeTestCase {
             // it costs this process too: more would stall the honest nodes' loops, which share the machine.
             for round in 0..<100 {
                 // Loopback addresses where nobody listens: a peer that believed them would dial only this machine.
-                liar.send(.peers((0..<64).map { PeerInfo(id: "127.0.\(3 + round % 200).\($0 + 1):\(1_100 + i)", delays: [0, 0, 0, 0],
+                liar.send(.peers((0..<64).map { PeerRecord(id: "127.0.\(3 + round % 200).\($0 + 1):\(1_100 + i)", delays: [0, 0, 0, 0],
                                                           residualUnits: 64, scheduleDelay: 1, ancestors: [[], [], [], []]) }))
             }
             // A chunk from far in the future, not signed, from a peer nobody took as parent.
@@ -202,10 +202,10 @@ final class HostilePeerTests: MeshNodeTestCase {
         overflow.channel.writeAndFlush(EncodedMessage(bytes: bytes), promise: nil)
         // Someone else's id: the origin's, from this host, to a leaf linked to the origin; a relay's from another host.
         let asOrigin = try HostileClient(group: group, to: mesh.leaves[1].id, key: key)
-        asOrigin.send(.announce(PeerInfo(id: mesh.origin.id, delays: [0, 0, 0, 0], residualUnits: 64, scheduleDelay: 1,
+        asOrigin.send(.announce(PeerRecord(id: mesh.origin.id, delays: [0, 0, 0, 0], residualUnits: 64, scheduleDelay: 1,
                                          ancestors: [[], [], [], []], epoch: 1), wantPeers: false))
         let asRelay = try HostileClient(group: group, to: mesh.leaves[2].id, key: key, bindHost: "127.0.0.2")
-        asRelay.send(.announce(PeerInfo(id: mesh.relays[0].id, delays: [0, 0, 0, 0], residualUnits: 64, scheduleDelay: 1,
+        asRelay.send(.announce(PeerRecord(id: mesh.relays[0].id, delays: [0, 0, 0, 0], residualUnits: 64, scheduleDelay: 1,
                                         ancestors: [[], [], [], []], epoch: 1), wantPeers: false))
         publish(120, from: mesh.origin, seq: &seq)
         let checked = checkedFrom..<(seq - 20)
@@ -228,6 +228,27 @@ final class HostilePeerTests: MeshNodeTestCase {
         liars.forEach { $0.close() }
     }
 
+    func testMadeUpNamesAreForgottenOnceTheCoreLetsThemGo() throws {
+        let origin = try node(origin: true, bootstrap: nil, units: 8, seed: 1)
+        defer { origin.stop() }
+        let liar = try HostileClient(group: group, to: origin.id, key: key)
+        // Sixty announces, each naming 256 ancestors never met before: every name is numbered as it comes.
+        for round in 0..<60 {
+            let ancestry = (0..<4).map { s in (0..<64).map { "10.\(round).\(s).\($0):7000" } }
+            liar.send(.announce(PeerRecord(id: "127.0.0.1:9", delays: [5_000, 5_000, 5_000, 5_000], residualUnits: 0,
+                                           scheduleDelay: 1_000, ancestors: ancestry), wantPeers: false))
+        }
+        liar.send(.announce(PeerRecord(id: "127.0.0.1:9", delays: [nil, nil, nil, nil], residualUnits: 0, scheduleDelay: 1_000,
+                                       ancestors: [[], [], [], []]), wantPeers: false))
+        let address = HostPort(origin.id)!
+        XCTAssertTrue(waitUntil("the last announce to be taken") {
+            let view = (try? MeshView.fetch(from: address, key: key, group: group).wait()) ?? []
+            return view.contains { $0.id == "127.0.0.1:9" && $0.delays.allSatisfy { $0 == nil } }
+        })
+        XCTAssertLessThan(origin.nameCount, MeshNode.minNamesBound + 512, "names kept for 15,360 sent")
+        XCTAssertTrue(liar.isOpen, "announces within the budget are not an offence")
+    }
+
     func testObserversAreFewRateLimitedAndClosedWhenIdle() throws {
         let origin = try node(origin: true, bootstrap: nil, units: 8, seed: 1)
         defer { origin.stop() }
@@ -248,7 +269,7 @@ final class HostilePeerTests: MeshNodeTestCase {
         var seq: UInt64 = 0
         publish(60, from: origin, seq: &seq) // a window to resend
         let greedy = try HostileClient(group: group, to: origin.id, key: key)
-        greedy.send(.announce(PeerInfo(id: "127.0.0.1:9", delays: [nil, nil, nil, nil], residualUnits: 0, scheduleDelay: 1_000,
+        greedy.send(.announce(PeerRecord(id: "127.0.0.1:9", delays: [nil, nil, nil, nil], residualUnits: 0, scheduleDelay: 1_000,
                                        ancestors: [[], [], [], []]), wantPeers: false))
         let first = seq
         for round in 0..<40 {

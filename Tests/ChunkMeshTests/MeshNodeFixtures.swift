@@ -22,7 +22,7 @@ class MeshNodeTestCase: XCTestCase {
     /// not the one the origin published.
     func node(origin: Bool = false, bootstrap: HostPort?, units: Int, seed: UInt64,
               got: NIOLockedValueBox<Set<UInt64>>? = nil, forged: NIOLockedValueBox<Int>? = nil, faults: Faults = Faults(),
-              parentsSeen: NIOLockedValueBox<Set<PeerID>>? = nil) throws -> MeshNode {
+              parentsSeen: NIOLockedValueBox<Set<PeerName>>? = nil) throws -> MeshNode {
         var config = MeshNode.Configuration(listen: HostPort(host: "127.0.0.1", port: 0), key: key, isOrigin: origin,
                                             bootstrap: bootstrap, capacityUnits: units, scheduleDelay: 1_000, seed: seed)
         config.faults = faults

@@ -62,7 +62,7 @@ final class MeshNodeTests: MeshNodeTestCase {
         defer { bad.forEach { $0.stop() } }
         publish(20, from: origin, seq: &seq)
         let leaves = (0..<4).map { _ in NIOLockedValueBox<Set<UInt64>>([]) }
-        let seen = NIOLockedValueBox<Set<PeerID>>([])
+        let seen = NIOLockedValueBox<Set<PeerName>>([])
         let leafNodes = try leaves.enumerated().map {
             try node(bootstrap: bootstrap, units: 4, seed: UInt64(10 + $0.offset), got: $0.element, parentsSeen: seen)
         }

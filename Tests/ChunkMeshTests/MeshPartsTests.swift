@@ -152,7 +152,7 @@ final class MeshPartsTests: XCTestCase {
     func testRoomHandedOutToOneJoinerIsNotHandedToTheNext() {
         var members = Membership(assumedLinkDelay: 1_000)
         var rng = SplitMixRandom(seed: 1)
-        for id in ["a:1", "j1:1", "j2:1"] { members.link(id) }
+        for id: PeerID in ["a:1", "j1:1", "j2:1"] { members.link(id) }
         members.heard(info("a:1", units: 4), now: 0)
         members.heard(info("j1:1", delay: nil), now: 0)
         members.heard(info("j2:1", delay: nil), now: 0)
@@ -187,7 +187,7 @@ final class MeshPartsTests: XCTestCase {
 
     func testManySubstreamsOfDeepAncestryStillDecode() throws {
         let deep = (0..<60).map { "10.0.0.\($0):7000" }
-        let record = PeerInfo(id: "10.0.1.1:7000", delays: Array(repeating: 1_000, count: 16), residualUnits: 3, scheduleDelay: 1_000,
+        let record = PeerRecord(id: "10.0.1.1:7000", delays: Array(repeating: 1_000, count: 16), residualUnits: 3, scheduleDelay: 1_000,
                               ancestors: Array(repeating: deep, count: 16), epoch: 1)
         guard case .mesh(.announce(let back, _)) = try Message.decode(Message.mesh(.announce(record, wantPeers: false)).encode()) else {
             return XCTFail("an announce")
@@ -205,17 +205,19 @@ final class MeshPartsTests: XCTestCase {
             "a:1": [info("a:1", parent: "o:1"), info("o:1", delay: 0), info("c:1", parent: "a:1")],
             "b:1": [info("b:1", parent: "o:1"), info("o:1", delay: 0)],
         ]
-        var walk = MeshCrawl(start: "o:1")
+        var walk = MeshCrawl<PeerID>(start: "o:1")
         var asked: [PeerID] = []
         while let id = walk.next() {
             asked.append(id)
             if let view = views[id] { walk.answer(from: id, view: view) } else { walk.failure(id) }
         }
-        XCTAssertEqual(walk.listing.map(\.id), ["o:1", "a:1", "b:1", "c:1"])
+        XCTAssertEqual(walk.listing.first?.id, "o:1", "the start first")
+        XCTAssertEqual(Set(walk.listing.map(\.id)), ["o:1", "a:1", "b:1", "c:1"])
+        XCTAssertEqual(walk.listing.count, 4)
         XCTAssertEqual(Set(asked), ["o:1", "a:1", "b:1", "c:1"])
         XCTAssertEqual(walk.failed, 1)
-        XCTAssertEqual(walk.listing.last?.ancestors[0], ["a:1"])
-        var limited = MeshCrawl(start: "o:1", limit: 1)
+        XCTAssertEqual(walk.listing.first { $0.id == "c:1" }?.ancestors[0], ["a:1"], "c, from its parent's view")
+        var limited = MeshCrawl<PeerID>(start: "o:1", limit: 1)
         _ = limited.next()
         limited.answer(from: "o:1", view: views["o:1"]!)
         XCTAssertNil(limited.next(), "the limit is kept")

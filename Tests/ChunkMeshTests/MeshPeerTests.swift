@@ -5,8 +5,8 @@ import XCTest
 /// The mesh core under simulated time and a simulated network.
 final class MeshPeerTests: XCTestCase {
     /// Chunks a peer lacks between the first it got and `upTo`.
-    private func gaps(_ sim: SimulatedMesh, _ id: PeerID, upTo: UInt64) -> [UInt64] {
-        let got = sim.delivered[id] ?? [:]
+    private func gaps(_ sim: SimulatedMesh, _ name: PeerName, upTo: UInt64) -> [UInt64] {
+        let got = sim.delivered[sim.id(name)] ?? [:]
         guard let first = got.keys.min(), first < upTo else { return [999_999] }
         return (first..<upTo).filter { got[$0] == nil }
     }
@@ -76,7 +76,7 @@ final class MeshPeerTests: XCTestCase {
         sim.run(for: 10_000_000)
         for c in children {
             XCTAssertFalse(sim.peers[c]!.parents.values.contains("a"))
-            let resumed = sim.delivered[c]!.filter { $0.key >= nextSeq }.values.min()!
+            let resumed = sim.delivered[sim.id(c)]!.filter { $0.key >= nextSeq }.values.min()!
             XCTAssertLessThan(resumed - killedAt, sim.peers[c]!.config.parentTimeout, c)
             XCTAssertEqual(gaps(sim, c, upTo: sim.producedSeqs - 10), [], c)
         }
@@ -164,6 +164,47 @@ final class MeshPeerTests: XCTestCase {
         for id in live { XCTAssertTrue(sim.peers[id]!.hasAllParents, "\(id) of \(live.count), capacity \(capacity): \(sim.peers[id]!.debugState)") }
     }
 
+    /// Every peer a core holds anywhere in its state, found by reflection (chunks aside: they name no peer).
+    private func peersHeld(by core: MeshPeer) -> Set<PeerID> {
+        var found: Set<PeerID> = []
+        func walk(_ value: Any) {
+            if let id = value as? PeerID { found.insert(id); return }
+            if value is Chunk { return }
+            for child in Mirror(reflecting: value).children { walk(child.value) }
+        }
+        walk(core)
+        return found
+    }
+
+    /// A node forgets the names of the peers its core no longer refers to (`PeerNames.keep`), so `referencedPeers`
+    /// must name every peer the core holds, anywhere: news, ancestries, penalties, probes, children, asks. Checked
+    /// through churn, where peers are forgotten, punished and refused.
+    func testEveryPeerACoreHoldsIsAmongItsReferencedPeers() {
+        let sim = SimulatedMesh(originUnits: 8)
+        var rng = SplitMixRandom(seed: 7)
+        var live: [PeerName] = []
+        var n = 0
+        var checked = 0
+        for step in 0..<300 {
+            if live.count < 4 || (rng.next() % 3 != 0 && live.count < 25) {
+                n += 1
+                sim.join("p\(n)", units: Int(rng.next() % 12), seed: rng.next())
+                live.append("p\(n)")
+            } else {
+                let victim = live.remove(at: Int(rng.next() % UInt64(live.count)))
+                if rng.next() % 2 == 0 { sim.kill(victim) } else { sim.leave(victim) }
+            }
+            sim.run(for: 150_000)
+            guard step % 30 == 29 else { continue }
+            for (id, core) in sim.peers where sim.alive.contains(id) {
+                let missing = peersHeld(by: core).subtracting(core.referencedPeers)
+                XCTAssertTrue(missing.isEmpty, "\(sim.name(id)) holds \(missing.map(sim.name)) beyond its referenced peers")
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 100)
+    }
+
     func testRepairFillsAGapBeforeItsDeadline() {
         let sim = SimulatedMesh(originUnits: 8)
         sim.join("a", units: 8, seed: 30)
@@ -231,7 +272,7 @@ final class MeshPeerTests: XCTestCase {
             XCTAssertEqual(sim.peers[id]!.epoch, sim.epoch, id)
             XCTAssertEqual(gaps(sim, id, upTo: upTo), [], "\(id): \(sim.peers[id]!.debugState)")
             // Back within a few seconds of the new run's start: players wait 10 s before giving up.
-            XCTAssertLessThanOrEqual(sim.delivered[id]?.keys.min() ?? .max, 20, id)
+            XCTAssertLessThanOrEqual(sim.delivered[sim.id(id)]?.keys.min() ?? .max, 20, id)
             XCTAssertTrue(sim.peers[id]!.hasAllParents, id)
         }
         XCTAssertNil(sim.loop())

@@ -3,8 +3,8 @@ import XCTest
 
 final class ParentSelectorTests: XCTestCase {
     /// A candidate that receives every substream at delay `d`, with `ancestors` upstream in all of them.
-    private func candidate(_ id: String, d: Int64, link: Int64 = 1000, sched: Int64 = 1000, units: Int,
-                           ancestors: [String] = [], substreams: [Int] = [0, 1, 2, 3]) -> CandidateParent {
+    private func candidate(_ id: PeerID, d: Int64, link: Int64 = 1000, sched: Int64 = 1000, units: Int,
+                           ancestors: [PeerID] = [], substreams: [Int] = [0, 1, 2, 3]) -> CandidateParent {
         CandidateParent(id: id, delays: Dictionary(uniqueKeysWithValues: substreams.map { ($0, d) }), linkDelay: link,
                         scheduleDelay: sched, residualUnits: units,
                         ancestors: Dictionary(uniqueKeysWithValues: substreams.map { ($0, ancestors) }))

@@ -23,13 +23,13 @@ let plan = SubstreamPlan()
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
 
 /// First arrival of each seq at each node.
-let arrivals = NIOLockedValueBox<[PeerID: [UInt64: Int64]]>([:])
+let arrivals = NIOLockedValueBox<[PeerName: [UInt64: Int64]]>([:])
 let ingestTimes = NIOLockedValueBox<[UInt64: Int64]>([:])
-let changes = NIOLockedValueBox<[PeerID: [(Int64, [Int: PeerID])]]>([:])
+let changes = NIOLockedValueBox<[PeerName: [(Int64, [Int: PeerName])]]>([:])
 let verbose = ProcessInfo.processInfo.environment["VERBOSE"] != nil
 
 func node(origin: Bool, bootstrap: HostPort?, units: Int, seed: UInt64) throws -> MeshNode {
-    let box = NIOLockedValueBox<PeerID>("")
+    let box = NIOLockedValueBox<PeerName>("")
     let node = MeshNode(configuration: .init(listen: HostPort(host: "127.0.0.1", port: 0), key: key, isOrigin: origin,
                                              bootstrap: bootstrap, capacityUnits: units, scheduleDelay: 2_000, seed: seed),
                         group: group, logger: logger, onEvent: { event in

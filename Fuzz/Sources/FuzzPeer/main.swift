@@ -5,11 +5,13 @@ import NIOCore
 /// A joiner fed by its bootstrap, with two more linked peers and a child. The input is a script of steps, each
 /// `who(1) what(1) length(2) bytes…`: a message from one of the peers (decoded as a sealed frame's content would be),
 /// a tick, a link event, a measured delay, or a retirement (a budget spent) with fuzzed values. The core must never trap.
-let peers: [PeerID] = ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"]
+/// Numbered as `MeshNode` numbers peers: a name from the wire gets a number from its table.
+nonisolated(unsafe) var names = PeerNames()
+let peers: [PeerID] = ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"].map { names.id($0) }
 let signer = OriginSigningKey()
 
 func freshPeer() -> (MeshPeer, Int64) {
-    var config = MeshPeerConfig(me: "127.0.0.1:7100", isOrigin: false, bootstrap: peers[0], capacityUnits: 4, scheduleDelay: 1_000, seed: 1)
+    var config = MeshPeerConfig(me: names.id("127.0.0.1:7100"), isOrigin: false, bootstrap: peers[0], capacityUnits: 4, scheduleDelay: 1_000, seed: 1)
     config.epoch = 1
     config.verifier = signer.publicKey
     var peer = MeshPeer(config: config)
@@ -45,7 +47,7 @@ func fuzzPeer(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
         case 0, 1, 2, 3, 4, 5, 6, 7:
             guard let message = try? Message.decode(body) else { continue }
             switch message {
-            case .mesh(let m): event = .message(from: from, m)
+            case .mesh(let m): event = .message(from: from, m.renamed { names.id($0) })
             case .chunk(let c): event = .chunk(from: from, c)
             // What `MeshNode` makes of a bootstrap's welcome.
             case .welcome(let w): event = .stream(rate: w.streamRate, substreams: w.substreams)

@@ -108,6 +108,16 @@ struct ChildSet {
         return lost
     }
 
+    /// Every peer named here (`MeshPeer.referencedPeers`).
+    func collectPeers(into all: inout Set<PeerID>) {
+        all.formUnion(substreams.keys)
+        all.formUnion(sentTo.keys)
+        all.formUnion(repairBudget.keys)
+        for list in receiversOf.values { all.formUnion(list) }
+        all.formUnion(preemptedAt.keys)
+        all.formUnion(preemptedBy.keys)
+    }
+
     mutating func prune(now: Int64) {
         if !preemptedAt.isEmpty { preemptedAt = preemptedAt.filter { now - $0.value < Self.preemptProtection } }
         if !preemptedBy.isEmpty { preemptedBy = preemptedBy.filter { now - $0.value < Self.preemptSpacing } }

@@ -282,6 +282,28 @@ struct Membership {
         return true
     }
 
+    /// Every peer named anywhere here (`MeshPeer.referencedPeers`).
+    func collectPeers(into all: inout Set<PeerID>) {
+        for (id, k) in news {
+            all.insert(id)
+            k.info.collectPeers(into: &all)
+        }
+        all.formUnion(heardAt.keys)
+        all.formUnion(connected)
+        all.formUnion(measured.keys)
+        all.formUnion(toProbe)
+        all.formUnion(probing)
+        all.formUnion(probeStarted.keys)
+        for (id, askers) in handedOut {
+            all.insert(id)
+            all.formUnion(askers.keys)
+        }
+        all.formUnion(refusedAt.keys)
+        all.formUnion(askedFull.keys)
+        all.formUnion(peersAsked.keys)
+        all.formUnion(unaskedPeers.keys)
+    }
+
     // MARK: housekeeping
 
     /// Forgets stale hearsay and old measurements (every few seconds), and ended timers.

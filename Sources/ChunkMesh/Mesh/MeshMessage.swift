@@ -1,19 +1,21 @@
 import NIOCore
 
-/// What a peer tells others about itself: enough to compute its power as a parent, per substream tree.
-public struct PeerInfo: Equatable, Sendable {
-    public var id: PeerID
+/// What a peer tells others about itself: enough to compute its power as a parent, per substream tree. `Name` is
+/// how peers are named: `PeerID` in the core (`PeerInfo`), `HOST:PORT` strings on the wire and for observers
+/// (`PeerRecord`); the driver turns one into the other (`renamed`).
+public struct PeerInfoOf<Name: Hashable & Sendable>: Equatable, Sendable {
+    public var id: Name
     /// D_s: its delay from the source in each substream, µs; nil for a substream it does not receive yet.
     public var delays: [Int64?]
     public var residualUnits: Int
     /// sched(p), µs: time to push one chunk of one substream at its uplink.
     public var scheduleDelay: Int64
     /// Its ancestors in each substream's tree, up to the origin: a peer never takes a parent that has it upstream.
-    public var ancestors: [[PeerID]]
+    public var ancestors: [[Name]]
     /// The origin run (its `Chunk.epoch`) this peer is on; 0 before it knows.
     public var epoch: UInt64
 
-    public init(id: PeerID, delays: [Int64?], residualUnits: Int, scheduleDelay: Int64, ancestors: [[PeerID]], epoch: UInt64 = 0) {
+    public init(id: Name, delays: [Int64?], residualUnits: Int, scheduleDelay: Int64, ancestors: [[Name]], epoch: UInt64 = 0) {
         self.id = id
         self.epoch = epoch
         self.delays = delays
@@ -25,21 +27,43 @@ public struct PeerInfo: Equatable, Sendable {
     /// The news as told to a peer that is not a child: each substream's parent, not the whole ancestry (design §7:
     /// announces stay small). Only children need the ancestry, for their loop checks; a parent refuses a
     /// subscribe from its own ancestor whatever the asker knew.
-    public var brief: PeerInfo {
+    public var brief: Self {
         var copy = self
         copy.ancestors = ancestors.map { Array($0.prefix(1)) }
         return copy
     }
 
-    /// Wire bytes of this record (the frame's share).
-    public var wireSize: Int {
-        id.utf8.count + 1 + 8 + 2 + 8 + 1 + delays.count * 9 + ancestors.reduce(0) { $0 + $1.reduce(0) { $0 + $1.utf8.count + 1 } }
+    /// Its peer and every ancestor named.
+    func collectPeers(into all: inout Set<Name>) {
+        all.insert(id)
+        for up in ancestors { all.formUnion(up) }
+    }
+
+    /// The same record with every peer named otherwise.
+    public func renamed<Other>(_ rename: (Name) throws -> Other) rethrows -> PeerInfoOf<Other> {
+        PeerInfoOf<Other>(id: try rename(id), delays: delays, residualUnits: residualUnits, scheduleDelay: scheduleDelay,
+                          ancestors: try ancestors.map { try $0.map(rename) }, epoch: epoch)
+    }
+
+    /// Wire bytes of this record (the frame's share), with names of these lengths.
+    public func wireSize(nameBytes: (Name) -> Int) -> Int {
+        nameBytes(id) + 1 + 8 + 2 + 8 + 1 + delays.count * 9 + ancestors.reduce(0) { $0 + $1.reduce(0) { $0 + nameBytes($1) + 1 } }
     }
 
     /// Longest ancestry carried per substream; deeper trees than this lose loop protection at their bottom.
-    static let maxAncestors = 64
+    static var maxAncestors: Int { 64 }
     /// Most substreams a stream may be cut into.
-    static let maxSubstreams = 64
+    public static var maxSubstreams: Int { 64 }
+}
+
+/// A record in the core, peers known by number.
+public typealias PeerInfo = PeerInfoOf<PeerID>
+/// A record on the wire and for observers, peers known by name (`HOST:PORT`).
+public typealias PeerRecord = PeerInfoOf<String>
+
+extension PeerInfoOf where Name == String {
+    /// Wire bytes of this record (the frame's share).
+    public var wireSize: Int { wireSize { $0.utf8.count } }
 
     func write(to out: inout ByteBuffer) {
         writeShortString(id, to: &out)
@@ -59,7 +83,7 @@ public struct PeerInfo: Equatable, Sendable {
         }
     }
 
-    static func read(from buffer: inout ByteBuffer) throws -> PeerInfo {
+    static func read(from buffer: inout ByteBuffer) throws -> PeerRecord {
         let id = try readShortString(&buffer)
         guard let epoch = buffer.readInteger(as: UInt64.self), let residual = buffer.readInteger(as: UInt16.self), let sched = buffer.readInteger(as: Int64.self),
               let count = buffer.readInteger(as: UInt8.self)
@@ -68,7 +92,7 @@ public struct PeerInfo: Equatable, Sendable {
         guard count <= maxSubstreams else { throw WireError.malformed("\(count) substreams") }
         guard HostPort(id) != nil else { throw WireError.malformed("peer id is not HOST:PORT") }
         var delays: [Int64?] = []
-        var ancestors: [[PeerID]] = []
+        var ancestors: [[String]] = []
         var names = 0
         for _ in 0..<count {
             guard let delay = buffer.readInteger(as: Int64.self), let n = buffer.readInteger(as: UInt8.self) else {
@@ -81,15 +105,15 @@ public struct PeerInfo: Equatable, Sendable {
             delays.append(delay < 0 ? nil : delay)
             ancestors.append(try (0..<n).map { _ in try readShortString(&buffer) })
         }
-        return PeerInfo(id: id, delays: delays, residualUnits: Int(residual), scheduleDelay: sched, ancestors: ancestors, epoch: epoch)
+        return PeerRecord(id: id, delays: delays, residualUnits: Int(residual), scheduleDelay: sched, ancestors: ancestors, epoch: epoch)
     }
 }
 
-/// The mesh's own messages, carried inside `Message.mesh`.
-public enum MeshMessage: Equatable, Sendable {
+/// The mesh's own messages, carried inside `Message.mesh`; peers named as in `PeerInfoOf`.
+public enum MeshMessageOf<Name: Hashable & Sendable>: Equatable, Sendable {
     /// Who I am now; `wantPeers` asks for a `peers` answer (gossip).
-    case announce(PeerInfo, wantPeers: Bool)
-    case peers([PeerInfo])
+    case announce(PeerInfoOf<Name>, wantPeers: Bool)
+    case peers([PeerInfoOf<Name>])
     /// Child to parent: send me these substreams, from `fromSeq` on (what you hold of it first).
     case subscribe([Int], fromSeq: UInt64)
     case unsubscribe([Int])
@@ -102,20 +126,46 @@ public enum MeshMessage: Equatable, Sendable {
     /// From a looking-in client (`lsp2p-relay mesh`), not a peer: what do you know of the mesh?
     case viewRequest
     /// The answer: every peer the origin hears from first hand, itself included.
-    case view([PeerInfo])
+    case view([PeerInfoOf<Name>])
 
-    /// Wire bytes of the message, without the frame's header.
-    public var wireSize: Int {
+    /// The same message with every peer named otherwise.
+    public func renamed<Other>(_ rename: (Name) throws -> Other) rethrows -> MeshMessageOf<Other> {
         switch self {
-        case .announce(let info, _): 2 + info.wireSize
-        case .peers(let list): 2 + list.reduce(0) { $0 + $1.wireSize }
-        case .view(let list): 3 + list.reduce(0) { $0 + $1.wireSize }
+        case .announce(let info, let want): .announce(try info.renamed(rename), wantPeers: want)
+        case .peers(let list): .peers(try list.map { try $0.renamed(rename) })
+        case .view(let list): .view(try list.map { try $0.renamed(rename) })
+        case .subscribe(let list, let from): .subscribe(list, fromSeq: from)
+        case .unsubscribe(let list): .unsubscribe(list)
+        case .accept(let list): .accept(list)
+        case .refuse(let list): .refuse(list)
+        case .repair(let seq): .repair(seq)
+        case .leaving: .leaving
+        case .viewRequest: .viewRequest
+        }
+    }
+
+    /// Wire bytes of the message, without the frame's header, with names of these lengths.
+    public func wireSize(nameBytes: (Name) -> Int) -> Int {
+        switch self {
+        case .announce(let info, _): 2 + info.wireSize(nameBytes: nameBytes)
+        case .peers(let list): 2 + list.reduce(0) { $0 + $1.wireSize(nameBytes: nameBytes) }
+        case .view(let list): 3 + list.reduce(0) { $0 + $1.wireSize(nameBytes: nameBytes) }
         case .subscribe(let list, _): 2 + list.count + 8
         case .unsubscribe(let list), .accept(let list), .refuse(let list): 2 + list.count
         case .repair: 9
         case .leaving, .viewRequest: 1
         }
     }
+}
+
+/// A message in the core.
+public typealias MeshMessage = MeshMessageOf<PeerID>
+/// A message on the wire.
+public typealias WireMeshMessage = MeshMessageOf<String>
+
+extension MeshMessageOf where Name == String {
+    /// Wire bytes of the message, without the frame's header.
+    public var wireSize: Int { wireSize { $0.utf8.count } }
 
     private enum Tag: UInt8 { case announce = 1, peers, subscribe, unsubscribe, accept, refuse, repair, leaving, viewRequest, view }
 
@@ -156,25 +206,25 @@ public enum MeshMessage: Equatable, Sendable {
         }
     }
 
-    static func read(from buffer: inout ByteBuffer) throws -> MeshMessage {
+    static func read(from buffer: inout ByteBuffer) throws -> WireMeshMessage {
         guard let raw = buffer.readInteger(as: UInt8.self), let tag = Tag(rawValue: raw) else {
             throw WireError.malformed("unknown mesh message")
         }
         func substreams() throws -> [Int] {
-            guard let n = buffer.readInteger(as: UInt8.self), n <= PeerInfo.maxSubstreams, let bytes = buffer.readBytes(length: Int(n)) else {
+            guard let n = buffer.readInteger(as: UInt8.self), n <= PeerRecord.maxSubstreams, let bytes = buffer.readBytes(length: Int(n)) else {
                 throw WireError.malformed("substream list truncated")
             }
-            guard bytes.allSatisfy({ $0 < PeerInfo.maxSubstreams }) else { throw WireError.malformed("substream out of range") }
+            guard bytes.allSatisfy({ $0 < PeerRecord.maxSubstreams }) else { throw WireError.malformed("substream out of range") }
             return bytes.map(Int.init)
         }
         switch tag {
         case .announce:
             guard let want = buffer.readInteger(as: UInt8.self) else { throw WireError.malformed("announce truncated") }
-            return .announce(try PeerInfo.read(from: &buffer), wantPeers: want != 0)
+            return .announce(try PeerRecord.read(from: &buffer), wantPeers: want != 0)
         case .peers:
             guard let n = buffer.readInteger(as: UInt8.self) else { throw WireError.malformed("peers truncated") }
             guard n <= WireLimits.maxPeers else { throw WireError.malformed("\(n) peers in one list") }
-            return .peers(try (0..<n).map { _ in try PeerInfo.read(from: &buffer) })
+            return .peers(try (0..<n).map { _ in try PeerRecord.read(from: &buffer) })
         case .subscribe:
             let list = try substreams()
             guard let from = buffer.readInteger(as: UInt64.self) else { throw WireError.malformed("subscribe truncated") }
@@ -189,7 +239,7 @@ public enum MeshMessage: Equatable, Sendable {
         case .viewRequest: return .viewRequest
         case .view:
             guard let n = buffer.readInteger(as: UInt16.self) else { throw WireError.malformed("view truncated") }
-            return .view(try (0..<n).map { _ in try PeerInfo.read(from: &buffer) })
+            return .view(try (0..<n).map { _ in try PeerRecord.read(from: &buffer) })
         }
     }
 }

@@ -257,8 +257,27 @@ public struct MeshPeer {
     /// Hearsay kept: news of peers not linked (bounded by `maxKnown`).
     var hearsayCount: Int { members.hearsayCount }
 
-    public var debugState: String {
-        "parents \(parents) pending \(parentSet.pending.mapValues(\.peer)) known \(members.news.values.map { "\($0.info.id):\($0.info.residualUnits)" }.sorted()) connected \(members.linked.sorted()) avoid \(penalties.avoided)"
+    /// What the peer holds, for a failing test's message; peers named by `name`.
+    public func debugState(_ name: (PeerID) -> String) -> String {
+        let pending = parentSet.pending.sorted { $0.key < $1.key }.map { "\($0.key):\(name($0.value.peer))" }
+        let known = members.news.values.map { "\(name($0.info.id)):\($0.info.residualUnits)" }.sorted()
+        return "parents \(parents.sorted { $0.key < $1.key }.map { "\($0.key):\(name($0.value))" }) pending \(pending) known \(known) "
+            + "connected \(members.linked.map(name).sorted()) avoid \(penalties.avoided.map(name))"
+    }
+
+    /// Every peer this core refers to, anywhere in its state: the driver keeps the names of these (`PeerNames`), and
+    /// may forget the rest.
+    public var referencedPeers: Set<PeerID> {
+        var all: Set<PeerID> = [config.me]
+        for id in [config.bootstrap, config.originID] { if let id { all.insert(id) } }
+        all.formUnion(movingFrom)
+        all.formUnion(idleSince.keys)
+        for record in [announced, toChildren] { if let record { record.collectPeers(into: &all) } }
+        members.collectPeers(into: &all)
+        parentSet.collectPeers(into: &all)
+        penalties.collectPeers(into: &all)
+        childSet.collectPeers(into: &all)
+        return all
     }
 
     // MARK: events

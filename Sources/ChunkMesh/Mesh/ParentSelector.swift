@@ -1,6 +1,3 @@
-/// A peer's name in the mesh: the address it listens on, `HOST:PORT`.
-public typealias PeerID = String
-
 /// What a peer knows of a candidate parent (design §3). The mesh is `k` trees, one per substream, so delay
 /// and ancestry are per substream.
 public struct CandidateParent: Equatable, Sendable {

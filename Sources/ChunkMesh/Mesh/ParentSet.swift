@@ -31,6 +31,13 @@ struct ParentSet {
     func substreams(from peer: PeerID) -> [Int] { (0..<count).filter { parents[$0] == peer } }
     /// Each parent once, by id.
     var distinct: [PeerID] { Set(parents.values).sorted() }
+    /// Every peer named here (`MeshPeer.referencedPeers`).
+    func collectPeers(into all: inout Set<PeerID>) {
+        all.formUnion(parents.values)
+        for p in pending.values { all.insert(p.peer) }
+        all.formUnion(awaitingLink.keys)
+    }
+
     /// Substreams with neither a parent nor an ask out.
     var needed: [Int] { (0..<count).filter { parents[$0] == nil && pending[$0] == nil } }
     /// Peers this peer waits on or is fed by.
@@ -195,4 +202,9 @@ struct Penalties {
     }
 
     var avoided: [PeerID] { until.keys.sorted() }
+
+    func collectPeers(into all: inout Set<PeerID>) {
+        all.formUnion(until.keys)
+        all.formUnion(offenses.keys)
+    }
 }

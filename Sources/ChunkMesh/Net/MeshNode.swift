@@ -5,13 +5,13 @@ import NIOPosix
 
 /// What a node tells its owner, on the node's loop.
 public enum MeshNodeEvent: Sendable {
-    case linkUp(PeerID, outbound: Bool, suite: CipherSuite)
+    case linkUp(PeerName, outbound: Bool, suite: CipherSuite)
     /// A link failed: refused, wrong key, bad frame, bad tag. `peer` is nil for an inbound link not yet named.
-    case linkFailed(PeerID?, Error)
-    case linkDown(PeerID)
+    case linkFailed(PeerName?, Error)
+    case linkDown(PeerName)
     /// The other side's welcome: its origin-clock estimate and the stream rate; `rtt` from handshake to welcome.
-    case welcome(PeerID, originClock: Int64, streamRate: Int64, receivedAt: Int64, rtt: Int64)
-    case parentsChanged([Int: PeerID])
+    case welcome(PeerName, originClock: Int64, streamRate: Int64, receivedAt: Int64, rtt: Int64)
+    case parentsChanged([Int: PeerName])
 }
 
 /// How a node can be made to misbehave (tests only).
@@ -103,7 +103,7 @@ public final class MeshNode: @unchecked Sendable {
     private let logger: Logger
     private let onDeliver: @Sendable (Chunk) -> Void
     private let onEvent: @Sendable (MeshNodeEvent) -> Void
-    private var fullSince: [PeerID: Int64] = [:]
+    private var fullSince: [PeerName: Int64] = [:]
     private let metrics = NodeMetrics()
 
     public struct Stats: Sendable {
@@ -130,10 +130,15 @@ public final class MeshNode: @unchecked Sendable {
         set { clockOffsetBox.withLockedValue { $0 = newValue } }
     }
     private var peer: MeshPeer!
-    private var links: [PeerID: Channel] = [:]
-    private var linkOpenedByMe: [PeerID: Bool] = [:]
+    /// The peers' numbers in the core (design §7), kept to what the core still refers to.
+    private var names = PeerNames(key: .random(in: .min ... .max))
+    /// Past this many names, the ones the core no longer refers to are forgotten.
+    private var namesBound = MeshNode.minNamesBound
+    static let minNamesBound = 4_096
+    private var links: [PeerName: Channel] = [:]
+    private var linkOpenedByMe: [PeerName: Bool] = [:]
     /// When each link came up: only a link just opened can lose to one the other side opened at once.
-    private var linkSince: [PeerID: Int64] = [:]
+    private var linkSince: [PeerName: Int64] = [:]
     private var serverChannel: Channel?
     private var tasks: [RepeatedTask] = []
     private var bucket: TokenBucket?
@@ -141,7 +146,7 @@ public final class MeshNode: @unchecked Sendable {
     /// The newest chunk this node has sent on: older ones are repairs or backlog.
     private var newestSeq: UInt64 = 0
     private var newestEpoch: UInt64 = 0
-    public private(set) var id: PeerID = ""
+    public private(set) var id: PeerName = ""
     private var wakeTask: Scheduled<Void>?
     /// k is known: this is the origin, or its bootstrap's welcome told it.
     private var streamKnown = false
@@ -154,9 +159,9 @@ public final class MeshNode: @unchecked Sendable {
     /// What the origin signs with.
     private let signer: OriginSigningKey?
     /// The linked peer that proved it is the origin.
-    private var originPeer: PeerID?
+    private var originPeer: PeerName?
     /// Where to dial a peer known by another name than its address (reached through a port forward).
-    private var dialAddress: [PeerID: PeerID] = [:]
+    private var dialAddress: [PeerName: PeerName] = [:]
     /// Handshakes under way, by remote host.
     private var pendingHandshakes: [String: Int] = [:]
     private var pendingTotal = 0
@@ -183,7 +188,7 @@ public final class MeshNode: @unchecked Sendable {
 
     /// Binds, starts the core, and returns this node's id (its advertised `HOST:PORT`).
     @discardableResult
-    public func start() throws -> PeerID {
+    public func start() throws -> PeerName {
         let config = configuration
         let server = try ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -199,7 +204,7 @@ public final class MeshNode: @unchecked Sendable {
         let id = HostPort(host: config.advertise ?? config.listen.host, port: server.localAddress?.port ?? config.listen.port).description
         try loop.submit { [self] in
             self.id = id
-            var core = MeshPeerConfig(me: id, isOrigin: config.isOrigin, bootstrap: config.bootstrap?.description,
+            var core = MeshPeerConfig(me: names.id(id), isOrigin: config.isOrigin, bootstrap: config.bootstrap.map { names.id($0.description) },
                                       capacityUnits: config.capacityUnits, scheduleDelay: config.scheduleDelay, seed: config.seed,
                                       plan: SubstreamPlan(count: config.substreams), chunkDuration: config.chunkDuration)
             core.uplink = config.uplink
@@ -265,28 +270,35 @@ public final class MeshNode: @unchecked Sendable {
         loop.execute { [self] in handle(.setCapacity(units)) }
     }
 
-    var debugState: String { (try? loop.submit { [self] in peer.debugState }.wait()) ?? "" }
-    var linkNames: Set<PeerID> { (try? loop.submit { [self] in Set(links.keys) }.wait()) ?? [] }
+    var debugState: String { (try? loop.submit { [self] in peer.debugState(names.describe) }.wait()) ?? "" }
+    var linkNames: Set<PeerName> { (try? loop.submit { [self] in Set(links.keys) }.wait()) ?? [] }
     var hearsayCount: Int { (try? loop.submit { [self] in peer.hearsayCount }.wait()) ?? 0 }
+    /// Names this node keeps for its core's numbers.
+    var nameCount: Int { (try? loop.submit { [self] in names.count }.wait()) ?? 0 }
 
     /// The core's view, read on its loop.
-    public func snapshot() -> (parents: [Int: PeerID], children: [PeerID: Set<Int>], delay: Int64?, changes: Int) {
-        (try? loop.submit { [self] in (peer.parents, peer.children, peer.delayFromSource, peer.parentChanges) }.wait())
+    public func snapshot() -> (parents: [Int: PeerName], children: [PeerName: Set<Int>], delay: Int64?, changes: Int) {
+        (try? loop.submit { [self] in (named(peer.parents), named(peer.children), peer.delayFromSource, peer.parentChanges) }.wait())
             ?? ([:], [:], nil, 0)
+    }
+
+    private func named(_ parents: [Int: PeerID]) -> [Int: PeerName] { parents.mapValues(names.describe) }
+    private func named(_ children: [PeerID: Set<Int>]) -> [PeerName: Set<Int>] {
+        Dictionary(children.map { (names.describe($0.key), $0.value) }, uniquingKeysWith: { $0.union($1) })
     }
 
     /// What a status page shows of this node, read on its loop.
     public struct Status: Sendable {
         public struct Substream: Sendable {
             public var substream: Int
-            public var parent: PeerID?
+            public var parent: PeerName?
             /// D_s: this node's delay from the source in it, µs.
             public var delay: Int64?
         }
-        public var id: PeerID
+        public var id: PeerName
         public var isOrigin: Bool
         public var substreams: [Substream]
-        public var children: [PeerID: Set<Int>]
+        public var children: [PeerName: Set<Int>]
         public var delay: Int64?
         public var units: Int
         public var usedUnits: Int
@@ -298,8 +310,10 @@ public final class MeshNode: @unchecked Sendable {
         try? loop.submit { [self] () -> Status? in
             guard peer != nil else { return nil } // not started
             return Status(id: id, isOrigin: configuration.isOrigin,
-                   substreams: peer.config.plan.all.map { Status.Substream(substream: $0, parent: peer.parents[$0], delay: peer.delay(of: $0)) },
-                   children: peer.children, delay: peer.delayFromSource, units: peer.config.capacityUnits, usedUnits: peer.usedUnits,
+                   substreams: peer.config.plan.all.map {
+                       Status.Substream(substream: $0, parent: peer.parents[$0].map(names.describe), delay: peer.delay(of: $0))
+                   },
+                   children: named(peer.children), delay: peer.delayFromSource, units: peer.config.capacityUnits, usedUnits: peer.usedUnits,
                    retired: peer.retired, stats: stats)
         }.wait() ?? nil
     }
@@ -310,6 +324,21 @@ public final class MeshNode: @unchecked Sendable {
         guard !stopped || event == .leave else { return }
         for action in peer.handle(event, now: monotonicMicros()) { execute(action) }
         scheduleWakeup()
+        // Names come from the wire: past the bound, those the core holds no more go (and the bound follows what is
+        // kept, so this runs now and then, not every event).
+        if names.count > namesBound {
+            names.keep(only: peer.referencedPeers)
+            namesBound = max(Self.minNamesBound, 2 * names.count)
+        }
+    }
+
+    /// An event about the peer of this name.
+    func handle(_ name: PeerName, _ event: (PeerID) -> MeshEvent) { handle(event(names.id(name))) }
+
+    /// A mesh message from the peer of this name, its peers numbered.
+    func receive(_ message: WireMeshMessage, from name: PeerName) {
+        let from = names.id(name)
+        handle(.message(from: from, message.renamed { names.id($0) }))
     }
 
     /// The core is woken when it asks (design §7), not on a clock: after each event its next wake-up may be sooner.
@@ -326,8 +355,9 @@ public final class MeshNode: @unchecked Sendable {
 
     private func execute(_ action: MeshAction) {
         switch action {
-        case .connect(let id):
-            guard let address = HostPort(dialAddress[id] ?? id) else { return handle(.connectFailed(id)) }
+        case .connect(let number):
+            guard let id = names.name(number) else { return handle(.connectFailed(number)) }
+            guard let address = HostPort(dialAddress[id] ?? id) else { return handle(.connectFailed(number)) }
             let node = self
             ClientBootstrap(group: loop)
                 .connectTimeout(.seconds(3))
@@ -343,21 +373,26 @@ public final class MeshNode: @unchecked Sendable {
                     logger.debug("cannot connect to \(id): \(error)")
                     onEvent(.linkFailed(id, error))
                     metrics.connectFailed()
-                    handle(.connectFailed(id))
+                    handle(.connectFailed(number))
                 }
-        case .disconnect(let id):
+        case .disconnect(let number):
+            guard let id = names.name(number) else { return }
             // The core has let it go already; its link closes without a word.
             linkOpenedByMe.removeValue(forKey: id)
             linkSince.removeValue(forKey: id)
             fullSince.removeValue(forKey: id)
             links.removeValue(forKey: id)?.close(promise: nil)
             statsBox.withLockedValue { $0.links = links.count }
-        case .send(let id, let message):
-            guard let channel = links[id] else { return }
+        case .send(let number, let message):
+            guard let id = names.name(number), let channel = links[id] else { return }
             // An answer a peer can ask for at will waits for nobody: a peer that does not read gets no more of them.
             if case .peers = message, !channel.isWritable { return }
-            channel.writeAndFlush(EncodedMessage(.mesh(message)), promise: nil)
-        case .sendChunk(let id, let chunk):
+            guard let wire = try? message.renamed({ try names.named($0) }) else {
+                return logger.debug("not sent to \(id): it names a peer forgotten")
+            }
+            channel.writeAndFlush(EncodedMessage(.mesh(wire)), promise: nil)
+        case .sendChunk(let number, let chunk):
+            guard let id = names.name(number) else { return }
             if chunk.epoch == newestEpoch { newestSeq = max(newestSeq, chunk.seq) } else { (newestEpoch, newestSeq) = (chunk.epoch, chunk.seq) }
             guard let channel = links[id], !configuration.faults.mute else { return }
             if encoded?.seq != chunk.seq || encoded?.epoch != chunk.epoch {
@@ -404,7 +439,8 @@ public final class MeshNode: @unchecked Sendable {
             metrics.chunksIn.increment()
             metrics.bytesIn.increment(by: chunk.payload.readableBytes)
             onDeliver(chunk)
-        case .parentsChanged(let parents):
+        case .parentsChanged(let numbers):
+            let parents = named(numbers)
             metrics.parentChanges.increment()
             logger.debug("parents \(parents.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" })")
             onEvent(.parentsChanged(parents))
@@ -413,7 +449,7 @@ public final class MeshNode: @unchecked Sendable {
 
     /// The handlers of one link: frames capped to a handshake's size until the other side proves the channel key,
     /// and inbound handshakes counted against the caps (the gate sits where it sees the link come up).
-    func linkHandlers(_ side: LinkSecurityHandler.Side, peer: PeerID?) -> [ChannelHandler] {
+    func linkHandlers(_ side: LinkSecurityHandler.Side, peer: PeerName?) -> [ChannelHandler] {
         let limit = FrameLimit(WireLimits.handshakeFrame)
         var gate: [ChannelHandler] = []
         if case .responder = side { gate = [HandshakeGate(node: self)] }
@@ -425,7 +461,7 @@ public final class MeshNode: @unchecked Sendable {
 
     /// The name an inbound link goes by: the id it claims, but on the host it connects from. A peer cannot pass for
     /// one on another host; one behind a NAT is known by the address the NAT shows.
-    static func boundName(claimed: PeerID, remote: SocketAddress?) -> PeerID? {
+    static func boundName(claimed: PeerName, remote: SocketAddress?) -> PeerName? {
         guard let claim = HostPort(claimed) else { return nil }
         guard var host = remote?.ipAddress else { return claimed }
         if host.hasPrefix("::ffff:"), !claim.host.contains(":") { host.removeFirst("::ffff:".count) } // IPv4 on a dual-stack socket
@@ -435,7 +471,7 @@ public final class MeshNode: @unchecked Sendable {
     /// A link finished its handshake (outbound), or an inbound one named itself in its first announce.
     /// False when the link must close: an inbound claim never replaces a link, never names the origin (which dials
     /// no one) or this node, and finds no room past `maxLinks`.
-    func linkUp(_ channel: Channel, as id: PeerID, outbound: Bool, suite: CipherSuite) -> Bool {
+    func linkUp(_ channel: Channel, as id: PeerName, outbound: Bool, suite: CipherSuite) -> Bool {
         if !outbound {
             guard HostPort(id) != nil, id != self.id, id != originPeer, links.count < configuration.maxLinks || links[id] != nil else {
                 return false
@@ -458,7 +494,7 @@ public final class MeshNode: @unchecked Sendable {
             $0.joined += 1
         }
         onEvent(.linkUp(id, outbound: outbound, suite: suite))
-        handle(.connected(id))
+        handle(id) { .connected($0) }
         return true
     }
 
@@ -467,7 +503,7 @@ public final class MeshNode: @unchecked Sendable {
 
     /// The peer dialled as `old` calls itself `new` (a port forward, a NAT): the link is the new name's, and the
     /// old address is where to dial it again. False when this node is linked to `new` already: this link goes.
-    func rename(_ channel: Channel, from old: PeerID, to new: PeerID) -> Bool {
+    func rename(_ channel: Channel, from old: PeerName, to new: PeerName) -> Bool {
         // Once a link, never into the origin's name (unless this is the origin's link), the bootstrap's, or a name
         // already reached another way.
         guard links[old] === channel, links[new] == nil, HostPort(new) != nil, new != id, dialAddress[old] == nil,
@@ -480,14 +516,14 @@ public final class MeshNode: @unchecked Sendable {
         dialAddress[new] = dialAddress[old] ?? old
         if originPeer == old { originPeer = new }
         logger.info("\(old) is \(new)")
-        handle(.renamed(from: old, to: new))
+        handle(.renamed(from: names.id(old), to: names.id(new)))
         return true
     }
 
     /// A chunk from a linked peer. Until the origin's key is known none is taken: nothing unsigned gets through.
-    func receiveChunk(_ chunk: Chunk, from id: PeerID) {
+    func receiveChunk(_ chunk: Chunk, from id: PeerName) {
         guard originKey != nil else { return }
-        handle(.chunk(from: id, chunk))
+        handle(id) { .chunk(from: $0, chunk) }
     }
 
     /// Whether a new inbound connection may start a handshake: few at once, fewer from one address.
@@ -514,7 +550,7 @@ public final class MeshNode: @unchecked Sendable {
 
     func observerLeft() { observers -= 1 }
 
-    func linkFailed(_ id: PeerID?, _ error: Error) {
+    func linkFailed(_ id: PeerName?, _ error: Error) {
         statsBox.withLockedValue { $0.linksFailed += 1 }
         metrics.failed(error)
         logger.warning("closing link: \(error)", metadata: ["peer": "\(id ?? "unnamed")"])
@@ -523,9 +559,9 @@ public final class MeshNode: @unchecked Sendable {
         // fails (a timeout, a busy node) is a failed connect, not an offence: a wrong key is one.
         guard let id else { return }
         if error is LinkCipherError || error is WireError || error as? HandshakeError == .wrongKey {
-            handle(.misbehaved(id))
+            handle(id) { .misbehaved($0) }
         } else if error is HandshakeError {
-            handle(.connectFailed(id))
+            handle(id) { .connectFailed($0) }
         }
     }
 
@@ -538,9 +574,9 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     /// What this node knows of the mesh first hand, for an observer.
-    var view: [PeerInfo] { peer.view }
+    var view: [PeerRecord] { peer.view.compactMap { try? $0.renamed { try names.named($0) } } }
 
-    func linkDown(_ channel: Channel, id: PeerID?) {
+    func linkDown(_ channel: Channel, id: PeerName?) {
         guard let id, links[id] === channel else { return }
         links.removeValue(forKey: id)
         linkOpenedByMe.removeValue(forKey: id)
@@ -548,12 +584,12 @@ public final class MeshNode: @unchecked Sendable {
         fullSince.removeValue(forKey: id)
         statsBox.withLockedValue { $0.links = links.count }
         onEvent(.linkDown(id))
-        handle(.disconnected(id))
+        handle(id) { .disconnected($0) }
     }
 
     /// A welcome: from the origin, its proof of who it is; from the bootstrap, the origin clock, this node's units
     /// from the stream rate and, if none was given, the origin's key.
-    func welcome(from id: PeerID, _ welcome: Welcome, binding: [UInt8], rtt: Int64) {
+    func welcome(from id: PeerName, _ welcome: Welcome, binding: [UInt8], rtt: Int64) {
         let receivedAt = wallClockMicros()
         let fromBootstrap = (dialAddress[id] ?? id) == configuration.bootstrap?.description
         if fromBootstrap, originKey == nil, let key = welcome.originKey {
@@ -563,7 +599,7 @@ public final class MeshNode: @unchecked Sendable {
         }
         if let key = originKey, let proof = welcome.originProof, key.verifiesLink(binding, proof: proof) {
             originPeer = id
-            handle(.originIs(id))
+            handle(id) { .originIs($0) }
         }
         if fromBootstrap {
             guard abs(welcome.originClock - receivedAt) <= WireLimits.maxClockSkew else {
@@ -627,9 +663,9 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler, @unch
 final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Message
     private let node: MeshNode
-    private var peer: PeerID?
+    private var peer: PeerName?
     /// The id an inbound peer claims, where it differs from the name it is bound to (`MeshNode.boundName`).
-    private var claimed: PeerID?
+    private var claimed: PeerName?
     /// An outbound link takes the name its peer gives once, at most.
     private var renamedOnce = false
     private let outbound: Bool
@@ -648,7 +684,7 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
     static let controlRate = 300
     static let controlBurst = 1_000
 
-    init(node: MeshNode, peer: PeerID?) {
+    init(node: MeshNode, peer: PeerName?) {
         self.node = node
         self.peer = peer
         self.outbound = peer != nil
@@ -719,7 +755,7 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                 }
             }
             guard let peer else { return }
-            node.handle(.message(from: peer, message))
+            node.receive(message, from: peer)
         case .chunk(let chunk):
             guard let peer else { return }
             node.receiveChunk(chunk, from: peer)
@@ -728,7 +764,7 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
         case .pong(let t):
             // Our own ping's time back: anything else (from the future, or older than a minute) is not a measurement.
             let rtt = monotonicMicros().saturatingSubtract(t)
-            if let peer, (0...WireLimits.maxDelay).contains(rtt) { node.handle(.linkDelay(peer, max(1, rtt / 2))) }
+            if let peer, (0...WireLimits.maxDelay).contains(rtt) { node.handle(peer) { .linkDelay($0, max(1, rtt / 2)) } }
         case .welcome(let welcome):
             if let peer, outbound { node.welcome(from: peer, welcome, binding: binding, rtt: monotonicMicros() - establishedAt) }
         case .bye:

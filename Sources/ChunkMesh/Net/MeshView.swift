@@ -10,9 +10,9 @@ public enum MeshView {
     }
 
     public static func fetch(from address: HostPort, key: ChannelKey, group: EventLoopGroup,
-                             timeout: TimeAmount = .seconds(5)) -> EventLoopFuture<[PeerInfo]> {
+                             timeout: TimeAmount = .seconds(5)) -> EventLoopFuture<[PeerRecord]> {
         let loop = group.next()
-        let answer = loop.makePromise(of: [PeerInfo].self)
+        let answer = loop.makePromise(of: [PeerRecord].self)
         ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
@@ -43,9 +43,9 @@ public enum MeshView {
 private final class ViewHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Message
     typealias OutboundOut = EncodedMessage
-    let answer: EventLoopPromise<[PeerInfo]>
+    let answer: EventLoopPromise<[PeerRecord]>
 
-    init(answer: EventLoopPromise<[PeerInfo]>) { self.answer = answer }
+    init(answer: EventLoopPromise<[PeerRecord]>) { self.answer = answer }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .established? = event as? LinkEvent {

@@ -32,7 +32,7 @@ public enum Message: Equatable, Sendable {
     /// A peer leaves on purpose, with a reason for the log.
     case bye(String)
     /// Mesh control: membership, gossip, subscriptions, repair.
-    case mesh(MeshMessage)
+    case mesh(WireMeshMessage)
 
     private enum Tag: UInt8 {
         case welcome = 1, chunk = 2, ping = 3, pong = 4, bye = 5, mesh = 6
@@ -99,7 +99,7 @@ public enum Message: Equatable, Sendable {
                 welcome.originProof = proof
             }
             // 0: the sender does not know k yet (a relay before its own bootstrap's welcome).
-            guard let k = buffer.readInteger(as: UInt8.self), (0...PeerInfo.maxSubstreams).contains(Int(k)) else {
+            guard let k = buffer.readInteger(as: UInt8.self), (0...PeerRecord.maxSubstreams).contains(Int(k)) else {
                 throw WireError.malformed("welcome's substreams")
             }
             welcome.substreams = Int(k)
@@ -116,7 +116,7 @@ public enum Message: Equatable, Sendable {
         case .bye:
             return .bye(String(decoding: byeText(buffer.readBytes(length: buffer.readableBytes) ?? []), as: UTF8.self))
         case .mesh:
-            let message = try MeshMessage.read(from: &buffer)
+            let message = try WireMeshMessage.read(from: &buffer)
             guard buffer.readableBytes == 0 else { throw WireError.malformed("trailing bytes after mesh message") }
             return .mesh(message)
         }

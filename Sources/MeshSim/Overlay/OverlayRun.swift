@@ -199,11 +199,11 @@ public enum OverlaySimulation {
                                 chunkDuration: sc.chunkDuration, substreams: sc.k)
         sim.recordDeliveries = false
         sim.maxEvents = .max
-        let ids = [sim.origin] + (1..<world.count).map { "p\($0)" }
+        let ids = [sim.origin] + (1..<world.count).map { sim.id("p\($0)") }
+        let index = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
         var bootstraps = SplitMixRandom(seed: sc.seed ^ 0xB007)
         var atWarmup: [PeerID: ControlTraffic] = [:]
         var changesAtWarmup: [PeerID: Int] = [:]
-        let index = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
         let network = world.network
         sim.oneWayDelay = { a, b in network.delay(index[a]!, index[b]!) }
         var tally = DeliveryTally(world: world)
@@ -224,7 +224,7 @@ public enum OverlaySimulation {
                 switch e.kind {
                 case .join:
                     // Any live peer bootstraps a joiner (design §7): a join URL may name any of them.
-                    sim.join(id, uplink: BitRate(bitsPerSecond: world.uplink[e.peer]), streamRate: sc.rate,
+                    sim.join(sim.name(id), uplink: BitRate(bitsPerSecond: world.uplink[e.peer]), streamRate: sc.rate,
                              seed: sc.seed &* 1_000_003 &+ UInt64(e.peer), bootstrap: sc.bootstrap == .origin ? sim.origin : sim.livePeer(bootstraps.next()))
                 case .fail:
                     departedChanges += sim.peers[id]?.parentChanges ?? 0
