@@ -194,7 +194,11 @@ final class HostileInputTests: XCTestCase {
     }
 
     func testHearsayIsTakenOnlyWhenAskedAndIsBounded() {
-        var peer = fedJoiner() // linking x asked it for its peers, once
+        var peer = MeshPeer(config: MeshPeerConfig(me: "me:1", isOrigin: false, bootstrap: "x:1", capacityUnits: 4, scheduleDelay: 1_000, seed: 1))
+        XCTAssertEqual(peer.handle(.start, now: 0), [.connect("x:1")])
+        // The link it opened to its bootstrap asks for x's peers, once.
+        let hello = peer.handle(.connected("x:1"), now: 1)
+        XCTAssertTrue(hello.contains { if case .send("x:1", .announce(_, wantPeers: true)) = $0 { return true }; return false }, "\(hello)")
         _ = peer.handle(.message(from: "x:1", .announce(info("x:1"), wantPeers: false)), now: 3_000_000)
         var cut = false
         for round in 0..<50 {
@@ -205,9 +209,19 @@ final class HostileInputTests: XCTestCase {
             }
         }
         XCTAssertTrue(cut, "a peer that keeps sending unasked lists loses its link")
-        XCTAssertEqual(peer.knownCount, 1 + Membership.sampleSize + 1,
-                       "o and x's one answer, cut to an honest answer's length; the unasked rest is dropped, and so is x")
+        XCTAssertEqual(peer.knownCount, Membership.sampleSize + 1,
+                       "x's one answer, cut to an honest answer's length; the unasked rest is dropped, and so is x")
         XCTAssertEqual(peer.hearsayCount, Membership.sampleSize + 1)
+    }
+
+    func testALinkTheOtherSideOpenedAsksItForNothing() {
+        // A joiner or a prober at the other end has little to tell, and a busy peer would answer every one of them.
+        var peer = fedJoiner()
+        let hello = peer.handle(.connected("y:1"), now: 3_000_000)
+        XCTAssertTrue(hello.contains { if case .send("y:1", .announce(_, wantPeers: false)) = $0 { return true }; return false }, "\(hello)")
+        let unasked = peer.handle(.message(from: "y:1", .peers([info("z:1")])), now: 3_000_001)
+        XCTAssertFalse(unasked.contains { if case .connect = $0 { return true }; return false })
+        XCTAssertEqual(peer.knownCount, 1, "only o: y's list was not asked for")
     }
 
     func testRepeatedSubscribesSendEachChunkOnceAndRepairsStayWithinABudget() {

@@ -46,6 +46,7 @@ public struct PeerInfoOf<Name: Hashable & Sendable>: Equatable, Sendable {
     }
 
     /// Wire bytes of this record (the frame's share), with names of these lengths.
+    @inlinable
     public func wireSize(nameBytes: (Name) -> Int) -> Int {
         nameBytes(id) + 1 + 8 + 2 + 8 + 1 + delays.count * 9 + ancestors.reduce(0) { $0 + $1.reduce(0) { $0 + nameBytes($1) + 1 } }
     }
@@ -145,6 +146,7 @@ public enum MeshMessageOf<Name: Hashable & Sendable>: Equatable, Sendable {
     }
 
     /// Wire bytes of the message, without the frame's header, with names of these lengths.
+    @inlinable
     public func wireSize(nameBytes: (Name) -> Int) -> Int {
         switch self {
         case .announce(let info, _): 2 + info.wireSize(nameBytes: nameBytes)

@@ -151,6 +151,7 @@ public struct MeshPeer {
     /// A round that finds no move waits twice as long for the next, up to `maxImprovementBackoff` periods.
     private var improvementPeriod: Int64
     static let maxImprovementBackoff: Int64 = 6
+    static let maxGossipBackoff: Int64 = 3
     private var nextGossip: Int64 = 0
     private var nextBootstrapTry: Int64 = 0
     /// Forgetting old news and closing idle links: once a second is plenty.
@@ -168,6 +169,11 @@ public struct MeshPeer {
     private var toChildren: PeerInfo?
     private var lastDownstreamAnnounce: Int64 = .min / 2
     private var downstreamAnnounceDue = false
+    /// When news last went to the peers that are not children, and whether news held back from them waits.
+    private var lastBriefAnnounce: Int64 = .min / 2
+    private var briefAnnounceDue = false
+    /// Peers this one dialled whose links are not up yet, since when (a dial is answered within seconds).
+    private var dialling: [PeerID: Int64] = [:]
     /// Linked peers with no parent, child or pending role, since when.
     private var idleSince: [PeerID: Int64] = [:]
 
@@ -176,6 +182,9 @@ public struct MeshPeer {
     static let downstreamSpacing: Int64 = 20_000
     /// News that is not ancestry (room, a delay) goes out at most this often.
     static let changeSpacing: Int64 = 500_000
+    /// Peers that are not children weigh this one as a candidate: a drift of its delays or room (beyond the
+    /// hysteresis) reaches them at most this often; room coming or going, a substream gained or lost, at once.
+    static let briefSpacing: Int64 = 2_000_000
     static let searchSpacing: Int64 = 100_000
     static let moveSpacing: Int64 = 250_000
     static let moveFullAskAfter: Int64 = 1_000_000
@@ -271,6 +280,7 @@ public struct MeshPeer {
         var all: Set<PeerID> = [config.me]
         for id in [config.bootstrap, config.originID] { if let id { all.insert(id) } }
         all.formUnion(movingFrom)
+        all.formUnion(dialling.keys)
         all.formUnion(idleSince.keys)
         for record in [announced, toChildren] { if let record { record.collectPeers(into: &all) } }
         members.collectPeers(into: &all)
@@ -290,15 +300,17 @@ public struct MeshPeer {
         case .start:
             nextImprovement = now + jittered(config.improvementPeriod)
             nextGossip = now + jittered(config.gossipPeriod)
-            if let bootstrap = config.bootstrap, bootstrap != config.me { out.append(.connect(bootstrap)) }
+            if let bootstrap = config.bootstrap, bootstrap != config.me { out.append(dial(bootstrap)) }
         case .connected(let peer):
             members.link(peer)
             // A bootstrap that answers again (a restarted origin) is a candidate again at once.
             if peer == config.bootstrap, penalties.forgive(peer) { members.touch() }
             // Asks for its neighbours, unless it dialled to ask for a substream or to measure a delay: a busy peer
             // answers an ask from a stranger and lets it go, and the subscribe behind it would be lost.
+            // A link the other side opened asks nothing: the joiner or prober at its end has little to tell.
+            let opened = dialling.removeValue(forKey: peer) != nil
             let dialledFor = parentSet.awaitingLink[peer] != nil || (members.probing.contains(peer) && !members.exploring.contains(peer))
-            out.append(announceTo(peer, wantPeers: !config.isOrigin && !dialledFor))
+            out.append(announceTo(peer, wantPeers: !config.isOrigin && opened && !dialledFor))
             if !hasAllParents { nextPeerAsk = now + Self.peerAskSpacing }
             // What we wait for from it, asked again if a new link replaced one a subscribe may have been lost on.
             let wanted = parentSet.linkUp(peer)
@@ -306,6 +318,7 @@ public struct MeshPeer {
                 out.append(.send(peer, .subscribe(wanted.sorted(), fromSeq: store.resumeSeq(for: wanted))))
             }
         case .connectFailed(let peer):
+            dialling.removeValue(forKey: peer)
             penalties.avoid(peer, until: now + 10_000_000)
             out += lose(peer, now: now)
         case .disconnected(let peer):
@@ -578,6 +591,7 @@ public struct MeshPeer {
             out += housekeeping(now: now)
         }
         out += gossip(now: now)
+        if downstreamAnnounceDue || (briefAnnounceDue && now - lastBriefAnnounce >= Self.briefSpacing) { out += announceDownstream(now: now) }
         guard !config.isOrigin else { return out + announceIfChanged(now: now) }
         if now >= nextProbe {
             // Short of parents, a probe a second; fed, one an improvement period, of a candidate that could be a move.
@@ -586,8 +600,7 @@ public struct MeshPeer {
         }
         if !hasAllParents, let bootstrap = config.bootstrap, !members.isLinked(bootstrap), now >= nextBootstrapTry {
             nextBootstrapTry = now + 2_000_000
-            dialCauses["bootstrap", default: 0] += 1
-            out.append(.connect(bootstrap))
+            out.append(dial(bootstrap, for: "bootstrap"))
         }
         // A substream whose parent stays connected but forwards nothing is as good as orphaned.
         let starved = parentSet.starved(now: now, timeout: config.parentTimeout)
@@ -612,7 +625,6 @@ public struct MeshPeer {
         out += selectParents(now: now)
         out += moveAway(now: now)
         if now >= nextImprovement { out += improve(now: now) }
-        if downstreamAnnounceDue { out += announceDownstream(now: now) }
         // Short of parents, or moving off a leaving one: ask a linked peer for candidates more often than the gossip round does (the bootstrap
         // every other time), so a joiner walks the mesh until it finds room.
         if !hasAllParents || !movingFrom.isEmpty, !members.linked.isEmpty, now >= nextPeerAsk {
@@ -630,6 +642,7 @@ public struct MeshPeer {
     /// Once a second: forgetting old news, pruning timers, closing idle links.
     private mutating func housekeeping(now: Int64) -> [MeshAction] {
         childSet.prune(now: now)
+        if !dialling.isEmpty { dialling = dialling.filter { now - $0.value < 30_000_000 } }
         penalties.prune(now: now) { members[$0] != nil }
         members.prune(now: now)
         return closeIdleLinks(now: now)
@@ -647,6 +660,7 @@ public struct MeshPeer {
     private func wakeup() -> Int64 {
         var at = min(nextHousekeeping, nextGossip)
         if downstreamAnnounceDue { at = min(at, lastDownstreamAnnounce + Self.downstreamSpacing) }
+        if briefAnnounceDue { at = min(at, max(lastBriefAnnounce + Self.briefSpacing, lastDownstreamAnnounce + Self.downstreamSpacing)) }
         if config.isOrigin { return max(at, lastNow + 1) }
         // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
         if !hasAllParents || !parentSet.pending.isEmpty || store.hasGap(substreams: config.plan.count) {
@@ -658,6 +672,13 @@ public struct MeshPeer {
         if let starving = parentSet.nextStarvation(timeout: config.parentTimeout) { at = min(at, starving) }
         if !movingFrom.isEmpty { at = min(at, nextMoveTry) }
         return max(at, lastNow + 1)
+    }
+
+    /// A link to open, and why (for the report's counts).
+    private mutating func dial(_ peer: PeerID, for cause: String? = nil) -> MeshAction {
+        if let cause { dialCauses[cause, default: 0] += 1 }
+        dialling[peer] = lastNow
+        return .connect(peer)
     }
 
     /// Design §3: candidates are probed. A link to the most powerful candidate not measured yet measures its delay
@@ -679,8 +700,7 @@ public struct MeshPeer {
             return pa != pb ? pa < pb : a.id > b.id
         }) else { return explore() }
         members.startProbe(best.id, now: lastNow)
-        dialCauses["probe", default: 0] += 1
-        return [.connect(best.id)]
+        return [dial(best.id, for: "probe")]
     }
 
     /// Short of parents with no candidate to probe: a link to a peer heard of at random, whose answer to this peer's
@@ -691,8 +711,7 @@ public struct MeshPeer {
         guard !options.isEmpty else { return [] }
         let id = options.sorted()[Int(rng.next() % UInt64(options.count))]
         members.startProbe(id, now: lastNow, explore: true)
-        dialCauses["explore", default: 0] += 1
-        return [.connect(id)]
+        return [dial(id, for: "explore")]
     }
 
     /// A link to let go at once: no role, not this peer's own probe or needed bootstrap, and more such links than
@@ -745,7 +764,10 @@ public struct MeshPeer {
     /// the view it answers joiners from must reach past its own children.
     private mutating func gossip(now: Int64) -> [MeshAction] {
         guard now >= nextGossip else { return [] }
-        nextGossip = now + jittered(config.gossipPeriod)
+        // A peer that has settled (all its parents, its improvement rounds finding nothing and backing off) needs
+        // fresh candidates less often: its gossip backs off with them, up to `maxGossipBackoff` periods.
+        let settled = !config.isOrigin && hasAllParents ? min(Self.maxGossipBackoff, improvementPeriod / config.improvementPeriod) : 1
+        nextGossip = now + jittered(config.gossipPeriod * max(1, settled))
         guard !members.linked.isEmpty else { return [] }
         return [announceTo(members.linked[Int(rng.next() % UInt64(members.linked.count))], wantPeers: true)]
     }
@@ -773,15 +795,32 @@ public struct MeshPeer {
         }
         downstreamAnnounceDue = false
         let me = info
-        let toAll = announced.map { !sameNews(me, $0) } ?? true
-        guard toAll || me.ancestors != toChildren?.ancestors else { return [] }
+        let toKids = toChildren.map { !sameNews(me, $0) || me.ancestors != $0.ancestors } ?? true
+        var toAll = announced.map { !sameNews(me, $0) } ?? true
+        briefAnnounceDue = false
+        if toAll, let last = announced, !isUrgent(me, after: last), now - lastBriefAnnounce < Self.briefSpacing {
+            toAll = false
+            briefAnnounceDue = true
+        }
+        guard toAll || toKids else { return [] }
         lastDownstreamAnnounce = now
-        toChildren = me
-        if toAll { announced = me }
+        if toKids { toChildren = me }
+        if toAll {
+            announced = me
+            lastBriefAnnounce = now
+        }
         let brief = me.brief
         return members.linked.compactMap { id in
-            childSet.contains(id) ? .send(id, .announce(me, wantPeers: false)) : toAll ? .send(id, .announce(brief, wantPeers: false)) : nil
+            if childSet.contains(id) { return toKids ? .send(id, .announce(me, wantPeers: false)) : nil }
+            return toAll ? .send(id, .announce(brief, wantPeers: false)) : nil
         }
+    }
+
+    /// News a peer choosing parents must have at once: room where there was none (or none left), a substream this
+    /// peer now has or lost, a new run.
+    private func isUrgent(_ now: PeerInfo, after before: PeerInfo) -> Bool {
+        (now.residualUnits > 0) != (before.residualUnits > 0) || now.epoch != before.epoch || now.delays.count != before.delays.count
+            || zip(now.delays, before.delays).contains { ($0 == nil) != ($1 == nil) }
     }
 
     /// Whether two records of this peer say the same to a peer choosing parents: same parents and room, delays
@@ -890,8 +929,7 @@ public struct MeshPeer {
             if let room = members[peer]?.info.residualUnits { members.setRoom(of: peer, room - substreams.count) }
             let linked = members.isLinked(peer)
             if parentSet.ask(peer, for: substreams, now: now, linked: linked) {
-                dialCauses["parent", default: 0] += 1
-                out.append(.connect(peer))
+                out.append(dial(peer, for: "parent"))
             }
             if linked { out.append(.send(peer, .subscribe(substreams.sorted(), fromSeq: store.resumeSeq(for: Set(substreams))))) }
         }

@@ -132,6 +132,8 @@ extension ScaleFigures {
             "parent changes by cause: " + parentChangeCauses.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
             "links opened by cause: " + dialCauses.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
             "messages per peer per second: " + messagesPerPeerSecond.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+            String(format: "over the measured window: wake-ups %.2f per peer per second; messages ", wakeupsPerPeerSecondMeasured)
+                + messagesPerPeerSecondMeasured.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
         ]
     }
 }

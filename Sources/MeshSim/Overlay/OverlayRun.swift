@@ -63,6 +63,9 @@ public struct ScaleFigures: Codable, Sendable {
     public var dialCauses: [String: Int]
     /// Control messages sent over the run, by kind, per peer and second.
     public var messagesPerPeerSecond: [String: Double]
+    /// The same over the measured window, and wake-ups there.
+    public var messagesPerPeerSecondMeasured: [String: Double] = [:]
+    public var wakeupsPerPeerSecondMeasured = 0.0
 }
 
 /// Chunk arrivals of the measured window, by peer and second.
@@ -215,6 +218,7 @@ public enum OverlaySimulation {
         script.sort { ($0.at, $0.peer) < ($1.at, $1.peer) }
         var next = script[...]
         var load = 0.0, loops = 0, departedChanges = 0
+        var messagesAtWarmup: [String: Int] = [:], wakeupsAtWarmup = 0
         for second in 0..<Int(sc.duration / 1_000_000) {
             let end = Int64(second + 1) * 1_000_000
             while let e = next.first, e.at < end {
@@ -236,6 +240,7 @@ public enum OverlaySimulation {
             }
             sim.run(for: end - sim.now)
             if second + 1 == tally.firstSecond {
+                (messagesAtWarmup, wakeupsAtWarmup) = (sim.messageCounts, sim.wakeups)
                 for id in sim.alive {
                     atWarmup[id] = sim.traffic(of: id)
                     changesAtWarmup[id] = sim.peers[id]?.parentChanges
@@ -257,6 +262,11 @@ public enum OverlaySimulation {
         let window = Double(sc.duration - sc.warmup) / 60e6
         result.scale?.parentChangesPerPeerMinuteMeasured = stayed.isEmpty ? 0
             : Double(stayed.map { sim.peers[$0.key]!.parentChanges - $0.value }.reduce(0, +)) / Double(stayed.count) / window
+        let peerSeconds = max(1, Double(sim.alive.count) * Double(sc.duration - sc.warmup) / 1e6)
+        result.scale?.messagesPerPeerSecondMeasured = sim.messageCounts.reduce(into: [:]) { all, kind in
+            all[kind.key] = (Double(kind.value - (messagesAtWarmup[kind.key] ?? 0)) / peerSeconds * 100).rounded() / 100
+        }
+        result.scale?.wakeupsPerPeerSecondMeasured = Double(sim.wakeups - wakeupsAtWarmup) / peerSeconds
         return result
     }
 
