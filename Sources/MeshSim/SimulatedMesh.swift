@@ -58,8 +58,9 @@ public final class SimulatedMesh {
     public var peers: SimulatedPeers { SimulatedPeers(boxes: boxes, names: names) }
     /// The peers' names, one table for all the cores.
     public private(set) var names = PeerNames()
-    /// Bytes of each peer's name (a message's wire size, counted on every send).
-    private var nameBytes: [PeerID: Int] = [:]
+    /// Bytes a peer's name takes on the wire, as the simulator names them (`p1234`); a real `HOST:PORT` is 10 or so
+    /// more (`192.168.1.20:7000`).
+    public static let nameBytes = 6
     public private(set) var alive: Set<PeerID> = []
     /// Each peer's sched, read on every chunk sent (reading it from the peer would copy the peer).
     private var sched: [PeerID: Int64] = [:]
@@ -102,25 +103,18 @@ public final class SimulatedMesh {
         self.chunkDuration = chunkDuration
         payload = ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 188))
         origin = names.id("origin")
-        nameBytes[origin] = "origin".utf8.count
         startOrigin()
     }
 
     /// The number of a peer's name (given now if the name is new): the same number a `PeerID` made from that name
     /// with key 0 has, unless two names clash.
-    public func id(_ name: PeerName) -> PeerID {
-        let id = names.id(name)
-        nameBytes[id] = name.utf8.count
-        return id
-    }
+    public func id(_ name: PeerName) -> PeerID { names.id(name) }
 
     /// The name of a peer's number.
     public func name(_ id: PeerID) -> PeerName { names.describe(id) }
 
-    /// Wire bytes of a message, with the peers' own names.
-    private func wireSize(_ message: MeshMessage) -> Int {
-        message.wireSize { nameBytes[$0] ?? 8 }
-    }
+    /// Wire bytes of a message, its names counted at `nameBytes`.
+    private func wireSize(_ message: MeshMessage) -> Int { message.wireSize { _ in Self.nameBytes } }
 
     private func startOrigin() {
         var config = MeshPeerConfig(me: origin, isOrigin: true, bootstrap: nil, capacityUnits: originUnits,

@@ -1,7 +1,8 @@
 /// The chunks a peer holds of one origin run, for its children and its repairs: the newest `capacity` seqs, and
 /// which missing ones it asked a parent for. A part of `MeshPeer`: no clock, no links.
 struct ChunkWindow {
-    let capacity: Int
+    /// Seqs kept; it follows the repair horizon, which follows the chunks' duration.
+    var capacity: Int
     private var chunks: [UInt64: Chunk] = [:]
     /// Nothing below this seq is held any more.
     private(set) var low: UInt64 = 0

@@ -2,9 +2,23 @@
 /// view of news, first hand from linked peers and hearsay from their answers, refreshed by gossip. Link delays
 /// measured, probes under way, answers owed, and the room handed out in samples. A part of `MeshPeer`.
 struct Membership {
-    struct News {
-        var info: PeerInfo
-        var linkDelay: Int64?
+    /// What is known of one peer. Never changed in place, only replaced: copies of the core (the view is a value)
+    /// share the records, and a record is read where it is kept, never copied out with its arrays.
+    final class News: Sendable {
+        let info: PeerInfo
+        let linkDelay: Int64?
+
+        init(info: PeerInfo, linkDelay: Int64?) {
+            self.info = info
+            self.linkDelay = linkDelay
+        }
+
+        func with(linkDelay: Int64?) -> News { News(info: info, linkDelay: linkDelay) }
+        func with(_ change: (inout PeerInfo) -> Void) -> News {
+            var info = info
+            change(&info)
+            return News(info: info, linkDelay: linkDelay)
+        }
     }
 
     /// Most peers whose hearsay is kept; past it, the stalest quarter makes way. Linked peers' own news is kept
@@ -65,9 +79,11 @@ struct Membership {
     }
 
     subscript(id: PeerID) -> News? { news[id] }
+
+    func knows(_ peer: PeerID) -> Bool { news.index(forKey: peer) != nil }
     var count: Int { news.count }
     /// News of peers not linked: all news but the linked peers' (a walk over the links, not the view).
-    var hearsayCount: Int { news.count - linked.reduce(0) { news[$1] == nil ? $0 : $0 + 1 } }
+    var hearsayCount: Int { news.count - linked.reduce(0) { knows($1) ? $0 + 1 : $0 } }
 
     // MARK: links
 
@@ -163,20 +179,25 @@ struct Membership {
     }
 
     mutating func measured(_ peer: PeerID, delay: Int64, now: Int64) {
-        news[peer]?.linkDelay = delay
+        news[peer] = news[peer]?.with(linkDelay: delay)
         measured[peer] = (delay, now)
         version += 1
     }
 
     /// Its room as this peer now takes it to be (it said no, or was asked for `units`).
-    mutating func setRoom(of peer: PeerID, _ units: Int) { news[peer]?.info.residualUnits = units }
-    mutating func setEpoch(of peer: PeerID, _ epoch: UInt64) { news[peer]?.info.epoch = epoch }
+    mutating func setRoom(of peer: PeerID, _ units: Int) {
+        if let old = news[peer], old.info.residualUnits != units { news[peer] = old.with { $0.residualUnits = units } }
+    }
+
+    mutating func setEpoch(of peer: PeerID, _ epoch: UInt64) {
+        if let old = news[peer], old.info.epoch != epoch { news[peer] = old.with { $0.epoch = epoch } }
+    }
 
     /// News changed that may make a candidate better (a bootstrap back, say).
     mutating func touch() { version += 1 }
 
     mutating func refused(by peer: PeerID, now: Int64) {
-        news[peer]?.info.residualUnits = 0
+        setRoom(of: peer, 0)
         // Hearsay of its room is older than this answer: only its own next word counts.
         refusedAt[peer] = now
     }

@@ -24,10 +24,10 @@ public struct MeshPeerConfig: Sendable {
     public var gossipPeriod: Int64 = 2_000_000
     /// Links a peer keeps (design §7): past this, a link with no role answers its ask for peers and closes.
     public var maxLinks = 32
-    /// Chunks kept for children joining, switching or repairing.
-    public var windowChunks = 256
     /// How far behind the newest chunk, in stream time, a missing one is still pulled from a parent.
     public var repairHorizon: Int64 = 6_400_000
+    /// Chunks kept for children joining, switching or repairing: twice the repair horizon (nothing older is sent).
+    public var windowChunks: Int { max(16, 2 * Int(repairHorizon / max(1, chunkDuration))) }
     /// Link delay assumed for a candidate not yet measured, until some link is (then: the median measured).
     public var assumedLinkDelay: Int64 = 1_000
     public var seed: UInt64
@@ -172,6 +172,9 @@ public struct MeshPeer {
     /// When news last went to the peers that are not children, and whether news held back from them waits.
     private var lastBriefAnnounce: Int64 = .min / 2
     private var briefAnnounceDue = false
+    /// Something happened since the news was last weighed that may have changed it (a chunk or a wake-up seldom
+    /// does): only then does the wake-up's check compute this peer's record again.
+    private var newsMayHaveChanged = true
     /// Peers this one dialled whose links are not up yet, since when (a dial is answered within seconds).
     private var dialling: [PeerID: Int64] = [:]
     /// Linked peers with no parent, child or pending role, since when.
@@ -234,8 +237,11 @@ public struct MeshPeer {
     /// Who is upstream of me in a substream's tree, for loop checks.
     public func ancestors(of substream: Int) -> [PeerID] {
         guard let p = parentSet[substream] else { return [] }
-        let theirs = members[p]?.info.ancestors
-        return [p] + (theirs.flatMap { substream < $0.count ? $0[substream] : nil } ?? [])
+        guard let theirs = members[p]?.info.ancestors, substream < theirs.count else { return [p] }
+        var up = [p]
+        up.reserveCapacity(1 + theirs[substream].count)
+        up += theirs[substream]
+        return up
     }
 
     /// `info` as told to a peer that is not a child (`PeerInfo.brief`), without the ancestry it would drop.
@@ -295,6 +301,12 @@ public struct MeshPeer {
     public mutating func handle(_ event: MeshEvent, now: Int64) -> [MeshAction] {
         lastNow = now
         defer { nextWakeup = wakeup() }
+        switch event {
+        // What changes this peer's own record is met where it happens (a parent's news, a chunk of a new run).
+        case .chunk, .tick, .message(_, .announce), .message(_, .peers), .message(_, .repair): break
+        case .linkDelay(let peer, _) where !parentSet.isParent(peer): break
+        default: newsMayHaveChanged = true
+        }
         var out: [MeshAction] = []
         switch event {
         case .start:
@@ -566,13 +578,15 @@ public struct MeshPeer {
             out += newEpoch(chunk.epoch, now: now)
         }
         if let from, parentSet[s] == from { parentSet.fed(s, now: now) }
-        if store.insert(chunk, substream: s) { childSet.forgetSent(below: store.low, window: config.windowChunks) }
+        if store.insert(chunk, substream: s) { childSet.forgetSent(below: store.low, window: store.capacity) }
         // Chunks' durations jitter around the target: only a change of more than a tenth is a new duration (sched,
         // the repair horizon and the parent timeout follow it; a jitter would re-announce the news every chunk).
         if chunk.duration > 0, abs(chunk.duration - config.chunkDuration) * 10 > config.chunkDuration {
             config.chunkDuration = chunk.duration
+            newsMayHaveChanged = true
             config.parentTimeout = max(config.parentTimeout, 3 * Int64(config.plan.count) * chunk.duration)
             store.horizon = repairHorizonChunks
+            store.capacity = config.windowChunks
             config.size()
         }
         out.append(.deliver(chunk))
@@ -641,9 +655,11 @@ public struct MeshPeer {
 
     /// Once a second: forgetting old news, pruning timers, closing idle links.
     private mutating func housekeeping(now: Int64) -> [MeshAction] {
+        let typical = members.typicalLinkDelay
+        defer { if members.typicalLinkDelay != typical { newsMayHaveChanged = true } } // a parent's delay may be that guess
         childSet.prune(now: now)
         if !dialling.isEmpty { dialling = dialling.filter { now - $0.value < 30_000_000 } }
-        penalties.prune(now: now) { members[$0] != nil }
+        penalties.prune(now: now) { members.knows($0) }
         members.prune(now: now)
         return closeIdleLinks(now: now)
     }
@@ -774,7 +790,7 @@ public struct MeshPeer {
 
     /// This peer's news, to every link, when it changed since it last went out.
     private mutating func announceIfChanged(now: Int64) -> [MeshAction] {
-        guard !downstreamAnnounceDue, now - lastDownstreamAnnounce >= Self.changeSpacing else { return [] }
+        guard newsMayHaveChanged, !downstreamAnnounceDue, now - lastDownstreamAnnounce >= Self.changeSpacing else { return [] }
         return announceDownstream(now: now)
     }
 
@@ -794,6 +810,7 @@ public struct MeshPeer {
             return []
         }
         downstreamAnnounceDue = false
+        newsMayHaveChanged = false
         let me = info
         let toKids = toChildren.map { !sameNews(me, $0) || me.ancestors != $0.ancestors } ?? true
         var toAll = announced.map { !sameNews(me, $0) } ?? true
@@ -974,6 +991,7 @@ public struct MeshPeer {
     private mutating func newEpoch(_ new: UInt64, now: Int64) -> [MeshAction] {
         guard !config.isOrigin, new > epoch else { return [] }
         epoch = new
+        newsMayHaveChanged = true
         store.reset()
         childSet.forgetSent()
         parentSet.newRun(now: now)
@@ -999,18 +1017,18 @@ public struct MeshPeer {
     // MARK: candidates
 
     private func candidate(_ id: PeerID) -> CandidateParent? {
-        guard let k = members[id], !isAvoided(id), !movingFrom.contains(id), k.info.epoch >= epoch, !members.refusedLately(id, now: lastNow)
-        else { return nil }
-        let delays = Array(k.info.delays.prefix(config.plan.count))
-        guard delays.contains(where: { $0 != nil }) else { return nil }
-        var ancestors = k.info.ancestors
+        guard !isAvoided(id), !movingFrom.contains(id), !members.refusedLately(id, now: lastNow) else { return nil }
+        let k = config.plan.count
+        guard let news = members[id], news.info.epoch >= epoch, news.info.delays.prefix(k).contains(where: { $0 != nil }) else { return nil }
+        var c = CandidateParent(id: id, delays: news.info.delays.count > k ? Array(news.info.delays.prefix(k)) : news.info.delays,
+                                linkDelay: news.linkDelay ?? members.typicalLinkDelay, scheduleDelay: news.info.scheduleDelay,
+                                residualUnits: news.info.residualUnits, ancestors: news.info.ancestors)
         // My own child in a substream is below me there, whatever its news says.
-        for s in childSet.substreams[id] ?? [] where s < config.plan.count {
-            while ancestors.count <= s { ancestors.append([]) }
-            ancestors[s].append(config.me)
+        for s in childSet.substreams[id] ?? [] where s < k {
+            while c.ancestors.count <= s { c.ancestors.append([]) }
+            c.ancestors[s].append(config.me)
         }
-        return CandidateParent(id: id, delays: delays, linkDelay: k.linkDelay ?? members.typicalLinkDelay,
-                               scheduleDelay: k.info.scheduleDelay, residualUnits: k.info.residualUnits, ancestors: ancestors)
+        return c
     }
 
     /// Candidates with a unit to spare: only those can take a substream. With `measuredOnly`, only those whose link
