@@ -14,9 +14,10 @@ public struct MeshPeerConfig: Sendable {
     public var chunkDuration: Int64 = 200_000
     /// Continuous improvement: how often a peer looks for a better parent (jittered ±25 %).
     public var improvementPeriod: Int64 = 5_000_000
-    /// A move must lower the peer's delay by more than this, and by more than `relativeHysteresis` of it.
+    /// A move must lower the peer's delay by more than this, and by more than `relativeHysteresis` of it. At 1,000
+    /// simulated peers, 12.5 % against 10 % cut parent changes from 1.7-2.0 to 1.3-1.9 a peer a minute, delays alike.
     public var hysteresis: Int64 = 2_000
-    public var relativeHysteresis = 0.10
+    public var relativeHysteresis = 0.125
     /// A parent that sends nothing for this long is dropped (it may be alive but not forwarding).
     public var parentTimeout: Int64
     /// Gossip: how often a peer asks one linked peer for a sample of the peers it knows (jittered ±25 %).
