@@ -1,12 +1,29 @@
 import ChunkMesh
 import NIOCore
 
+/// The node that held the most links, at the moment it did: what those links were for.
+public struct LinksHeld: Codable, Sendable {
+    /// Its name (`p1234`, or the origin's).
+    public var peer: String
+    public var isOrigin: Bool
+    /// Simulated time, µs.
+    public var at: Int64
+    /// Links it opened, and links others opened to it.
+    public var opened: Int
+    public var byOthers: Int
+    /// Its children and distinct parents then.
+    public var children: Int
+    public var parents: Int
+}
+
 /// One simulated peer: its core, when it asked to be woken, and what it sent and heard.
 final class SimulatedPeer {
     var core: MeshPeer
     var wakeAt: Int64 = .max
     var traffic = ControlTraffic()
     var links = 0
+    /// Of `links`, those the other side opened.
+    var linksIn = 0
     var firstChunkAt: Int64?
     let joinedAt: Int64
 
@@ -67,15 +84,17 @@ public final class SimulatedMesh {
     /// Live peers in the order they joined.
     private var tickOrder: [PeerID] = []
     private var queue = EventQueue<Delivery>()
-    private var links: Set<Link> = []
+    /// Open links, with the peer that opened each.
+    private var links: [Link: PeerID] = [:]
     /// Who closed each link that went down lately, and when (a peer drops what comes after it closed); kept a few
     /// seconds, longer than anything is on its way.
     private var closedBy: [Link: (by: PeerID, at: Int64)] = [:]
     private var nextClosedPrune: Int64 = 0
     private var nextSeq: UInt64 = 0
     private var nextChunkAt: Int64 = 0
-    /// The most links any peer held at once, over the whole run.
+    /// The most links any peer held at once, over the whole run, and who held them then.
     public private(set) var maxLinks = 0
+    public private(set) var maxLinksHolder: LinksHeld?
     /// Wake-ups handled (the core's own timers).
     public private(set) var wakeups = 0
     /// Arrival time of each chunk at each peer, when `recordDeliveries` (small runs and tests).
@@ -179,7 +198,7 @@ public final class SimulatedMesh {
     public func kill(_ id: PeerID) {
         guard alive.remove(id) != nil else { return }
         tickOrder.removeAll { $0 == id }
-        for link in links.filter({ $0.a == id || $0.b == id }).sorted(by: { ($0.a, $0.b) < ($1.a, $1.b) }) {
+        for link in links.keys.filter({ $0.a == id || $0.b == id }).sorted(by: { ($0.a, $0.b) < ($1.a, $1.b) }) {
             unlink(link)
             let other = link.a == id ? link.b : link.a
             schedule(other, .disconnected(id), after: oneWayDelay(id, other))
@@ -254,7 +273,7 @@ public final class SimulatedMesh {
                 switch e.event {
                 case .message(let from, _), .chunk(let from?, _):
                     let link = Link(from, e.target)
-                    guard links.contains(link) || closedBy[link]?.by != e.target else { continue }
+                    guard links[link] != nil || closedBy[link]?.by != e.target else { continue }
                 default: break
                 }
                 if e.event == .tick {
@@ -281,19 +300,27 @@ public final class SimulatedMesh {
         }
     }
 
-    private func link(_ link: Link) {
-        guard links.insert(link).inserted else { return }
-        for end in [link.a, link.b] {
-            guard let box = boxes[end] else { continue }
-            box.links += 1
-            maxLinks = max(maxLinks, box.links)
+    private func link(from dialer: PeerID, to other: PeerID) {
+        let link = Link(dialer, other)
+        guard links[link] == nil else { return }
+        links[link] = dialer
+        boxes[dialer]?.links += 1
+        boxes[other]?.linksIn += 1
+        boxes[other]?.links += 1
+        for end in [dialer, other] {
+            guard let box = boxes[end], box.links > maxLinks else { continue }
+            maxLinks = box.links
+            maxLinksHolder = LinksHeld(peer: names.describe(end), isOrigin: end == origin, at: now, opened: box.links - box.linksIn,
+                                       byOthers: box.linksIn, children: box.core.children.count,
+                                       parents: Set(box.core.parents.values).count)
         }
     }
 
     private func unlink(_ link: Link) {
-        guard links.remove(link) != nil else { return }
+        guard let dialer = links.removeValue(forKey: link) else { return }
         boxes[link.a]?.links -= 1
         boxes[link.b]?.links -= 1
+        boxes[link.a == dialer ? link.b : link.a]?.linksIn -= 1
     }
 
     private func apply(_ actions: [MeshAction], from id: PeerID, _ box: SimulatedPeer) {
@@ -303,7 +330,7 @@ public final class SimulatedMesh {
                 connects += 1
                 let d = oneWayDelay(id, other)
                 if alive.contains(other) {
-                    link(Link(id, other))
+                    link(from: id, to: other)
                     closedBy.removeValue(forKey: Link(id, other))
                     schedule(id, .connected(other), after: 2 * d)
                     schedule(other, .connected(id), after: d)
@@ -321,7 +348,7 @@ public final class SimulatedMesh {
                 }
                 schedule(other, .disconnected(id), after: oneWayDelay(id, other))
             case .send(let other, let message):
-                guard links.contains(Link(id, other)) else { continue }
+                guard links[Link(id, other)] != nil else { continue }
                 kindCounts[message.kindIndex] += 1
                 let size = wireSize(message) + Self.frameOverhead
                 box.traffic.messagesOut += 1
@@ -332,7 +359,7 @@ public final class SimulatedMesh {
                 }
                 schedule(other, .message(from: id, message), after: oneWayDelay(id, other))
             case .sendChunk(let other, let chunk):
-                guard links.contains(Link(id, other)), !dropChunk(id, other, chunk.seq) else { continue }
+                guard links[Link(id, other)] != nil, !dropChunk(id, other, chunk.seq) else { continue }
                 chunksSent += 1
                 schedule(other, .chunk(from: id, chunk), after: oneWayDelay(id, other) + sched[id, default: 0])
             case .deliver(let chunk):

@@ -83,7 +83,7 @@ final class OverlayTests: XCTestCase {
 
     /// Design §7: a crowd that all joins through the origin within two seconds leaves no node, the origin least of
     /// all, with more than a bounded number of links; the mesh walked node to node still lists everyone.
-    func testAFlashCrowdThroughTheOriginLeavesEveryNodeFewLinks() {
+    func testAFlashCrowdThroughTheOriginLeavesEveryNodeFewLinks() throws {
         var sc = scenario(peers: 300, duration: 40)
         sc.joinSpread = 2_000_000
         sc.bootstrap = .origin
@@ -91,6 +91,9 @@ final class OverlayTests: XCTestCase {
         guard let scale = r.scale else { return XCTFail("fastmesh reports its scale figures") }
         // A peer keeps 32 links (`MeshPeerConfig.maxLinks`); strangers past that are answered and let go.
         XCTAssertLessThanOrEqual(scale.maxLinks, 64, "links at the busiest node")
+        let held = try XCTUnwrap(scale.maxLinksHolder, "the report says who held the most links")
+        XCTAssertEqual(held.opened + held.byOthers, scale.maxLinks, "every link counted once, by who opened it")
+        XCTAssertGreaterThan(held.byOthers, 0, "the crowd dialled in")
         XCTAssertEqual(scale.withoutChunk, 0)
         XCTAssertEqual(scale.meshListed, scale.meshAlive, "the walk from the origin finds every live peer")
         XCTAssertGreaterThan(r.rateRatio, 0.99)

@@ -122,11 +122,15 @@ extension ScaleFigures {
         func c(_ name: String, _ x: Control) -> String {
             String(format: "control %@: %.1f msg/s, %.0f B/s (%.2f %% of the stream)", name, x.messagesPerS, x.bytesPerS, x.shareOfStream * 100)
         }
+        let held = maxLinksHolder.map { h in
+            String(format: " (%@ at %.1f s: %d opened by it, %d by others; %d children, %d parents)",
+                   h.isOrigin ? "the origin" : "a peer", Double(h.at) / 1e6, h.opened, h.byOthers, h.children, h.parents)
+        } ?? ""
         return [
             c("at the origin", origin), c("median peer", medianPeer), c("busiest peer", busiestPeer),
             String(format: "join to first chunk (first joiners): p50 %.0f ms, p99 %.0f ms, max %.0f ms; %d without a chunk",
                    firstChunkP50Ms, firstChunkP99Ms, firstChunkMaxMs, withoutChunk),
-            "most links at one node: \(maxLinks); mesh walked from the origin lists \(meshListed) of \(meshAlive) live peers",
+            "most links at one node: \(maxLinks)\(held); mesh walked from the origin lists \(meshListed) of \(meshAlive) live peers",
             String(format: "wake-ups %.2f per peer per second; parent changes %.2f per peer per minute over the run, %.2f over the measured window",
                    wakeupsPerPeerSecond, parentChangesPerPeerMinute, parentChangesPerPeerMinuteMeasured),
             "parent changes by cause: " + parentChangeCauses.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),

@@ -49,6 +49,8 @@ public struct ScaleFigures: Codable, Sendable {
     public var withoutChunk: Int
     /// The most links any node held at once, the origin's now, over the run.
     public var maxLinks: Int
+    /// Who held them, when, and what for.
+    public var maxLinksHolder: LinksHeld?
     /// `mesh` walked from the origin at the end: peers listed, of those alive.
     public var meshListed: Int
     public var meshAlive: Int
@@ -294,6 +296,7 @@ public enum OverlaySimulation {
         return ScaleFigures(origin: control(sim.origin), medianPeer: peers.isEmpty ? none : peers[peers.count / 2],
                             busiestPeer: peers.last ?? none, firstChunkP50Ms: pct(0.5), firstChunkP99Ms: pct(0.99),
                             firstChunkMaxMs: firsts.last ?? 0, withoutChunk: crowd.count - firsts.count, maxLinks: sim.maxLinks,
+                            maxLinksHolder: sim.maxLinksHolder,
                             meshListed: listed, meshAlive: sim.alive.count,
                             wakeupsPerPeerSecond: Double(sim.wakeups) / max(1, peerSeconds),
                             parentChangesPerPeerMinute: Double(changes) / max(1, peerSeconds) * 60,
