@@ -193,6 +193,20 @@ public final class SimulatedMesh {
     public func firstChunkDelay(of id: PeerID) -> Int64? { boxes[id].flatMap { b in b.firstChunkAt.map { $0 - b.joinedAt } } }
     /// Links a peer holds now.
     public func linkCount(of id: PeerID) -> Int { boxes[id]?.links ?? 0 }
+    /// Every live peer's count of links, and of those the other side opened, as the open links say (a check for
+    /// tests: the counts are kept by hand on every link and unlink).
+    public var linkCountsAgree: Bool {
+        var held: [PeerID: (all: Int, byOthers: Int)] = [:]
+        for (link, dialer) in links {
+            held[link.a, default: (0, 0)].all += 1
+            held[link.b, default: (0, 0)].all += 1
+            held[link.a == dialer ? link.b : link.a, default: (0, 0)].byOthers += 1
+        }
+        return boxes.allSatisfy { id, box in
+            let h = held[id] ?? (0, 0)
+            return box.links == h.all && box.linksIn == h.byOthers
+        }
+    }
 
     /// SIGKILL: gone without a word; its neighbours see the link drop.
     public func kill(_ id: PeerID) {

@@ -15,7 +15,7 @@ struct OverlayCommand: ParsableCommand {
         discussion: """
         Peers sit at random on a seeded wide-area network (a plane crossed in 60 ms plus 1-15 ms access delays). \
         Every algorithm sees the same peers, uplinks and churn. Writes report.json, report.md and SVG plots to --out. \
-        Fast-Mesh runs every peer's core: 1,000 peers for 120 s take about 15 s of a release build, 10,000 about 4 minutes. Example:
+        Fast-Mesh runs every peer's core: 1,000 peers for 120 s take about 15 s of a release build, 10,000 about 2.5 minutes. Example:
           lsp2p-sim overlay --peers 10000 --algo fastmesh --duration 120 --out sim-out/10k
         """
     )

@@ -157,6 +157,7 @@ final class MeshPeerTests: XCTestCase {
         }
         sim.run(for: 10_000_000)
         XCTAssertNil(sim.loop())
+        XCTAssertTrue(sim.linkCountsAgree, "each peer's count of links (and of those opened by others) through kills and leaves")
         XCTAssertLessThan(transient, 50, "transient loops: \(transient) in 1000 steps")
         print("mesh churn: \(transient) transient loops in 1000 steps, \(n) joins")
         let capacity = 8 + live.map { sim.peers[$0]!.config.capacityUnits }.reduce(0, +)
