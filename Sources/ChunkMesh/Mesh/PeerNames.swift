@@ -19,10 +19,7 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// key at a node, so no peer can choose numbers that pile into one bucket (this rests on the key staying secret:
     /// numbers never go on the wire). SipHash here was 15 % of the simulator's instructions.
     public func _rawHashValue(seed: Int) -> Int {
-        var h = number ^ UInt64(truncatingIfNeeded: seed)
-        h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
-        return Int(truncatingIfNeeded: h ^ (h >> 31))
+        Int(truncatingIfNeeded: SplitMixRandom.mix(number ^ UInt64(truncatingIfNeeded: seed)))
     }
 }
 
@@ -57,9 +54,7 @@ public struct PeerNames: Sendable {
         for byte in withUnsafeBytes(of: key.littleEndian, Array.init) + Array(name.utf8) {
             h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3
         }
-        h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
-        return h ^ (h >> 31)
+        return SplitMixRandom.mix(h)
     }
 
     /// The number of a name met before, if it still has one.
