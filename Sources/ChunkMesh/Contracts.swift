@@ -147,9 +147,17 @@ public struct TokenBucket: Sendable {
     public mutating func take(_ bytes: Int, now: Int64, keep: Double = 0) -> Bool {
         if let last { tokens = min(burst, tokens + Double(max(0, now - last)) * rate / 1e6) }
         last = now
-        guard tokens >= Double(bytes) + keep else { return false }
+        guard tokens >= min(Double(bytes), burst) + keep else { return false }
+        // More than a whole burst goes once the bucket is full, and is paid for after.
         tokens -= Double(bytes)
         return true
+    }
+
+    /// µs until `bytes` (or a full bucket, for more than a burst) can be taken, from `now`.
+    public func wait(for bytes: Int, now: Int64) -> Int64 {
+        let have = last.map { min(burst, tokens + Double(max(0, now - $0)) * rate / 1e6) } ?? tokens
+        let need = min(Double(bytes), burst) - have
+        return need <= 0 ? 0 : Int64((need / rate * 1e6).rounded(.up)) + 1
     }
 }
 
@@ -172,6 +180,12 @@ extension Int64 {
     public func saturatingAdd(_ other: Int64) -> Int64 {
         let (sum, overflow) = addingReportingOverflow(other)
         return overflow ? (other > 0 ? .max : .min) : sum
+    }
+
+    /// `self * other`, held at the type's bounds instead of trapping.
+    public func saturatingMultiply(_ other: Int64) -> Int64 {
+        let (product, overflow) = multipliedReportingOverflow(by: other)
+        return overflow ? ((self < 0) != (other < 0) ? .min : .max) : product
     }
 
     /// `self - other`, held at the type's bounds instead of trapping.

@@ -42,6 +42,9 @@ public struct RelayService {
         let joined = NIOLockedValueBox(false)
         let failures = NIOLockedValueBox(JoinFailures())
         let source = bootstrap.description
+        // The latest chunk's age on arrival (origin clock), the worst in each stats line's second.
+        let lag = NIOLockedValueBox<Int64>(0)
+        let offset = NIOLockedValueBox<Int64>(0)
         let node = MeshNode(configuration: config, group: group, logger: logger, onEvent: { event in
             switch event {
             case .linkUp(let peer, true, let suite) where peer == source:
@@ -55,6 +58,9 @@ public struct RelayService {
             default:
                 break
             }
+        }, onDeliver: { chunk in
+            let age = wallClockMicros() + offset.withLockedValue { $0 } - chunk.ingestTime
+            lag.withLockedValue { $0 = max($0, age) }
         })
         let id: PeerName
         do { id = try node.start() } catch { throw RuntimeFailure("cannot listen on \(config.listen): \(error)") }
@@ -75,11 +81,14 @@ public struct RelayService {
         let ticker = quiet ? nil : StatsTicker {
             let s = node.stats
             let snap = node.snapshot()
+            offset.withLockedValue { $0 = node.clockOffset }
+            let worst = lag.withLockedValue { value -> Int64 in defer { value = 0 }; return value }
             let elapsed = Double(monotonicMicros() - started) / 1e6
-            printErr(String(format: "relay %5.1fs | parents %d | children %d | delay %@ | sent %@ | dropped %d",
+            printErr(String(format: "relay %5.1fs | parents %d | children %d | delay %@ (chunks %.0f ms old) | sent %@ | uplink %@ | units %d | dropped %d (live %d, late %d)",
                             elapsed, Set(snap.parents.values).count, snap.children.count,
-                            snap.delay.map { String(format: "%.1f ms", Double($0) / 1000) } ?? "-",
-                            formatRate(bytes: s.bytesSent, seconds: elapsed), s.chunksDropped))
+                            snap.delay.map { String(format: "%.1f ms", Double($0) / 1000) } ?? "-", Double(worst) / 1000,
+                            formatRate(bytes: s.bytesSent, seconds: elapsed),
+                            BitRate(bitsPerSecond: max(1, s.uplinkEstimate)).description + "bit/s", s.units, s.chunksDropped, s.liveDropped, s.liveLate))
         }
         defer { ticker?.stop() }
         wake.wait()

@@ -25,17 +25,20 @@ public struct Report: Codable, Equatable {
     public var durationS: Double
     /// When the player joined (`at_s` counts from it), Unix seconds.
     public var startedUnixS: Double?
+    /// When chunks were given up as missing: [seconds since joining, how many], the first 1,000 times.
+    public var missingAtS: [[Double]]?
 
     public static let cdfPercentiles: [Double] = [0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98, 99, 99.5, 99.9, 100]
 
     public init(chunksExpected: Int, chunksReceived: Int, chunksOnTime: Int, chunksLate: Int, chunksMissing: Int, bytesReceived: Int,
                 latencyMs: Latency, latencyCdfMs: [[Double]], firstChunkMs: Double?, parents: [ParentChange], originRestarts: Int,
-                durationS: Double, startedUnixS: Double? = nil) {
+                durationS: Double, startedUnixS: Double? = nil, missingAtS: [[Double]]? = nil) {
         (self.chunksExpected, self.chunksReceived, self.chunksOnTime, self.chunksLate, self.chunksMissing, self.bytesReceived) =
             (chunksExpected, chunksReceived, chunksOnTime, chunksLate, chunksMissing, bytesReceived)
         (self.latencyMs, self.latencyCdfMs, self.firstChunkMs, self.parents, self.originRestarts, self.durationS) =
             (latencyMs, latencyCdfMs, firstChunkMs, parents, originRestarts, durationS)
         self.startedUnixS = startedUnixS
+        self.missingAtS = missingAtS
     }
 
     public static func load(_ path: String) throws -> Report {

@@ -86,6 +86,8 @@ final class PlayerSession: @unchecked Sendable {
     private var lastChunkAt = monotonicMicros()
     private var firstChunkMs: Double?
     private var parents: [Report.ParentChange] = []
+    /// When chunks were given up as missing (`Report.missingAtS`).
+    private var missingAt: [[Double]] = []
     private var failure: RuntimeFailure?
     private var sawEndOfStream = false
     private var endOfStreamArrived = false
@@ -290,7 +292,7 @@ final class PlayerSession: @unchecked Sendable {
         }
     }
 
-    private func release(_ outputs: [PlayoutBuffer.Output]) {
+    private func release(_ outputs: [PlayoutBuffer.Output], countingSkips: Bool = true) {
         for output in outputs {
             switch output {
             case .chunk(let chunk, _) where chunk.isEndOfStream:
@@ -315,7 +317,9 @@ final class PlayerSession: @unchecked Sendable {
                     }
                 }
             case .skipped(let seqs):
+                guard countingSkips else { continue }
                 metrics.missing.increment(by: seqs.count)
+                if missingAt.count < 1_000 { missingAt.append([(elapsed * 10).rounded() / 10, Double(seqs.count)]) }
                 logger.debug("skipped chunks \(seqs): missing")
             case .restarted:
                 logger.notice("the origin restarted: playing its new run")
@@ -326,8 +330,17 @@ final class PlayerSession: @unchecked Sendable {
     private func finish(failure: String?) {
         guard !done else { return }
         done = true
-        // Write out what is buffered; an end of stream met here calls back in and returns at once.
-        if !sawEndOfStream { release(buffer.drain()) }
+        // Write out what is buffered; an end of stream met here calls back in and returns at once. What the stop
+        // cuts off before its deadline is not counted missing: only what was already due.
+        if !sawEndOfStream {
+            let missedBefore = buffer.stats.missing
+            release(buffer.drain(stoppingAt: originNow), countingSkips: false)
+            let missed = buffer.stats.missing - missedBefore
+            if missed > 0 {
+                metrics.missing.increment(by: missed)
+                if missingAt.count < 1_000 { missingAt.append([(elapsed * 10).rounded() / 10, Double(missed)]) }
+            }
+        }
         self.failure = failure.map(RuntimeFailure.init)
         for task in tasks { task.cancel() }
         watch?.stop()
@@ -392,7 +405,8 @@ final class PlayerSession: @unchecked Sendable {
                                        p99: ms(h.valueAtPercentile(99)), max: ms(h.max)),
                       latencyCdfMs: count == 0 ? [] : Report.cdfPercentiles.map { [$0, ms(h.valueAtPercentile($0))] },
                       firstChunkMs: firstChunkMs, parents: parents, originRestarts: s.restarts,
-                      durationS: (elapsed * 1000).rounded() / 1000, startedUnixS: (joinedAtWall * 1000).rounded() / 1000)
+                      durationS: (elapsed * 1000).rounded() / 1000, startedUnixS: (joinedAtWall * 1000).rounded() / 1000,
+                      missingAtS: missingAt)
     }
 }
 

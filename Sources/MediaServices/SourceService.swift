@@ -110,10 +110,11 @@ public struct SourceService {
         let ticker = quiet ? nil : StatsTicker {
             let s = origin.stats
             let elapsed = Double(monotonicMicros() - started) / 1e6
-            printErr(String(format: "source %5.1fs | links %d | sent %@ (%@) | dropped %d",
+            printErr(String(format: "source %5.1fs | links %d | sent %@ (%@) | uplink %@ | units %d | dropped %d (live %d, late %d)",
                             elapsed, s.links,
                             ByteCountFormatter.string(fromByteCount: Int64(s.bytesSent), countStyle: .binary),
-                            formatRate(bytes: s.bytesSent, seconds: elapsed), s.chunksDropped))
+                            formatRate(bytes: s.bytesSent, seconds: elapsed),
+                            BitRate(bitsPerSecond: max(1, s.uplinkEstimate)).description + "bit/s", s.units, s.chunksDropped, s.liveDropped, s.liveLate))
         }
         defer { ticker?.stop() }
 

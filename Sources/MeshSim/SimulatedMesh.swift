@@ -26,10 +26,18 @@ final class SimulatedPeer {
     var linksIn = 0
     var firstChunkAt: Int64?
     let joinedAt: Int64
+    /// Its modelled uplink, bytes/s: what it hands its links leaves one chunk after another at this pace.
+    let uplink: Double
+    /// The chunk its uplink is sending, to whom (and its number, as its end is booked), and what waits for the
+    /// uplink after it, in turn.
+    var sending: (to: PeerID, chunk: Chunk, number: Int)?
+    var transmissions = 0
+    var waiting: [(to: PeerID, chunk: Chunk)] = []
 
-    init(_ core: MeshPeer, at now: Int64) {
+    init(_ core: MeshPeer, at now: Int64, uplink: Double) {
         self.core = core
         joinedAt = now
+        self.uplink = uplink
     }
 }
 
@@ -55,13 +63,16 @@ public struct SimulatedPeers: Sequence {
 
 /// A simulated network for `MeshPeer`s, the same core the relays run: per-link delay, seeded loss, time stepped
 /// to the next event. (After quinn-proto's test `Pair` and str0m's netem: loss is a closure editing the traffic.)
-/// A chunk leaves a peer as soon as it is in, and arrives `oneWayDelay + sched(sender)` later. Each peer is woken
+/// Each peer has an uplink of its own: the chunks its core's egress hands out leave one after another at its pace
+/// (the core hears `.sent` when each has), and arrive `oneWayDelay` after that. Each peer is woken
 /// when its core asks (`MeshPeer.nextWakeup`), as `MeshNode` does. Every core numbers peers from one table
 /// (`names`), so messages go from core to core as they are, never through names.
 public final class SimulatedMesh {
     private struct Delivery {
         let target: PeerID
-        let event: MeshEvent
+        /// Nil: the target's uplink is done with the chunk it was sending, the `transmission`th.
+        let event: MeshEvent?
+        var transmission = 0
     }
 
     /// A link between two peers, either way round.
@@ -79,8 +90,6 @@ public final class SimulatedMesh {
     /// more (`192.168.1.20:7000`).
     public static let nameBytes = 6
     public private(set) var alive: Set<PeerID> = []
-    /// Each peer's sched, read on every chunk sent (reading it from the peer would copy the peer).
-    private var sched: [PeerID: Int64] = [:]
     /// Live peers in the order they joined.
     private var tickOrder: [PeerID] = []
     private var queue = EventQueue<Delivery>()
@@ -107,7 +116,10 @@ public final class SimulatedMesh {
     public var dropChunk: (PeerID, PeerID, UInt64) -> Bool = { _, _, _ in false }
     public let origin: PeerID
     public let chunkDuration: Int64
+    /// The stream's rate: chunks carry its bytes, which the peers' uplinks must carry.
+    public let streamRate: BitRate
     private let originUnits: Int
+    private let originUplink: BitRate?
     private let originScheduleDelay: Int64
     private let payload: ByteBuffer
     /// The origin's run: a restart starts a new one, from seq 0.
@@ -115,12 +127,20 @@ public final class SimulatedMesh {
 
     public let plan: SubstreamPlan
 
-    public init(originUnits: Int, originScheduleDelay: Int64 = 1_000, chunkDuration: Int64 = 200_000, substreams: Int = 4) {
+    /// `originUplink`: the origin's uplink, which it declares and sizes itself from as relays do (`originUnits` and
+    /// `originScheduleDelay` are then where it starts); nil: `originUnits` as given, on an uplink of one chunk per
+    /// `originScheduleDelay`.
+    public init(originUnits: Int, originScheduleDelay: Int64 = 1_000, chunkDuration: Int64 = 200_000, substreams: Int = 4,
+                streamRate: BitRate = BitRate(bitsPerSecond: 1_000_000), originUplink: BitRate? = nil) {
         self.originUnits = originUnits
+        self.originUplink = originUplink
         self.plan = SubstreamPlan(count: substreams)
         self.originScheduleDelay = originScheduleDelay
         self.chunkDuration = chunkDuration
-        payload = ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 188))
+        self.streamRate = streamRate
+        // One buffer for every chunk (copies share it): a chunk's worth of the stream in whole TS packets.
+        let packets = max(1, Int(streamRate.bytesPerSecond * Double(chunkDuration) / 1e6 / 188))
+        payload = ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 188 * packets))
         origin = names.id("origin")
         startOrigin()
     }
@@ -139,7 +159,13 @@ public final class SimulatedMesh {
         var config = MeshPeerConfig(me: origin, isOrigin: true, bootstrap: nil, capacityUnits: originUnits,
                                     scheduleDelay: originScheduleDelay, seed: epoch, plan: plan, chunkDuration: chunkDuration)
         config.epoch = epoch
-        add(config)
+        config.streamRate = streamRate
+        if let originUplink {
+            config.uplink = originUplink
+            config.findsUplink = true
+        }
+        add(config, uplink: originUplink)
+        if originUplink != nil { schedule(origin, .stream(rate: Int64(streamRate.bitsPerSecond), substreams: plan.count), after: 0) }
     }
 
     /// The origin dies, stays down for `downtime`, and comes back on the same address with a new run.
@@ -153,9 +179,13 @@ public final class SimulatedMesh {
         startOrigin()
     }
 
-    public func add(_ config: MeshPeerConfig) {
-        boxes[config.me] = SimulatedPeer(MeshPeer(config: config), at: now)
-        sched[config.me] = config.scheduleDelay
+    /// Bytes a chunk takes on a link.
+    public var chunkBytes: Int { Chunk(seq: 0, ingestTime: 0, pts: 0, duration: 0, flags: [], payload: payload).wireBytes }
+
+    /// A peer on an uplink of `uplink` bits/s; nil: what its sched says (one chunk in `scheduleDelay`).
+    public func add(_ config: MeshPeerConfig, uplink: BitRate? = nil) {
+        let rate = uplink?.bytesPerSecond ?? Double(chunkBytes) / (Double(max(1, config.scheduleDelay)) / 1e6)
+        boxes[config.me] = SimulatedPeer(MeshPeer(config: config), at: now, uplink: rate)
         if alive.insert(config.me).inserted { tickOrder.append(config.me) }
         schedule(config.me, .start, after: 0)
     }
@@ -169,15 +199,22 @@ public final class SimulatedMesh {
         return me
     }
 
-    /// A peer joins as a relay does: it knows its uplink, and sizes its units and sched once the stream's rate and
-    /// k are known (at a relay, from its bootstrap's welcome; here, at once).
+    /// A peer joins as a relay does, on an uplink of `uplink`: told of it (`declares`: a cap on what it finds it can
+    /// send) or not, it finds out what it can send as it sends, and sizes its units and sched from that once the
+    /// stream's rate and k are known (at a relay, from its bootstrap's welcome; here, at once). `initial` is where
+    /// its estimate starts (a relay's default: two streams' worth, or the uplink it declares).
     @discardableResult
-    public func join(_ name: PeerName, uplink: BitRate, streamRate: BitRate, seed: UInt64, bootstrap: PeerID? = nil) -> PeerID {
+    public func join(_ name: PeerName, uplink: BitRate, streamRate: BitRate, seed: UInt64, bootstrap: PeerID? = nil,
+                     declares: Bool = true, initial: BitRate? = nil, headroom: Double = 0.8) -> PeerID {
         let id = id(name)
-        var config = MeshPeerConfig(me: id, isOrigin: false, bootstrap: bootstrap ?? origin, capacityUnits: 0, scheduleDelay: 1,
+        var config = MeshPeerConfig(me: id, isOrigin: false, bootstrap: bootstrap ?? origin, capacityUnits: 2 * plan.count, scheduleDelay: 1,
                                     seed: seed, plan: plan, chunkDuration: chunkDuration)
-        config.uplink = uplink
-        add(config)
+        config.uplink = declares ? uplink : nil
+        config.findsUplink = true
+        config.initialUplink = initial
+        config.headroom = headroom
+        config.streamRate = streamRate
+        add(config, uplink: uplink)
         schedule(id, .stream(rate: Int64(streamRate.bitsPerSecond), substreams: plan.count), after: 0)
         return id
     }
@@ -228,6 +265,10 @@ public final class SimulatedMesh {
     }
 
     public func send(_ name: PeerName, _ event: MeshEvent) { names.existing(name).map { send($0, event) } }
+
+    /// When a retiring peer's core said its hand-off was done (`.handedOff`).
+    public private(set) var handedOffAt: [PeerID: Int64] = [:]
+    public func handedOffAt(_ name: PeerName) -> Int64? { names.existing(name).flatMap { handedOffAt[$0] } }
 
     /// Leaves on purpose: its children hear first, then its links close.
     public func leave(_ id: PeerID) {
@@ -282,21 +323,25 @@ public final class SimulatedMesh {
                 handle(origin, .chunk(from: nil, chunk))
             } else if let e = queue.pop()?.event {
                 guard alive.contains(e.target), let box = boxes[e.target] else { continue }
+                guard let event = e.event else {
+                    uplinkDone(e.target, box, transmission: e.transmission)
+                    continue
+                }
                 // As on TCP: what reaches a peer after it closed the link itself is lost (what the other side sent
                 // before it closed still arrives).
-                switch e.event {
+                switch event {
                 case .message(let from, _), .chunk(let from?, _):
                     let link = Link(from, e.target)
                     guard links[link] != nil || closedBy[link]?.by != e.target else { continue }
                 default: break
                 }
-                if e.event == .tick {
+                if event == .tick {
                     // Only the wake-up the core asked for last; earlier asks it moved are stale.
                     guard box.wakeAt == now else { continue }
                     box.wakeAt = .max
                     wakeups += 1
                 }
-                handle(e.target, e.event, box)
+                handle(e.target, event, box)
             }
         }
         now = end
@@ -332,6 +377,8 @@ public final class SimulatedMesh {
 
     private func unlink(_ link: Link) {
         guard let dialer = links.removeValue(forKey: link) else { return }
+        abortSending(link.a, to: link.b)
+        abortSending(link.b, to: link.a)
         boxes[link.a]?.links -= 1
         boxes[link.b]?.links -= 1
         boxes[link.a == dialer ? link.b : link.a]?.linksIn -= 1
@@ -373,18 +420,58 @@ public final class SimulatedMesh {
                 }
                 schedule(other, .message(from: id, message), after: oneWayDelay(id, other))
             case .sendChunk(let other, let chunk):
-                guard links[Link(id, other)] != nil, !dropChunk(id, other, chunk.seq) else { continue }
-                chunksSent += 1
-                schedule(other, .chunk(from: id, chunk), after: oneWayDelay(id, other) + sched[id, default: 0])
+                // The uplink sends what it is handed in turn; the core hears when each chunk has left.
+                box.waiting.append((other, chunk))
+                if box.sending == nil { sendNext(id, box) }
             case .deliver(let chunk):
                 guard chunk.epoch == epoch else { continue }
                 if recordDeliveries { delivered[id, default: [:]][chunk.seq] = now }
                 if box.firstChunkAt == nil { box.firstChunkAt = now }
                 onDeliver?(id, chunk, now)
+            case .handedOff:
+                handedOffAt[id] = now
             case .parentsChanged:
                 break
             }
         }
+    }
+
+    /// The uplink takes the next chunk that waits for it. One whose link closed meanwhile never leaves (a closed
+    /// socket's unsent bytes are dropped): its write fails at once, as the driver's does.
+    private func sendNext(_ id: PeerID, _ box: SimulatedPeer) {
+        while !box.waiting.isEmpty {
+            let next = box.waiting.removeFirst()
+            guard links[Link(id, next.to)] != nil else {
+                schedule(id, .sent(next.to, bytes: next.chunk.wireBytes), after: 0)
+                continue
+            }
+            box.transmissions += 1
+            box.sending = (next.to, next.chunk, box.transmissions)
+            let bytes = next.chunk.wireBytes
+            queue.push(Delivery(target: id, event: nil, transmission: box.transmissions),
+                       at: now + Int64((Double(bytes) / max(1, box.uplink) * 1e6).rounded(.up)))
+            return
+        }
+        box.sending = nil
+    }
+
+    /// A link closed: what its end was sending stops there, and the uplink goes on with the next chunk.
+    private func abortSending(_ id: PeerID, to other: PeerID) {
+        guard let box = boxes[id], let sending = box.sending, sending.to == other else { return }
+        box.sending = nil
+        sendNext(id, box)
+    }
+
+    /// A chunk has left a peer's uplink: its core hears so, the chunk is on its way, and the next one goes.
+    private func uplinkDone(_ id: PeerID, _ box: SimulatedPeer, transmission: Int) {
+        guard let (other, chunk, number) = box.sending, number == transmission else { return }
+        box.sending = nil
+        if links[Link(id, other)] != nil, !dropChunk(id, other, chunk.seq) {
+            chunksSent += 1
+            schedule(other, .chunk(from: id, chunk), after: oneWayDelay(id, other))
+        }
+        handle(id, .sent(other, bytes: chunk.wireBytes), box)
+        if box.sending == nil { sendNext(id, box) }
     }
 
     /// What a message costs on a real link besides its body: the sealed frame's header and tag, the inner

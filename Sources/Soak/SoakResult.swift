@@ -14,6 +14,9 @@ struct SoakResult: Encodable {
         var streamRateBps: Double
         var originUplinkBps: Double
         var minOnTime: Double
+        var lan: Bool
+        var declared: String
+        var warmupS: Double
     }
 
     struct Totals: Encodable {
@@ -58,6 +61,39 @@ struct SoakResult: Encodable {
         var allMs: [Double]
     }
 
+    /// A process on an emulated LAN's host (`soak --lan`): its real uplink and what it was told, what it sent,
+    /// the units of upload its children took from it (at the last walk of the mesh and at most), and for a player
+    /// its on-time ratio.
+    struct Host: Encodable {
+        var name: String
+        var role: String
+        /// Origin, relays, players: the report's order.
+        var order: Int
+        var address: String
+        var uplinkBps: Double
+        var declaredBps: Double?
+        /// Its real uplink in substream units.
+        var unitsItCanSend: Int
+        var bytesSent = 0
+        /// Packets its shaped uplink dropped (its queue full) while it ran.
+        var uplinkDrops = 0
+        var seconds = 0.0
+        /// Units it offered (held + residual), held, and the most held at any walk of the mesh.
+        var unitsOffered = 0
+        var unitsHeld = 0
+        var unitsHeldMax = 0
+        var children = 0
+        var onTimeRatio: Double?
+
+        /// Bits/s it sent while it ran.
+        var sentBps: Double { seconds > 0 ? Double(bytesSent) * 8 / seconds : 0 }
+
+        enum CodingKeys: String, CodingKey {
+            case name, role, address, uplinkBps, declaredBps, unitsItCanSend, bytesSent, uplinkDrops, seconds, unitsOffered, unitsHeld, unitsHeldMax,
+                 children, onTimeRatio
+        }
+    }
+
     struct OriginLoad: Encodable {
         var bytesSent: Int
         var bitsPerSecond: Double
@@ -75,13 +111,15 @@ struct SoakResult: Encodable {
     var events: [Event]
     var samples: [Sample]
     var mesh: MeshMap?
+    /// On an emulated LAN, each process and its host.
+    var hosts: [Host]?
 
     init(service: SoakService, streamRate: Double, elapsed: Double, players: [Player], events: [Event], samples: [Sample],
          recoveries: [Double], unrecovered: Int, notObserved: Int, originBytes: Int, rss: [RSS], mesh: MeshMap?) {
         scenario = Scenario(input: service.input, relays: service.relays, players: service.players, durationS: service.duration,
                             chunkMs: service.chunkMs, deadlineMs: service.deadlineMs, uplinkDist: "\(service.uplinks)",
                             churn: "\(service.churn)", budgetDist: "\(service.budgets)", seed: service.seed, streamRateBps: streamRate, originUplinkBps: 2 * streamRate,
-                            minOnTime: service.minOnTime)
+                            minOnTime: service.minOnTime, lan: service.lan, declared: "\(service.declared)", warmupS: service.warmup)
         elapsedS = (elapsed * 10).rounded() / 10
         var t = Totals()
         for p in players.map(\.report) {
@@ -154,7 +192,8 @@ struct SoakResult: Encodable {
                "| duration | \(s.durationS) s (ran \(elapsedS) s) |",
                "| chunk, deadline | \(s.chunkMs) ms, \(s.deadlineMs) ms |",
                "| relay uplinks | \(s.uplinkDist); origin \(String(format: "%.2f", s.originUplinkBps / 1e6)) Mbit/s |",
-               "| churn | \(s.churn) |", "| seed | \(s.seed) |", ""]
+               "| churn | \(s.churn) |", "| seed | \(s.seed) |",
+               "| network | \(s.lan ? "emulated LAN (namespaces, tbf uplinks), declared uplinks: \(s.declared)" : "loopback") |", ""]
         md += ["## Result", "",
                String(format: "- **On time: %.3f%%** (%d of %d chunks; %d late, %d missing); goal %.3f%%",
                       100 * totals.onTimeRatio, totals.chunksOnTime, totals.chunksExpected, totals.chunksLate, totals.chunksMissing,
@@ -167,6 +206,17 @@ struct SoakResult: Encodable {
         if let first = relayRssMib.first, let last = relayRssMib.last {
             md.append(String(format: "- Relay 1 resident memory: %.1f MiB at %.0f s, %.1f MiB at %.0f s", first.mib, first.t, last.mib, last.t))
         }
+        if let hosts {
+            md += ["", "## Hosts on the emulated LAN", "",
+                   "| process | address | real uplink | declared | sent | packets dropped | units it can send | offered | held (max) | children | on time |",
+                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            func mbps(_ bps: Double) -> String { String(format: "%.2f Mbit/s", bps / 1e6) }
+            for h in hosts {
+                md.append("| \(h.name) | \(h.address) | \(mbps(h.uplinkBps)) | \(h.declaredBps.map(mbps) ?? "none") | \(mbps(h.sentBps)) | \(h.uplinkDrops) | "
+                          + "\(h.unitsItCanSend) | \(h.unitsOffered) | \(h.unitsHeld) (\(h.unitsHeldMax)) | \(h.children) | "
+                          + (h.onTimeRatio.map { String(format: "%.2f%%", 100 * $0) } ?? "") + " |")
+            }
+        }
         md += ["", "## Players", "", "| player | joined at | expected | on time | late | missing | p50 | p99 | max | first chunk |",
                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for p in players {
@@ -177,5 +227,13 @@ struct SoakResult: Encodable {
         }
         md += ["", "## Plots", "", "![latency](latency-cdf.svg) ![on time](on-time.svg)", "", "![delay](delay.svg) ![mesh](mesh.svg)", ""]
         return md.joined(separator: "\n")
+    }
+}
+
+extension Report {
+    /// Chunks on time over chunks due.
+    var onTimeRatio: Double {
+        let due = chunksOnTime + chunksLate + chunksMissing
+        return due == 0 ? 0 : Double(chunksOnTime) / Double(due)
     }
 }

@@ -22,6 +22,15 @@ public struct SoakService {
     public var quiet: Bool
     /// Relays' upload budgets: relays that spend theirs hand their children over and exit.
     public var budgets = BudgetDistribution.off
+    /// Each host in a network namespace of its own on one bridge, its uplink shaped (`EmulatedLAN`).
+    public var lan = false
+    /// What the relays and players are told of their uplinks (`--uplink`); on loopback, where nothing is shaped,
+    /// the drawn uplink is what they send at most.
+    public var declared = DeclaredUplink.honest
+    /// Players join this long after the relays (the mesh settles first).
+    public var warmup: Double = 0
+    /// The relays' and players' log level (their logs are in `logs/`).
+    public var nodeLogLevel = "info"
 
     public init(input: String, relays: Int, players: Int, duration: Double, chunkMs: Int, deadlineMs: Int,
                 uplinks: UplinkDistribution, churn: ChurnSpec, seed: UInt64, out: String, minOnTime: Double, quiet: Bool) {
@@ -52,7 +61,12 @@ public struct SoakService {
             try FileManager.default.createDirectory(at: outDir.appendingPathComponent("logs"), withIntermediateDirectories: true)
             try FileManager.default.createDirectory(at: outDir.appendingPathComponent("players"), withIntermediateDirectories: true)
         } catch { throw RuntimeFailure("cannot create \(out): \(error)") }
-        let run = SoakRun(service: self, streamRate: streamRate, outDir: outDir, logger: logger)
+        var network: EmulatedLAN?
+        if lan {
+            do { network = try EmulatedLAN() } catch { throw RuntimeFailure("\(error)") }
+        }
+        defer { network?.tearDown() }
+        let run = SoakRun(service: self, streamRate: streamRate, outDir: outDir, logger: logger, lan: network)
         let result = try run.run()
         do { try result.write(to: outDir) } catch { throw RuntimeFailure("cannot write the report in \(out): \(error)") }
         printErr(result.summary)
@@ -69,9 +83,20 @@ final class SoakChild {
     let log: URL
     let startedAt: Double
 
-    init(_ binary: URL, _ args: [String], name: String, logDir: URL, at t: Double) throws {
+    /// The host it runs on, on an emulated LAN, and what that host had sent when it started.
+    let host: EmulatedLAN.Host?
+    let bytesAtStart: Int
+    let dropsAtStart: Int
+
+    init(_ binary: URL, _ args: [String], name: String, logDir: URL, at t: Double, on lan: EmulatedLAN? = nil,
+         host: EmulatedLAN.Host? = nil) throws {
         self.name = name
         self.startedAt = t
+        self.host = host
+        bytesAtStart = host.map { lan?.bytesSent(by: $0) ?? 0 } ?? 0
+        dropsAtStart = host.map { lan?.uplinkDrops(of: $0) ?? 0 } ?? 0
+        var (binary, args) = (binary, args)
+        if let lan, let host { (binary, args) = lan.command(on: host, binary, args) }
         log = logDir.appendingPathComponent("\(name).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         process.executableURL = binary
@@ -143,9 +168,21 @@ final class SoakRun {
     /// Players gone whose last report has been read.
     var finalReports: Set<String> = []
     var relayCount = 0, playerCount = 0
+    /// The emulated LAN, if the soak runs on one: the relays' hosts by slot (a relay started again in a slot runs
+    /// on the same host), and what each process did there.
+    let lan: EmulatedLAN?
+    var relayHosts: [EmulatedLAN.Host] = []
+    var hostStats: [String: SoakResult.Host] = [:]
+    /// Who runs at each LAN address now, for the mesh map's peers.
+    var atAddress: [String: String] = [:]
+    var nextMeshSample = 0.0
+    /// Relays' and players' uplinks, drawn in the order they start.
+    var uplinks: UplinkDistribution
 
-    init(service: SoakService, streamRate: Double, outDir: URL, logger: Logger) {
+    init(service: SoakService, streamRate: Double, outDir: URL, logger: Logger, lan: EmulatedLAN? = nil) {
+        self.lan = lan
         self.service = service
+        self.uplinks = service.uplinks
         self.streamRate = streamRate
         self.outDir = outDir
         self.logDir = outDir.appendingPathComponent("logs")
@@ -168,8 +205,11 @@ final class SoakRun {
             .write(toFile: keyFile, atomically: true, encoding: .utf8)
         do {
             try startOrigin()
-            for _ in 0..<service.relays { relays.append(try startRelay()) }
-            for _ in 0..<service.players { players.append(try startPlayer()) }
+            for slot in 0..<service.relays {
+                if let lan { relayHosts.append(try lan.addHost(uplink: drawUplink())) }
+                relays.append(try startRelay(slot: slot))
+            }
+            if service.warmup == 0 { for _ in 0..<service.players { players.append(try startPlayer()) } }
         } catch {
             stopAll()
             throw RuntimeFailure("cannot start the soak's processes: \(error)")
@@ -182,15 +222,24 @@ final class SoakRun {
         var nextPlayerSwap = service.churn.playerEvery.map { now + $0 }
         var restarts: [(slot: Int, at: Double)] = []
         var nextSample = now + 1
+        var playersStarted = service.warmup == 0
         while now < service.duration, !stop.isSet {
             usleep(200_000)
             let t = now
+            if !playersStarted, t >= service.warmup {
+                playersStarted = true
+                for _ in 0..<service.players { if let player = try? startPlayer() { players.append(player) } }
+            }
+            if lan != nil, t >= nextMeshSample {
+                nextMeshSample = t + 10
+                sampleMesh()
+            }
             if let due = nextRelayKill, t >= due {
                 nextRelayKill = due + service.churn.relayEvery!
                 killRelay(at: t, restarts: &restarts)
             }
             reapSpentRelays(at: t, restarts: &restarts)
-            for r in restarts where t >= r.at { relays[r.slot] = try? startRelay() }
+            for r in restarts where t >= r.at { relays[r.slot] = try? startRelay(slot: r.slot) }
             restarts.removeAll { t >= $0.at }
             if let due = nextPlayerSwap, t >= due {
                 nextPlayerSwap = due + service.churn.playerEvery!
@@ -209,18 +258,30 @@ final class SoakRun {
         checkRecoveries(at: now)
         unrecovered += pendingRecovery.count
         let finalMap = originAddress.flatMap { try? MeshMap.fetch(from: $0, key: key, timeout: 3, group: group) }
+        if let finalMap { record(finalMap) }
         let originBytes = stopAll()
-        return SoakResult(service: service, streamRate: streamRate, elapsed: now, players: playerReports(),
-                          events: events, samples: samples, recoveries: recoveries, unrecovered: unrecovered, notObserved: notObserved,
-                          originBytes: originBytes, rss: rss, mesh: finalMap)
+        var result = SoakResult(service: service, streamRate: streamRate, elapsed: now, players: playerReports(),
+                                events: events, samples: samples, recoveries: recoveries, unrecovered: unrecovered, notObserved: notObserved,
+                                originBytes: originBytes, rss: rss, mesh: finalMap)
+        if lan != nil {
+            for (name, report) in lastReports { hostStats[name]?.onTimeRatio = report.onTimeRatio }
+            result.hosts = hostStats.values.sorted { ($0.order, $0.name) < ($1.order, $1.name) }
+        }
+        return result
     }
 
     // MARK: processes
 
     private func startOrigin() throws {
-        origin = try SoakChild(relayBinary, ["source", "--input", service.input, "--loop", "--listen", "127.0.0.1:0",
+        let uplink = 2 * streamRate
+        let host = try lan?.addHost(uplink: uplink)
+        let listen = host.map { "\($0.address):7000" } ?? "127.0.0.1:0"
+        origin = try SoakChild(relayBinary, ["source", "--input", service.input, "--loop", "--listen", listen,
                                              "--key-file", keyFile, "--chunk-ms", "\(service.chunkMs)",
-                                             "--uplink", "\(Int(2 * streamRate))", "--quiet"], name: "origin", logDir: logDir, at: now)
+                                             "--uplink", "\(Int(uplink))", "--log-level", service.nodeLogLevel],
+                               name: "origin", logDir: logDir, at: now,
+                               on: lan, host: host)
+        started(origin, role: "origin", uplink: uplink, declared: uplink)
         let end = Date().addingTimeInterval(20)
         while Date() < end {
             if let line = origin.line(containing: "join: ") {
@@ -234,24 +295,77 @@ final class SoakRun {
         throw RuntimeFailure("the origin did not start: \(origin.lines.suffix(3).joined(separator: " / "))")
     }
 
-    private func startRelay() throws -> SoakChild {
+    /// One host's uplink, bits/s, from `--uplink-dist`.
+    private func drawUplink() -> Double { uplinks.draw(streamRate: streamRate, using: &rng) }
+
+    /// A relay in its slot: on a LAN, on the slot's host, with the host's uplink; on loopback, a new draw.
+    private func startRelay(slot: Int) throws -> SoakChild {
         relayCount += 1
-        let uplink = Int(service.uplinks.draw(streamRate: streamRate, using: &rng))
-        var args = ["relay", url, "--uplink", "\(uplink)", "--quiet"]
+        let host = lan != nil ? relayHosts[slot] : nil
+        let uplink = host?.uplink ?? drawUplink()
+        let declared = service.declared.declare(uplink)
+        var args = ["relay", url, "--log-level", service.nodeLogLevel]
+        if let declared { args += ["--uplink", "\(Int(declared))"] }
         if let budget = service.budgets.draw(using: &rng) { args += ["--upload-budget", "\(budget)"] }
-        let child = try SoakChild(relayBinary, args, name: "relay-\(relayCount)", logDir: logDir, at: now)
+        let child = try SoakChild(relayBinary, args, name: "relay-\(relayCount)", logDir: logDir, at: now, on: lan, host: host)
         events.append(.init(t: now, kind: "relay-start", target: child.name))
+        started(child, role: "relay", uplink: uplink, declared: declared)
         return child
     }
 
     private func startPlayer() throws -> SoakChild {
         playerCount += 1
         let name = "player-\(playerCount)"
-        let child = try SoakChild(playerBinary, [url, "--output", "/dev/null", "--deadline-ms", "\(service.deadlineMs)",
-                                                 "--report", reportPath(name), "--quiet"],
-                                  name: name, logDir: logDir, at: now)
+        let host = try lan.map { try $0.addHost(uplink: drawUplink()) }
+        var args = [url, "--output", "/dev/null", "--deadline-ms", "\(service.deadlineMs)", "--report", reportPath(name), "--quiet",
+                    "--log-level", service.nodeLogLevel]
+        let declared = host.flatMap { $0.uplink.flatMap(service.declared.declare) }
+        if let declared { args += ["--uplink", "\(Int(declared))"] }
+        let child = try SoakChild(playerBinary, args, name: name, logDir: logDir, at: now, on: lan, host: host)
         events.append(.init(t: now, kind: "player-join", target: name))
+        if let uplink = host?.uplink { started(child, role: "player", uplink: uplink, declared: declared) }
         return child
+    }
+
+    /// A process on a LAN host: its line in the report's hosts.
+    private func started(_ child: SoakChild, role: String, uplink: Double, declared: Double?) {
+        guard let host = child.host else { return }
+        atAddress[host.address] = child.name
+        let order = ["origin": 0, "relay": 1, "player": 2][role] ?? 3
+        let unit = streamRate / Double(SubstreamPlan.defaultCount)
+        hostStats[child.name] = SoakResult.Host(name: child.name, role: role, order: order, address: host.address, uplinkBps: uplink,
+                                                declaredBps: declared, unitsItCanSend: Int(uplink / unit))
+    }
+
+    /// What the host of a process that ended (or is ending) sent while it ran.
+    private func ended(_ child: SoakChild) {
+        guard let lan, let host = child.host else { return }
+        hostStats[child.name]?.bytesSent = lan.bytesSent(by: host) - child.bytesAtStart
+        hostStats[child.name]?.uplinkDrops = lan.uplinkDrops(of: host) - child.dropsAtStart
+        hostStats[child.name]?.seconds = ((now - child.startedAt) * 10).rounded() / 10
+    }
+
+    /// The mesh as the origin's walk finds it: each LAN host's units held (substreams its children take from it).
+    private func sampleMesh() {
+        guard let address = originAddress, let map = try? MeshMap.fetch(from: address, key: key, timeout: 3, group: group) else { return }
+        record(map)
+    }
+
+    private func record(_ map: MeshMap) {
+        var units: [String: Int] = [:]
+        var children: [String: Int] = [:]
+        for peer in map.peers {
+            for parent in Set(peer.substreams.compactMap(\.parent)) { children[parent, default: 0] += 1 }
+            for parent in peer.substreams.compactMap(\.parent) { units[parent, default: 0] += 1 }
+        }
+        for peer in map.peers {
+            guard let host = HostPort(peer.id)?.host, let name = atAddress[host], hostStats[name] != nil else { continue }
+            let held = units[peer.id] ?? 0
+            hostStats[name]!.unitsHeld = held
+            hostStats[name]!.unitsHeldMax = max(hostStats[name]!.unitsHeldMax, held)
+            hostStats[name]!.children = children[peer.id] ?? 0
+            hostStats[name]!.unitsOffered = peer.residualUnits + held
+        }
     }
 
     /// A relay's mesh id, from its log: `relay 127.0.0.1:PORT joining ...`.
@@ -268,6 +382,8 @@ final class SoakRun {
         let victim = relays[slot]!
         let id = meshID(victim)
         victim.signal(SIGKILL)
+        victim.waitForExit(seconds: 5)
+        ended(victim)
         relays[slot] = nil
         events.append(.init(t: t, kind: "relay-kill", target: victim.name))
         if let id { pendingRecovery.append((id, t)) }
@@ -279,6 +395,7 @@ final class SoakRun {
         for slot in relays.indices {
             guard let relay = relays[slot], !relay.isRunning else { continue }
             let status = relay.process.terminationStatus
+            ended(relay)
             events.append(.init(t: t, kind: status == 0 ? "relay-spent" : "relay-exit", target: relay.name))
             if status != 0 { logger.warning("\(relay.name) exited with status \(status)") }
             relays[slot] = nil
@@ -291,6 +408,10 @@ final class SoakRun {
         guard !active.isEmpty else { return }
         let leaving = active[Int(rng.next() % UInt64(active.count))]
         leaving.signal(SIGTERM)
+        if lan != nil {
+            leaving.waitForExit(seconds: 15)
+            ended(leaving)
+        }
         events.append(.init(t: t, kind: "player-leave", target: leaving.name))
         if let newcomer = try? startPlayer() { players.append(newcomer) }
     }
@@ -356,13 +477,17 @@ final class SoakRun {
     /// Players first (they write their reports), then relays, then the origin; returns what the origin sent.
     @discardableResult
     private func stopAll() -> Int {
+        let running = players.filter(\.isRunning)
         for p in players { p.signal(SIGTERM) }
         for p in players { p.waitForExit(seconds: 15) }
+        for p in running { ended(p) }
         for r in relays.compactMap({ $0 }) { r.signal(SIGTERM) }
         for r in relays.compactMap({ $0 }) { r.waitForExit(seconds: 10) }
+        for r in relays.compactMap({ $0 }) { ended(r) }
         guard let origin else { return 0 }
         origin.signal(SIGTERM)
         origin.waitForExit(seconds: 20)
+        ended(origin)
         // `done: N chunks, B bytes sent over L link(s), D dropped`
         let done = origin.line(containing: "done:") ?? ""
         return Int(done.split(separator: " ").drop { $0 != "chunks," }.dropFirst().first ?? "") ?? 0

@@ -71,3 +71,39 @@ public struct BudgetDistribution: CustomStringConvertible, Sendable {
         return Int(low == high ? low : Double.random(in: low...high, using: &rng))
     }
 }
+
+/// `--declared`: what relays and players are told of their uplinks. `none`: nothing (as a newcomer runs it; the
+/// node finds out what it can send); `honest`: its real uplink; `4x`: four times it (a claim it cannot keep).
+public enum DeclaredUplink: CustomStringConvertible, Sendable, Equatable {
+    case none
+    case honest
+    case times(Double)
+
+    public init?(argument: String) {
+        switch argument.lowercased() {
+        case "none": self = .none
+        case "honest": self = .honest
+        case let text where text.hasSuffix("x"):
+            guard let factor = Double(text.dropLast()), factor > 0, factor.isFinite, factor <= 1000 else { return nil }
+            self = .times(factor)
+        default: return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .none: "none"
+        case .honest: "honest"
+        case .times(let f): "\(f)x"
+        }
+    }
+
+    /// The `--uplink` a node with this real uplink is given, bits/s; nil for none.
+    public func declare(_ real: Double) -> Double? {
+        switch self {
+        case .none: nil
+        case .honest: real
+        case .times(let f): real * f
+        }
+    }
+}

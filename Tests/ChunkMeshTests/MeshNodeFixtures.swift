@@ -60,11 +60,12 @@ class MeshNodeTestCase: XCTestCase {
         }
     }
 
-    func waitUntil(_ what: String, seconds: Double = 20, _ condition: () -> Bool) -> Bool {
+    /// Waits for `condition`, with a deadline; `what` is read when it times out, so it can show the state then.
+    func waitUntil(_ what: @autoclosure () -> String, seconds: Double = 20, _ condition: () -> Bool) -> Bool {
         let end = Date().addingTimeInterval(seconds)
         while !condition() {
             if Date() > end {
-                XCTFail("timed out waiting for \(what)")
+                XCTFail("timed out waiting for \(what())")
                 return false
             }
             usleep(20_000)

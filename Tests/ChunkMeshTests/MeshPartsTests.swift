@@ -94,11 +94,11 @@ final class MeshPartsTests: XCTestCase {
 
     func testAParentIsTakenOnlyWhenAskedAndALossyOneIsFound() {
         var parents = ParentSet(count: 2)
-        XCTAssertEqual(parents.accept(0, from: "p:1", now: 0, heldUpTo: nil).taken, false, "a yes nobody asked for")
+        XCTAssertEqual(parents.accept(0, from: "p:1", now: 0).taken, false, "a yes nobody asked for")
         XCTAssertTrue(parents.ask("p:1", for: [0, 1], now: 0, linked: false), "not linked: dial")
         XCTAssertFalse(parents.ask("p:1", for: [0], now: 0, linked: false), "dialling already")
         XCTAssertEqual(parents.linkUp("p:1"), [0, 1])
-        XCTAssertEqual(parents.accept(0, from: "p:1", now: 0, heldUpTo: 10).taken, true)
+        XCTAssertEqual(parents.accept(0, from: "p:1", now: 0).taken, true)
         XCTAssertEqual(parents.needed, [])
         XCTAssertEqual(parents.substreams(from: "p:1"), [0])
         // Substream 0's slots are even seqs: 12, 14, 16... Two of ten missing is lossy.

@@ -95,11 +95,13 @@ final class MeshPeerTests: XCTestCase {
         sim.send("a", .retire)
         XCTAssertTrue(sim.peers["a"]!.retired)
         XCTAssertEqual(sim.peers["a"]!.residualUnits, 0)
+        XCTAssertNil(sim.handedOffAt("a"), "its children have not moved yet")
         for _ in 0..<500 {
             sim.run(for: 10_000)
             for c in children { XCTAssertTrue(sim.peers[c]!.hasAllParents, "\(c) lost a parent at \(sim.now): \(sim.peers[c]!.debugState)") }
         }
         XCTAssertEqual(sim.peers["a"]!.children, [:], "every child moved")
+        XCTAssertNotNil(sim.handedOffAt("a"), "the core says so, and its driver stops waiting")
         for c in children {
             XCTAssertFalse(sim.peers[c]!.parents.values.contains("a"), c)
             XCTAssertEqual(gaps(sim, c, upTo: sim.producedSeqs - 10), [], c)
@@ -123,8 +125,10 @@ final class MeshPeerTests: XCTestCase {
         sim.send("a", .retire)
         sim.run(for: 3_000_000)
         XCTAssertEqual(Set(sim.peers["a"]!.children.keys), ["c0", "c1"], "still fed: nobody else has room")
+        XCTAssertNil(sim.handedOffAt("a"))
         sim.send("a", .shedChildren)
         XCTAssertEqual(sim.peers["a"]!.children, [:])
+        XCTAssertEqual(sim.handedOffAt("a"), sim.now, "letting the rest go ends the hand-off")
         sim.run(for: 1_000_000)
         for c in ["c0", "c1"] { XCTAssertFalse(sim.peers[c]!.parents.values.contains("a"), c) }
     }

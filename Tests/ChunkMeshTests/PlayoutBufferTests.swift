@@ -105,6 +105,18 @@ final class PlayoutBufferTests: XCTestCase {
         XCTAssertEqual(buffer.stats.expected, 2)
     }
 
+    func testAStopCutsOffWhatWasNotDueYetWithoutCountingItMissing() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)
+        _ = buffer.receive(chunk(5, at: 1_000_000, ra: true), now: 1_000_000)
+        XCTAssertEqual(seqs(buffer.pull(now: 0)), ["0"])
+        // Stopping at 2.5 s: 1 and 2 were due by then (2.2 and 2.4 s), 3 and 4 not yet (2.6 and 2.8 s).
+        XCTAssertEqual(seqs(buffer.drain(stoppingAt: 2_500_000)), ["skip1-4", "5"])
+        XCTAssertEqual(buffer.stats.missing, 2)
+        XCTAssertEqual(buffer.stats.cutOff, 2)
+        XCTAssertEqual(buffer.stats.expected, 4)
+    }
+
     func testDrainSkipsGapsAndResumesOnlyAtARandomAccessChunk() {
         var buffer = PlayoutBuffer(playoutDelay: delay)
         _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)

@@ -93,11 +93,21 @@ public struct LinkCipher {
         var out = allocator.buffer(capacity: plaintext.readableBytes + Self.tagLength)
         switch sending {
         case .rc4(var rc4, let mac):
-            out.writeImmutableBuffer(plaintext)
-            out.withUnsafeMutableReadableBytes { rc4.apply(to: $0) }
+            // One pass: each block is copied through the cipher and into the tag while it is in cache.
+            var hmac = Self.hmac(mac: mac, counter: counter, header: header)
+            let count = plaintext.readableBytes
+            out.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { dst in
+                plaintext.withUnsafeReadableBytes { src in
+                    Self.blocks(count) { range in
+                        let block = UnsafeMutableRawBufferPointer(rebasing: dst[range])
+                        rc4.apply(from: UnsafeRawBufferPointer(rebasing: src[range]), to: block)
+                        hmac.update(data: UnsafeRawBufferPointer(block))
+                    }
+                }
+                return count
+            }
             sending = .rc4(rc4, mac: mac)
-            let tag = out.withUnsafeReadableBytes { Self.tag(mac: mac, counter: counter, header: header, ciphertext: $0) }
-            out.writeBytes(tag)
+            out.writeBytes(Self.finish(hmac))
         case .chacha(let key):
             let box = plaintext.withUnsafeReadableBytes { pt in
                 try! ChaChaPoly.seal(pt, using: key, nonce: Self.nonce(counter), authenticating: header)
@@ -118,13 +128,23 @@ public struct LinkCipher {
         let tag = payload.getBytes(at: payload.readerIndex + bodyLength, length: Self.tagLength)!
         switch receiving {
         case .rc4(var rc4, let mac):
-            let expected = body.withUnsafeReadableBytes { Self.tag(mac: mac, counter: counter, header: header, ciphertext: $0) }
-            guard constantTimeEqual(expected, tag) else { throw LinkCipherError.badTag(counter: counter) }
-            // The slice shares storage with the received frame: copy before decrypting in place.
+            // One pass, as in `seal`: each block goes into the tag and through the cipher into a buffer of its own
+            // (the frame's shares storage with what the link read). Nothing of it is returned unless the tag holds,
+            // and a link whose tag fails is closed, so the cipher's state moving on does not matter.
+            var hmac = Self.hmac(mac: mac, counter: counter, header: header)
             var plain = ByteBuffer()
             plain.reserveCapacity(bodyLength)
-            plain.writeBuffer(&body)
-            plain.withUnsafeMutableReadableBytes { rc4.apply(to: $0) }
+            plain.writeWithUnsafeMutableBytes(minimumWritableBytes: bodyLength) { dst in
+                body.withUnsafeReadableBytes { src in
+                    Self.blocks(bodyLength) { range in
+                        let block = UnsafeRawBufferPointer(rebasing: src[range])
+                        hmac.update(data: block)
+                        rc4.apply(from: block, to: UnsafeMutableRawBufferPointer(rebasing: dst[range]))
+                    }
+                }
+                return bodyLength
+            }
+            guard constantTimeEqual(Self.finish(hmac), tag) else { throw LinkCipherError.badTag(counter: counter) }
             receiving = .rc4(rc4, mac: mac)
             receiveCounter += 1
             return plain
@@ -143,12 +163,24 @@ public struct LinkCipher {
         }
     }
 
-    private static func tag(mac: SymmetricKey, counter: UInt64, header: [UInt8], ciphertext: UnsafeRawBufferPointer) -> [UInt8] {
+    /// The tag covers the counter, the header and the ciphertext.
+    private static func hmac(mac: SymmetricKey, counter: UInt64, header: [UInt8]) -> HMAC<SHA256> {
         var hmac = HMAC<SHA256>(key: mac)
         withUnsafeBytes(of: counter.bigEndian) { hmac.update(data: $0) }
         hmac.update(data: header)
-        hmac.update(data: ciphertext)
-        return Array(hmac.finalize()).prefix(tagLength).map { $0 }
+        return hmac
+    }
+
+    private static func finish(_ hmac: HMAC<SHA256>) -> [UInt8] { Array(Array(hmac.finalize()).prefix(tagLength)) }
+
+    /// `count` bytes in blocks small enough to stay in the first-level cache between the cipher and the tag.
+    private static func blocks(_ count: Int, _ body: (Range<Int>) -> Void) {
+        var start = 0
+        while start < count {
+            let end = min(count, start + 4096)
+            body(start..<end)
+            start = end
+        }
     }
 
     private static func nonce(_ counter: UInt64) -> ChaChaPoly.Nonce {

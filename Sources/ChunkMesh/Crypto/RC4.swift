@@ -32,8 +32,15 @@ public struct RC4 {
 
     /// XORs the keystream into `bytes` in place.
     public mutating func apply(to bytes: UnsafeMutableRawBufferPointer) {
-        guard let base = bytes.baseAddress else { return }
-        let count = bytes.count
+        apply(from: UnsafeRawBufferPointer(bytes), to: bytes)
+    }
+
+    /// XORs the keystream into `source` and writes the result to `destination` (at least as long; the two may be the
+    /// same memory): a copy and a cipher in one pass.
+    public mutating func apply(from source: UnsafeRawBufferPointer, to destination: UnsafeMutableRawBufferPointer) {
+        precondition(destination.count >= source.count, "RC4 writes as many bytes as it reads")
+        guard let src = source.baseAddress, let base = destination.baseAddress else { return }
+        let count = source.count
         // Indices live inside the closure: captured from outside, they would stay in memory.
         (i, j) = s.withUnsafeMutableBufferPointer { [i, j] sp in
             let s = sp.baseAddress!
@@ -59,12 +66,12 @@ public struct RC4 {
                 k |= next() << 40
                 k |= next() << 48
                 k |= next() << 56
-                let v = base.loadUnaligned(fromByteOffset: n, as: UInt64.self)
+                let v = src.loadUnaligned(fromByteOffset: n, as: UInt64.self)
                 base.storeBytes(of: v ^ UInt64(littleEndian: k), toByteOffset: n, as: UInt64.self)
                 n += 8
             }
             while n < count {
-                base.storeBytes(of: base.load(fromByteOffset: n, as: UInt8.self) ^ UInt8(truncatingIfNeeded: next()),
+                base.storeBytes(of: src.load(fromByteOffset: n, as: UInt8.self) ^ UInt8(truncatingIfNeeded: next()),
                                 toByteOffset: n, as: UInt8.self)
                 n += 1
             }

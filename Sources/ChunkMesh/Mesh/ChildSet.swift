@@ -22,6 +22,9 @@ struct ChildSet {
 
     func contains(_ child: PeerID) -> Bool { substreams[child] != nil }
     func feeds(_ child: PeerID, _ substream: Int) -> Bool { substreams[child]?.contains(substream) == true }
+    /// Children that take that substream here.
+    func fanOut(of substream: Int) -> Int { substreams.values.reduce(0) { $0 + ($1.contains(substream) ? 1 : 0) } }
+
     /// Whether some child takes that substream here.
     func serves(_ substream: Int) -> Bool { substreams.values.contains { $0.contains(substream) } }
 
@@ -38,25 +41,49 @@ struct ChildSet {
     private var receiversOf: [Int: [PeerID]] = [:]
 
     mutating func add(_ child: PeerID, _ taken: [Int]) {
+        if substreams[child] == nil {
+            added += 1
+            order[child] = added
+        }
         substreams[child, default: []].formUnion(taken)
         receiversOf.removeAll()
     }
 
+    /// When each child came, in order: the youngest goes first when the uplink cannot carry them all.
+    private var order: [PeerID: Int] = [:]
+    private var added = 0
+
+    /// The unit to let go first when the uplink cannot carry them all: of the weakest uploader (the longest sched;
+    /// one that uploads nothing, none), the youngest among equals; its highest substream.
+    func weakest(sched: (PeerID) -> Int64?) -> (child: PeerID, substream: Int)? {
+        let pick = substreams.keys.max { a, b in
+            let (sa, sb) = (sched(a) ?? .max, sched(b) ?? .max)
+            return sa != sb ? sa < sb : (order[a] ?? 0, a) < (order[b] ?? 0, b)
+        }
+        guard let pick, let s = substreams[pick]?.max() else { return nil }
+        return (pick, s)
+    }
+
     mutating func remove(_ child: PeerID, _ dropped: [Int]) {
         substreams[child]?.subtract(dropped)
-        if substreams[child]?.isEmpty == true { substreams.removeValue(forKey: child) }
+        if substreams[child]?.isEmpty == true {
+            substreams.removeValue(forKey: child)
+            order.removeValue(forKey: child)
+        }
         receiversOf.removeAll()
     }
 
     /// The link to it is gone: nothing is owed any more.
     mutating func drop(_ peer: PeerID) {
         if substreams.removeValue(forKey: peer) != nil { receiversOf.removeAll() }
+        order.removeValue(forKey: peer)
         sentTo.removeValue(forKey: peer)
         repairBudget.removeValue(forKey: peer)
     }
 
     mutating func rename(_ old: PeerID, to new: PeerID) {
         if let subs = substreams.removeValue(forKey: old) { substreams[new, default: []].formUnion(subs) }
+        if let n = order.removeValue(forKey: old) { order[new] = n }
         receiversOf.removeAll()
         if let seqs = sentTo.removeValue(forKey: old) { sentTo[new] = seqs }
         if let budget = repairBudget.removeValue(forKey: old) { repairBudget[new] = budget }
@@ -84,12 +111,13 @@ struct ChildSet {
     /// weakest first, one fed `substream` before others (a unit is a unit: the one it frees may carry another
     /// substream); nil when the asker is not that much stronger than any, evicted lately, or the weak ones were
     /// evicted lately themselves.
-    func weaker(than asker: PeerID, askerSched: Int64?, in substream: Int, now: Int64, sched: (PeerID) -> Int64?) -> PeerID? {
+    func weaker(than asker: PeerID, askerSched: Int64?, in substream: Int, now: Int64, sameSubstreamOnly: Bool = false,
+                sched: (PeerID) -> Int64?) -> PeerID? {
         guard let strength = askerSched, preemptedBy[asker].map({ now - $0 >= Self.preemptSpacing }) ?? true else { return nil }
         let evictable = substreams.filter { c in
             c.key != asker && preemptedAt[c.key].map { now - $0 >= Self.preemptProtection } ?? true
         }
-        for sameSubstream in [true, false] {
+        for sameSubstream in sameSubstreamOnly ? [true] : [true, false] {
             let weakest = evictable.filter { !sameSubstream || $0.value.contains(substream) }.keys
                 .compactMap { id in sched(id).map { (id, $0) } }
                 .max { ($0.1, $1.0) < ($1.1, $0.0) }
@@ -116,6 +144,7 @@ struct ChildSet {
         for list in receiversOf.values { all.formUnion(list) }
         all.formUnion(preemptedAt.keys)
         all.formUnion(preemptedBy.keys)
+        all.formUnion(order.keys)
     }
 
     mutating func prune(now: Int64) {

@@ -62,7 +62,7 @@ struct Membership {
     private var probeStarted: [PeerID: Int64] = [:]
     /// Linked peers' room handed out in samples lately: to which askers, when (each asker may take k units).
     private var handedOut: [PeerID: [PeerID: Int64]] = [:]
-    private var refusedAt: [PeerID: Int64] = [:]
+    private var refusedAt: [PeerID: (at: Int64, substreams: Set<Int>)] = [:]
     /// Full peers asked for a weaker child's unit, and when.
     private var askedFull: [PeerID: Int64] = [:]
     /// Answers each peer owes us (asked for, not yet come): an answer nobody asked for is dropped, and a peer that
@@ -196,13 +196,17 @@ struct Membership {
     /// News changed that may make a candidate better (a bootstrap back, say).
     mutating func touch() { version += 1 }
 
-    mutating func refused(by peer: PeerID, now: Int64) {
-        setRoom(of: peer, 0)
-        // Hearsay of its room is older than this answer: only its own next word counts.
-        refusedAt[peer] = now
+    /// A peer said no to these substreams: not asked for them again for `refusalMemory`, or until it tells of room
+    /// again. Its other substreams may still be asked for (a peer refuses one whose fan-out is full, and has room).
+    mutating func refused(by peer: PeerID, substreams: [Int], now: Int64) {
+        let earlier = refusedAt[peer].flatMap { now - $0.at < Self.refusalMemory ? $0.substreams : nil } ?? []
+        refusedAt[peer] = (now, earlier.union(substreams))
     }
 
-    func refusedLately(_ peer: PeerID, now: Int64) -> Bool { refusedAt[peer].map { now - $0 < Self.refusalMemory } ?? false }
+    /// The substreams a peer refused lately.
+    func refusedLately(_ peer: PeerID, now: Int64) -> Set<Int> {
+        refusedAt[peer].flatMap { now - $0.at < Self.refusalMemory ? $0.substreams : nil } ?? []
+    }
     mutating func askedFull(_ peer: PeerID, now: Int64) { askedFull[peer] = now }
     func mayAskFull(_ peer: PeerID, now: Int64) -> Bool { askedFull[peer].map { now - $0 >= Self.fullAskSpacing } ?? true }
 
@@ -337,7 +341,7 @@ struct Membership {
             let delays = measured.values.map(\.delay).sorted()
             typicalLinkDelay = delays.isEmpty ? assumedLinkDelay : delays[delays.count / 2]
         }
-        if !refusedAt.isEmpty { refusedAt = refusedAt.filter { now - $0.value < Self.refusalMemory } }
+        if !refusedAt.isEmpty { refusedAt = refusedAt.filter { now - $0.value.at < Self.refusalMemory } }
         if !askedFull.isEmpty { askedFull = askedFull.filter { now - $0.value < Self.fullAskSpacing } }
         if !handedOut.isEmpty {
             handedOut = handedOut.mapValues { $0.filter { now - $0.value < Self.handOutMemory } }.filter { !$0.value.isEmpty }

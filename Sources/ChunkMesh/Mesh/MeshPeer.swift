@@ -44,11 +44,22 @@ public struct MeshPeerConfig: Sendable {
     public var uplink: BitRate?
     /// The stream's rate, once known (the origin's welcome tells joiners).
     public var streamRate: BitRate?
+    /// Units and sched follow what the peer finds it can send (`UplinkEstimate`), `uplink` capping it (issue 19:
+    /// found out, not declared). Off: `capacityUnits` and `scheduleDelay` as given, or as `uplink` says.
+    public var findsUplink = false
+    /// Where the estimate starts before anything is measured, bits/s (nil: what `capacityUnits` would carry).
+    public var initialUplink: BitRate?
+    /// Bytes a link's socket takes at once (the driver's send buffer): they leave at once, whatever the uplink.
+    public var socketBytes = 0
+    /// Units offered are this part of the estimate: framing, TCP, control messages and repairs take the rest.
+    public var headroom = 0.8
+    /// Children are let go once what they take passes this part of the estimate.
+    public var overload = 0.95
 
     /// Units and sched from the uplink, the stream's rate, k and the chunk duration. Without an uplink, sched is
-    /// what the units imply (units × rate / k of upload).
+    /// what the units imply (units × rate / k of upload). With `findsUplink`, `MeshPeer` sizes from its estimate.
     public mutating func size() {
-        guard let streamRate, streamRate.bitsPerSecond > 0 else { return }
+        guard !findsUplink, let streamRate, streamRate.bitsPerSecond > 0 else { return }
         let upload = uplink ?? BitRate(bitsPerSecond: Double(capacityUnits) * streamRate.bitsPerSecond / Double(plan.count))
         guard upload.bitsPerSecond > 0 else { return }
         if uplink != nil { capacityUnits = max(0, plan.units(uplink: upload, streamRate: streamRate)) }
@@ -87,6 +98,8 @@ public enum MeshEvent: Equatable, Sendable {
     case misbehaved(PeerID)
     /// Leave on purpose: children are told first.
     case leave
+    /// The driver says `bytes` of the chunk it was handed for this peer have left (`Egress`): all of it, or a part.
+    case sent(PeerID, bytes: Int)
     /// Upload no more (a budget spent): take no child, tell the children to move; they keep being fed until they
     /// have (make-before-break), or until `shedChildren`. Parents stay: the peer goes on as a leaf.
     case retire
@@ -115,6 +128,29 @@ public enum MeshAction: Equatable, Sendable {
     case deliver(Chunk)
     /// The parent of each substream changed (for reports and logs).
     case parentsChanged([Int: PeerID])
+    /// A retiring peer's children have all moved (or been let go): its hand-off is done.
+    case handedOff
+}
+
+/// Why a substream's parent changed (counted in `MeshPeer.changeCauses`, named in logs and reports).
+public enum ParentChange: String, CaseIterable, Sendable, Comparable {
+    /// A parent chosen for a substream without one, or found by continuous improvement.
+    case select, improve
+    /// A parent that delivers late compared with the others, or is leaving or retiring: moved from before it goes.
+    case late, leaving
+    /// The parent went (`lost`), refused the substream, sent too little of it (`starved`, `lossy`), formed a loop
+    /// through this peer, or plays an older run of the origin (`epoch`).
+    case lost, refused, starved, lossy, loop, epoch
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// Why a peer opened a link (`MeshPeer.dialCauses`).
+public enum Dial: String, CaseIterable, Sendable, Comparable {
+    /// To ask a parent for substreams, to probe a candidate's delay, to learn more peers, to reach its bootstrap.
+    case parent, probe, explore, bootstrap
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// The Fast-Mesh peer (design §3) as a pure state machine: events and `now` in, actions out.
@@ -129,20 +165,41 @@ public struct MeshPeer {
     private var penalties = Penalties()
     private var childSet = ChildSet()
     private var store: ChunkWindow
+    /// What leaves, in what order, and how fast this peer finds it can send.
+    public private(set) var egress: Egress
     /// The origin run this peer plays; a newer one (a restarted origin) resets the stream state.
     public private(set) var epoch: UInt64
     public private(set) var parentChanges = 0
     /// Parent changes by cause (a parent lost, refused, starved...; a move found by improvement or selection).
-    public private(set) var changeCauses: [String: Int] = [:]
-    private var pendingCause = "select"
+    public private(set) var changeCauses: [ParentChange: Int] = [:]
+    private var pendingCause = ParentChange.select
+    /// Units of children let go because the uplink could not carry them (`resize`).
+    public private(set) var childrenShed = 0
+    /// Units this peer may offer besides what its estimate allows (`findsUplink`, not at the origin): it starts at a
+    /// stream's worth and grows a unit every `allowanceStep` while its units are in use and its live chunks leave in
+    /// time; live chunks that wait too long in the egress (the uplink cannot keep up, whatever the estimate) bring it
+    /// below the units in use, and a child goes. Probing up, backing off at once.
+    private var allowance: Int?
+    private var lateSeen = 0
+    private var nextPressure: Int64 = 0
+    private var nextAllowanceStep: Int64 = 0
+    /// 2 s a unit left relays on loopback offering 9 of the 16 units they declared a minute in, with kills every 10 s:
+    /// children refused for want of room went without a parent for seconds. After a back-off, it waits 4 s.
+    static let allowanceStep: Int64 = 500_000
+    static let allowancePause: Int64 = 4_000_000
     /// Links this peer opened, by why (to ask a parent, to probe, to explore, to reach its bootstrap).
-    public private(set) var dialCauses: [String: Int] = [:]
+    public private(set) var dialCauses: [Dial: Int] = [:]
     public private(set) var leaving = false
     /// Its upload is spent: a leaf from now on (`retire`).
     public private(set) var retired = false
+    /// Retired with children not yet gone: `.handedOff` goes out when the last has.
+    private var handingOff = false
     /// Parents that are leaving or retiring: their substreams move to others before they go (make-before-break).
     private var movingFrom: Set<PeerID> = []
     private var nextMoveTry: Int64 = 0
+    /// A substream moves off a late parent at most this often (its lag is weighed afresh at the new one).
+    private var nextLateMove: Int64 = 0
+    static let lateMoveSpacing: Int64 = 2_000_000
     private var movingSince: Int64?
     /// The time of the event being handled.
     private var lastNow: Int64 = 0
@@ -207,6 +264,17 @@ public struct MeshPeer {
         parentSet = ParentSet(count: config.plan.count)
         store = ChunkWindow(capacity: config.windowChunks, horizon: UInt64(config.repairHorizon / max(1, config.chunkDuration)))
         improvementPeriod = config.improvementPeriod
+        egress = Egress(uplink: UplinkEstimate(initial: Self.initialUplink(config) / 8, cap: config.uplink.map(\.bytesPerSecond),
+                                               absorbed: config.socketBytes),
+                        maxQueueDelay: max(1_000_000, 5 * config.chunkDuration))
+    }
+
+    /// Where a peer's estimate of its uplink starts, bits/s: as given, or what its units carry (1 Mbit/s a unit while
+    /// the stream's rate is unknown).
+    static func initialUplink(_ config: MeshPeerConfig) -> Double {
+        if let given = config.initialUplink { return given.bitsPerSecond }
+        let unit = config.streamRate.map { $0.bitsPerSecond / Double(config.plan.count) } ?? 1e6
+        return max(unit, Double(config.capacityUnits) * unit / config.headroom)
     }
 
     // MARK: what the peer is
@@ -223,7 +291,7 @@ public struct MeshPeer {
     public func delay(of substream: Int) -> Int64? {
         if config.isOrigin { return 0 }
         // A parent that has lost that substream itself passes on no delay, however it says it is fed otherwise.
-        guard let p = parentSet[substream], let k = members[p], !isAvoided(p), k.info.epoch >= epoch,
+        guard let p = parentSet[substream], let k = members[p], k.info.epoch >= epoch,
               substream < k.info.delays.count, let d = k.info.delays[substream] else { return nil }
         return d.saturatingAdd(k.linkDelay ?? members.typicalLinkDelay).saturatingAdd(k.info.scheduleDelay)
     }
@@ -245,15 +313,22 @@ public struct MeshPeer {
         return up
     }
 
+    /// sched as a child sees it: the children of one substream get each chunk one after another, so a new child of
+    /// the busiest substream waits for those before it (never more than the fan-out this peer allows).
+    var advertisedSched: Int64 {
+        let busiest = config.plan.all.map { childSet.fanOut(of: $0) }.max() ?? 0
+        return config.scheduleDelay.saturatingMultiply(Int64(min(fanOutLimit, busiest + 1)))
+    }
+
     /// `info` as told to a peer that is not a child (`PeerInfo.brief`), without the ancestry it would drop.
     var briefInfo: PeerInfo {
         PeerInfo(id: config.me, delays: config.plan.all.map { delay(of: $0) }, residualUnits: leaving ? 0 : residualUnits,
-                 scheduleDelay: config.scheduleDelay, ancestors: config.plan.all.map { parentSet[$0].map { [$0] } ?? [] }, epoch: epoch)
+                 scheduleDelay: advertisedSched, ancestors: config.plan.all.map { parentSet[$0].map { [$0] } ?? [] }, epoch: epoch)
     }
 
     public var info: PeerInfo {
         PeerInfo(id: config.me, delays: config.plan.all.map { delay(of: $0) }, residualUnits: leaving ? 0 : residualUnits,
-                 scheduleDelay: config.scheduleDelay, ancestors: config.plan.all.map { ancestors(of: $0) }, epoch: epoch)
+                 scheduleDelay: advertisedSched, ancestors: config.plan.all.map { ancestors(of: $0) }, epoch: epoch)
     }
 
     /// What this peer hears first hand: itself and every linked peer, brief (its answer to `viewRequest`). A child's
@@ -294,6 +369,7 @@ public struct MeshPeer {
         parentSet.collectPeers(into: &all)
         penalties.collectPeers(into: &all)
         childSet.collectPeers(into: &all)
+        egress.collectPeers(into: &all)
         return all
     }
 
@@ -304,7 +380,7 @@ public struct MeshPeer {
         defer { nextWakeup = wakeup() }
         switch event {
         // What changes this peer's own record is met where it happens (a parent's news, a chunk of a new run).
-        case .chunk, .tick, .message(_, .announce), .message(_, .peers), .message(_, .repair): break
+        case .chunk, .tick, .sent, .message(_, .announce), .message(_, .peers), .message(_, .repair): break
         case .linkDelay(let peer, _) where !parentSet.isParent(peer): break
         default: newsMayHaveChanged = true
         }
@@ -369,7 +445,11 @@ public struct MeshPeer {
             if rate > 0, rate <= WireLimits.maxStreamRate {
                 config.streamRate = BitRate(bitsPerSecond: Double(rate))
                 config.size()
+                egress.start(at: Self.initialUplink(config) / 8)
+                out += resize(now: now)
             }
+        case .sent(let peer, let bytes):
+            if egress.sent(bytes, on: peer, now: now) { out += resize(now: now) }
         case .originIs(let peer):
             if members.isLinked(peer) { config.originID = peer }
         case .originKey(let key):
@@ -383,6 +463,7 @@ public struct MeshPeer {
         case .retire:
             guard !config.isOrigin, !retired else { break }
             retired = true
+            handingOff = true
             config.capacityUnits = 0
             for child in childSet.ids.sorted() { out.append(.send(child, .leaving)) }
             out += announceDownstream(now: now)
@@ -393,7 +474,46 @@ public struct MeshPeer {
                 childSet.drop(child)
             }
         }
+        return out + release(after: out, now: now)
+    }
+
+    /// What the egress lets go now, after `actions`; links they close are forgotten there first. A retiring peer
+    /// whose last child has gone says its hand-off is done.
+    private mutating func release(after actions: [MeshAction], now: Int64) -> [MeshAction] {
+        for case .disconnect(let peer) in actions { egress.forget(peer, now: lastNow) }
+        var out = egress.release(now: now) + relievePressure(now: now)
+        if handingOff, childSet.ids.isEmpty {
+            handingOff = false
+            out.append(.handedOff)
+        }
         return out
+    }
+
+    /// Live chunks waited too long to leave (or were dropped): the uplink cannot carry what this peer took on, so it
+    /// offers one unit less than it uses and lets the weakest child's unit go (once a second at most).
+    private mutating func relievePressure(now: Int64) -> [MeshAction] {
+        guard egress.lateLive > lateSeen else { return [] }
+        lateSeen = egress.lateLive
+        guard config.findsUplink, now >= nextPressure, childSet.usedUnits > (config.isOrigin ? config.plan.count : 0) else { return [] }
+        nextPressure = now + 1_000_000
+        nextAllowanceStep = now + Self.allowancePause
+        allowance = childSet.usedUnits - 1
+        return resize(now: now)
+    }
+
+    /// Once a step: a peer whose units are all in use, and whose chunks leave in time, may offer one more. (Doubling
+    /// until the first back-off, as TCP's slow start does, put 150 simulated peers' max delay at 2.9 s instead of 2.1.)
+    private mutating func growAllowance(now: Int64) -> [MeshAction] {
+        // The origin starts without one (it offers what its estimate allows) and has one only after a back-off.
+        guard config.findsUplink, !config.isOrigin || allowance != nil, now >= nextAllowanceStep else { return [] }
+        nextAllowanceStep = now + Self.allowanceStep
+        let current = allowance ?? config.plan.count
+        guard childSet.usedUnits >= current else {
+            if allowance == nil { allowance = current }
+            return []
+        }
+        allowance = current + 1
+        return resize(now: now)
     }
 
     private mutating func receive(_ message: MeshMessage, from peer: PeerID, now: Int64) -> [MeshAction] {
@@ -407,7 +527,7 @@ public struct MeshPeer {
             let looped = parentSet.substreams(from: peer).filter { s in s < info.ancestors.count && info.ancestors[s].contains(config.me) }
             if !looped.isEmpty {
                 out.append(.send(peer, .unsubscribe(looped)))
-                out += orphan(looped, now: now, cause: "loop")
+                out += orphan(looped, now: now, cause: .loop)
             } else if changed, parentSet.isParent(peer) {
                 out += announceDownstream(now: now)
             }
@@ -440,7 +560,7 @@ public struct MeshPeer {
         case .accept(let substreams):
             var changed = false
             for s in substreams {
-                let (taken, old) = parentSet.accept(s, from: peer, now: now, heldUpTo: store.last(of: s))
+                let (taken, old) = parentSet.accept(s, from: peer, now: now)
                 guard taken else { continue }
                 changed = true
                 // Make-before-break: the old parent goes only once the new one has said yes.
@@ -457,15 +577,16 @@ public struct MeshPeer {
             if !stale.isEmpty { out.append(.send(peer, .unsubscribe(stale))) }
         case .refuse(let substreams):
             for s in substreams { parentSet.withdraw(s, from: peer) }
-            members.refused(by: peer, now: now)
+            members.refused(by: peer, substreams: substreams, now: now)
             // From the parent itself: it gave our unit to a stronger peer. Find another parent at once.
             let dropped = substreams.filter { parentSet[$0] == peer }
-            if !dropped.isEmpty { out += orphan(dropped, now: now, cause: "refused") }
+            if !dropped.isEmpty { out += orphan(dropped, now: now, cause: .refused) }
             out += selectParents(now: now)
         case .repair(let seq):
             // From the child's repair budget: a child that lost a chunk may ask again, not make us resend the window.
+            // It waits in the egress behind every live chunk.
             if let chunk = store[seq], childSet.takeRepair(for: peer, now: now, chunkDuration: config.chunkDuration) {
-                out.append(.sendChunk(peer, chunk))
+                egress.enqueue(chunk, to: peer, live: false, now: now)
             }
         case .leaving:
             // Its substreams move elsewhere while it still feeds them; if it goes first, they are orphaned then.
@@ -494,13 +615,16 @@ public struct MeshPeer {
         var added = 0
         var out: [MeshAction] = []
         for s in valid where delay(of: s) != nil && !ancestors(of: s).contains(child) {
+            // Children of one substream get each chunk one after another: a fan-out past this peer's share in that
+            // substream puts the last of them a burst behind (and its subtree with it).
+            let crowded = childSet.fanOut(of: s) >= fanOutLimit
             if childSet.feeds(child, s) {
                 granted.append(s)
-            } else if added + 1 + unservedSubstreams(besides: granted + [s]) <= residualUnits {
+            } else if !crowded, added + 1 + unservedSubstreams(besides: granted + [s]) <= residualUnits {
                 granted.append(s)
                 added += 1
             } else if let weaker = childSet.weaker(than: child, askerSched: uploadingSched(of: child), in: s, now: lastNow,
-                                                   sched: { members[$0]?.info.scheduleDelay }) {
+                                                   sameSubstreamOnly: crowded, sched: { members[$0]?.info.scheduleDelay }) {
                 // Full: a peer with a much stronger uplink takes the weakest child's place, so strong peers end up
                 // near the source (the snowball of design §3). The weaker one is told and re-parents at once.
                 let lost = childSet.preempt(weaker, for: child, in: s, now: lastNow)
@@ -525,6 +649,13 @@ public struct MeshPeer {
         return out
     }
 
+    /// Children this peer takes in one substream: as many as its uplink sends a chunk to within `fanOutBudget` (they
+    /// get it one after another), one at least. A slow uplink (a chunk in 200 ms or more) feeds one child a substream.
+    private var fanOutLimit: Int {
+        max(1, min(config.capacityUnits, Int(Self.fanOutBudget / max(1, config.scheduleDelay))))
+    }
+    static let fanOutBudget: Int64 = 300_000
+
     /// An asker's sched, if it has upload to give (room in its news): only a peer that will feed others takes a
     /// weaker child's unit, or a leaf would push out the relays.
     private func uploadingSched(of peer: PeerID) -> Int64? {
@@ -532,9 +663,41 @@ public struct MeshPeer {
         return news.scheduleDelay
     }
 
-    /// A chunk to a peer, unless this link has carried it already.
+    /// A chunk to a peer, unless this link has carried it already: into the egress, which hands it out when the
+    /// uplink has room (at the end of the event), the newest chunks before older ones.
     private mutating func sendChunk(_ chunk: Chunk, to peer: PeerID) -> [MeshAction] {
-        childSet.markSent(chunk.seq, to: peer) ? [.sendChunk(peer, chunk)] : []
+        guard childSet.markSent(chunk.seq, to: peer) else { return [] }
+        let live = chunk.seq &+ UInt64(2 * config.plan.count) > (store.newest ?? 0)
+        egress.enqueue(chunk, to: peer, live: live, now: lastNow)
+        return []
+    }
+
+    /// Units and sched from what this peer finds it can send (`findsUplink`); past `overload` of it, the children
+    /// it cannot feed are let go, the weakest uploaders and then the youngest first, before they miss deadlines.
+    private mutating func resize(now: Int64) -> [MeshAction] {
+        guard config.findsUplink, let stream = config.streamRate, stream.bitsPerSecond > 0 else { return [] }
+        let bits = egress.uplink.rate * 8
+        let unit = stream.bitsPerSecond / Double(config.plan.count)
+        if allowance == nil, !config.isOrigin { allowance = config.plan.count }
+        // The origin serves every substream at least once, whatever its uplink: a substream that leaves it nowhere
+        // cannot be had at all.
+        let floor = config.isOrigin ? config.plan.count : 0
+        let units = retired ? 0 : max(floor, min(Int(bits * config.headroom / unit), allowance ?? .max))
+        let sched = min(max(1, SubstreamPlan.scheduleDelay(streamRate: stream, chunkDuration: config.chunkDuration,
+                                                            uplink: BitRate(bitsPerSecond: max(1, bits)))), WireLimits.maxDelay)
+        if units != config.capacityUnits || sched != config.scheduleDelay {
+            config.capacityUnits = units
+            config.scheduleDelay = sched
+            newsMayHaveChanged = true
+        }
+        let bearable = max(floor, min(Int(bits * config.overload / unit), allowance ?? .max))
+        var out: [MeshAction] = []
+        while childSet.usedUnits > bearable, let (child, s) = childSet.weakest(sched: { members[$0]?.info.scheduleDelay }) {
+            childSet.remove(child, [s])
+            out.append(.send(child, .refuse([s])))
+        }
+        childrenShed += out.count
+        return out
     }
 
     /// The origin keeps a unit for every substream nobody takes from it yet: a substream that leaves the origin
@@ -565,7 +728,7 @@ public struct MeshPeer {
             // A parent that loses a good part of what it took on (it claimed an uplink it does not have) goes.
             out.append(.send(from, .unsubscribe([s])))
             punish(from, now: now)
-            out += orphan([s], now: now, cause: "lossy")
+            out += orphan([s], now: now, cause: .lossy)
         }
         guard chunk.epoch > epoch || store[chunk.seq] == nil else { return out }
         if let from, let key = config.verifier, !key.verifies(chunk) {
@@ -578,7 +741,11 @@ public struct MeshPeer {
             if let from { members.setEpoch(of: from, chunk.epoch) }
             out += newEpoch(chunk.epoch, now: now)
         }
-        if let from, parentSet[s] == from { parentSet.fed(s, now: now) }
+        if let from, parentSet[s] == from {
+            parentSet.fed(s, now: now)
+            // Its newest: how late it comes, against the other parents (a backlog's older chunks do not count).
+            if chunk.seq >= store.last(of: s) ?? 0 { parentSet.noteLag(s, now.saturatingSubtract(chunk.ingestTime)) }
+        }
         if store.insert(chunk, substream: s) { childSet.forgetSent(below: store.low, window: store.capacity) }
         // Chunks' durations jitter around the target: only a change of more than a tenth is a new duration (sched,
         // the repair horizon and the parent timeout follow it; a jitter would re-announce the news every chunk).
@@ -594,7 +761,24 @@ public struct MeshPeer {
         for child in childSet.receivers(of: s, endOfStream: chunk.isEndOfStream) where child != from {
             out += sendChunk(chunk, to: child)
         }
+        if from != nil, now >= nextLateMove, let late = parentSet.late(margin: lateMargin) {
+            nextLateMove = now + Self.lateMoveSpacing
+            out += moveLate(late, now: now)
+        }
         return out
+    }
+
+    /// A parent whose chunks come this much later than another parent's is late: its substream moves.
+    private var lateMargin: Int64 { max(600_000, 3 * config.chunkDuration) }
+
+    /// A substream whose parent delivers late against the others (it claims more uplink than it has, or one above it
+    /// does) moves to the best other candidate, make-before-break; the late one is not asked again for a while.
+    private mutating func moveLate(_ s: Int, now: Int64) -> [MeshAction] {
+        guard let old = parentSet[s], parentSet.pending[s] == nil, !leaving else { return [] }
+        members.refused(by: old, substreams: [s], now: now)
+        guard let to = ParentSelector.select(needed: [s], from: candidates(), me: config.me)[s], to != old else { return [] }
+        pendingCause = .late
+        return ask([s: to], now: now)
     }
 
     // MARK: timers
@@ -615,7 +799,7 @@ public struct MeshPeer {
         }
         if !hasAllParents, let bootstrap = config.bootstrap, !members.isLinked(bootstrap), now >= nextBootstrapTry {
             nextBootstrapTry = now + 2_000_000
-            out.append(dial(bootstrap, for: "bootstrap"))
+            out.append(dial(bootstrap, for: .bootstrap))
         }
         // A substream whose parent stays connected but forwards nothing is as good as orphaned.
         let starved = parentSet.starved(now: now, timeout: config.parentTimeout)
@@ -628,7 +812,7 @@ public struct MeshPeer {
                 // It did not deliver: not a parent to take again for a while.
                 if flowing || parentSet.neverFed(substreams) { punish(parent, now: now) }
             }
-            out += orphan(starved, now: now, cause: "starved")
+            out += orphan(starved, now: now, cause: .starved)
         }
         // A subscribe is answered within a round trip or two; past that (at least a second), try someone else.
         let overdue = parentSet.pending.filter { now >= pendingDeadline($0.value) }.map { ($0.key, $0.value.peer) }
@@ -660,9 +844,15 @@ public struct MeshPeer {
         defer { if members.typicalLinkDelay != typical { newsMayHaveChanged = true } } // a parent's delay may be that guess
         childSet.prune(now: now)
         if !dialling.isEmpty { dialling = dialling.filter { now - $0.value < 30_000_000 } }
+        var out: [MeshAction] = []
+        // A link whose chunk does not leave cannot drain (its peer does not read): it goes, the others never wait.
+        for peer in egress.stalled(now: now) {
+            out.append(.disconnect(peer))
+            out += lose(peer, now: now)
+        }
         penalties.prune(now: now) { members.knows($0) }
         members.prune(now: now)
-        return closeIdleLinks(now: now)
+        return out + growAllowance(now: now) + closeIdleLinks(now: now)
     }
 
     /// When a subscribe not answered is given up.
@@ -678,6 +868,7 @@ public struct MeshPeer {
         var at = min(nextHousekeeping, nextGossip)
         if downstreamAnnounceDue { at = min(at, lastDownstreamAnnounce + Self.downstreamSpacing) }
         if briefAnnounceDue { at = min(at, max(lastBriefAnnounce + Self.briefSpacing, lastDownstreamAnnounce + Self.downstreamSpacing)) }
+        if let paced = egress.nextWakeup { at = min(at, paced) }
         if config.isOrigin { return max(at, lastNow + 1) }
         // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
         if !hasAllParents || !parentSet.pending.isEmpty || store.hasGap(substreams: config.plan.count) {
@@ -692,7 +883,7 @@ public struct MeshPeer {
     }
 
     /// A link to open, and why (for the report's counts).
-    private mutating func dial(_ peer: PeerID, for cause: String? = nil) -> MeshAction {
+    private mutating func dial(_ peer: PeerID, for cause: Dial? = nil) -> MeshAction {
         if let cause { dialCauses[cause, default: 0] += 1 }
         dialling[peer] = lastNow
         return .connect(peer)
@@ -717,7 +908,7 @@ public struct MeshPeer {
             return pa != pb ? pa < pb : a.id > b.id
         }) else { return explore() }
         members.startProbe(best.id, now: lastNow)
-        return [dial(best.id, for: "probe")]
+        return [dial(best.id, for: .probe)]
     }
 
     /// Short of parents with no candidate to probe: a link to a peer heard of at random, whose answer to this peer's
@@ -728,7 +919,7 @@ public struct MeshPeer {
         guard !options.isEmpty else { return [] }
         let id = options.sorted()[Int(rng.next() % UInt64(options.count))]
         members.startProbe(id, now: lastNow, explore: true)
-        return [dial(id, for: "explore")]
+        return [dial(id, for: .explore)]
     }
 
     /// A link to let go at once: no role, not this peer's own probe or needed bootstrap, and more such links than
@@ -888,7 +1079,7 @@ public struct MeshPeer {
             plan[s] = askFull(for: s, now: now)
         }
         fruitlessSearch = plan.isEmpty ? (members.version, needed, now) : nil
-        pendingCause = "select"
+        pendingCause = .select
         return ask(plan, now: now)
     }
 
@@ -916,7 +1107,7 @@ public struct MeshPeer {
         for s in needed where plan[s] == nil && now - (movingSince ?? now) >= Self.moveFullAskAfter {
             plan[s] = askFull(for: s, now: now)
         }
-        pendingCause = "leaving"
+        pendingCause = .leaving
         return ask(plan, now: now)
     }
 
@@ -935,7 +1126,7 @@ public struct MeshPeer {
                                                     margin: config.hysteresis, relativeMargin: config.relativeHysteresis)
         else { return [] }
         improvementPeriod = config.improvementPeriod
-        pendingCause = "improve"
+        pendingCause = .improve
         return ask([move.substream: move.to], now: now)
     }
 
@@ -947,7 +1138,7 @@ public struct MeshPeer {
             if let room = members[peer]?.info.residualUnits { members.setRoom(of: peer, room - substreams.count) }
             let linked = members.isLinked(peer)
             if parentSet.ask(peer, for: substreams, now: now, linked: linked) {
-                out.append(dial(peer, for: "parent"))
+                out.append(dial(peer, for: .parent))
             }
             if linked { out.append(.send(peer, .subscribe(substreams.sorted(), fromSeq: store.resumeSeq(for: Set(substreams))))) }
         }
@@ -959,7 +1150,8 @@ public struct MeshPeer {
     private mutating func lose(_ peer: PeerID, now: Int64) -> [MeshAction] {
         members.forget(peer)
         childSet.drop(peer)
-        return orphan(parentSet.drop(peer), now: now, cause: "lost")
+        egress.forget(peer, now: lastNow)
+        return orphan(parentSet.drop(peer), now: now, cause: .lost)
     }
 
     /// The peer dialled as `old` calls itself `new`: the link and what waits on it are the new name's. Its news
@@ -974,6 +1166,7 @@ public struct MeshPeer {
         if config.originID == old { config.originID = new }
         parentSet.rename(old, to: new)
         childSet.rename(old, to: new)
+        egress.rename(old, to: new)
         if movingFrom.remove(old) != nil { movingFrom.insert(new) }
         idleSince.removeValue(forKey: old)
     }
@@ -981,6 +1174,8 @@ public struct MeshPeer {
     /// A peer failed us (stopped forwarding, lost chunks, broke the link's rules): not a parent for a while,
     /// twice as long each time it happens again. The origin is the one source there is: a peer moves away from it
     /// when it loses chunks, but never shuns it (if every peer did, nothing would enter the mesh at all).
+    /// A parent punished in one substream may go on feeding others: its delays there still count (were they dropped,
+    /// its whole subtree here would lose its delays in them), and it is not taken again for a while.
     private mutating func punish(_ peer: PeerID, now: Int64) {
         guard peer != config.originID else { return }
         penalties.punish(peer, now: now)
@@ -1003,11 +1198,11 @@ public struct MeshPeer {
         for (parent, substreams) in Dictionary(grouping: stale.keys, by: { stale[$0]! }).sorted(by: { $0.key < $1.key }) {
             out.append(.send(parent, .unsubscribe(substreams.sorted())))
         }
-        return out + orphan(stale.keys.sorted(), now: now, cause: "epoch")
+        return out + orphan(stale.keys.sorted(), now: now, cause: .epoch)
     }
 
     /// These substreams lost their parent: find new ones at once.
-    private mutating func orphan(_ orphaned: [Int], now: Int64, cause: String) -> [MeshAction] {
+    private mutating func orphan(_ orphaned: [Int], now: Int64, cause: ParentChange) -> [MeshAction] {
         guard !orphaned.isEmpty else { return [] }
         changeCauses[cause, default: 0] += 1
         parentSet.orphan(orphaned)
@@ -1018,10 +1213,14 @@ public struct MeshPeer {
     // MARK: candidates
 
     private func candidate(_ id: PeerID) -> CandidateParent? {
-        guard !isAvoided(id), !movingFrom.contains(id), !members.refusedLately(id, now: lastNow) else { return nil }
+        guard !isAvoided(id), !movingFrom.contains(id) else { return nil }
         let k = config.plan.count
-        guard let news = members[id], news.info.epoch >= epoch, news.info.delays.prefix(k).contains(where: { $0 != nil }) else { return nil }
-        var c = CandidateParent(id: id, delays: news.info.delays.count > k ? Array(news.info.delays.prefix(k)) : news.info.delays,
+        // What it refused lately is not asked of it again (it may feed the rest).
+        let refused = members.refusedLately(id, now: lastNow)
+        var delays = news(of: id, k: k)
+        for s in refused where s < delays.count { delays[s] = nil }
+        guard let news = members[id], news.info.epoch >= epoch, delays.contains(where: { $0 != nil }) else { return nil }
+        var c = CandidateParent(id: id, delays: delays,
                                 linkDelay: news.linkDelay ?? members.typicalLinkDelay, scheduleDelay: news.info.scheduleDelay,
                                 residualUnits: news.info.residualUnits, ancestors: news.info.ancestors)
         // My own child in a substream is below me there, whatever its news says.
@@ -1030,6 +1229,12 @@ public struct MeshPeer {
             c.ancestors[s].append(config.me)
         }
         return c
+    }
+
+    /// A peer's delays in the first `k` substreams, as it last told them.
+    private func news(of id: PeerID, k: Int) -> [Int64?] {
+        guard let delays = members[id]?.info.delays else { return [] }
+        return delays.count > k ? Array(delays.prefix(k)) : delays
     }
 
     /// Candidates with a unit to spare: only those can take a substream. With `measuredOnly`, only those whose link

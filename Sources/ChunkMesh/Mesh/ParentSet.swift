@@ -20,6 +20,11 @@ struct ParentSet {
     /// (two in ten: an honest parent that re-parents sends its backlog in order, so it misses none).
     static let fedLogLength = 10
     static let fedLogMisses = 1
+    /// Per substream, how late its parent's newest chunks come: arrival minus ingest, smoothed (the offset between
+    /// this peer's clock and the origin's is the same in every substream, so only differences count), and how many
+    /// were weighed since the parent took it on.
+    private var lag: [Int: (value: Double, count: Int)] = [:]
+    static let lagSamples = 4
 
     init(count: Int) { self.count = count }
 
@@ -61,15 +66,17 @@ struct ParentSet {
     }
 
     /// `peer` said yes to `substream`: it is the parent now. Returns the parent it replaces, if another.
-    mutating func accept(_ substream: Int, from peer: PeerID, now: Int64, heldUpTo: UInt64?) -> (taken: Bool, old: PeerID?) {
+    mutating func accept(_ substream: Int, from peer: PeerID, now: Int64) -> (taken: Bool, old: PeerID?) {
         guard pending[substream]?.peer == peer else { return (false, nil) }
         pending.removeValue(forKey: substream)
         let old = parents[substream]
         parents[substream] = peer
         lastFed[substream] = now
         fedByParent.remove(substream)
-        // Its slots count from what is held already; older chunks it sends are repairs.
-        lastFromParent[substream] = heldUpTo
+        // Its slots count from the first chunk it sends: that is its newest (live chunks go before a backlog), and the
+        // older ones it sends after are the backlog, not slots of its own.
+        lastFromParent.removeValue(forKey: substream)
+        lag.removeValue(forKey: substream)
         fedLog.removeValue(forKey: substream)
         return (true, old == peer ? nil : old)
     }
@@ -90,6 +97,7 @@ struct ParentSet {
             fedByParent.remove(s)
             lastFromParent.removeValue(forKey: s)
             fedLog.removeValue(forKey: s)
+            lag.removeValue(forKey: s)
         }
     }
 
@@ -140,9 +148,28 @@ struct ParentSet {
     /// A new run: slots and asks of the old one are void. Parents stay until their news shows the run.
     mutating func newRun(now: Int64) {
         lastFromParent.removeAll()
+        lag.removeAll()
         fedLog.removeAll()
         pending.removeAll()
         for s in parents.keys { lastFed[s] = now }
+    }
+
+    /// The newest chunk of a substream came from its parent `delay` after it was cut (on this peer's clock against
+    /// the origin's).
+    mutating func noteLag(_ substream: Int, _ delay: Int64) {
+        let d = Double(delay)
+        let old = lag[substream] ?? (d, 0)
+        lag[substream] = (old.value + (d - old.value) / 4, old.count + 1)
+    }
+
+    /// A substream whose parent's chunks come more than `margin` later than another parent's do (each weighed a
+    /// few times since it took its substream): the latest such.
+    func late(margin: Int64) -> Int? {
+        let weighed = lag.filter { parents[$0.key] != nil && $0.value.count >= Self.lagSamples }
+        guard weighed.count >= 2, let best = weighed.values.map(\.value).min(),
+              let worst = weighed.max(by: { ($0.value.value, $1.key) < ($1.value.value, $0.key) }),
+              worst.value.value - best > Double(margin) else { return nil }
+        return worst.key
     }
 
     /// Counts a chunk its parent sent in a substream, and the substream's slots it skipped since the last one.

@@ -38,6 +38,8 @@ public struct PlayoutBuffer {
         public var duplicates = 0
         /// Times the origin restarted under us.
         public var restarts = 0
+        /// Chunks skipped at a stop before their deadline came (`drain(stoppingAt:)`): neither missed nor expected.
+        public var cutOff = 0
         /// Released or skipped so far: the chunks the stream had for us.
         public var expected: Int { onTime + late + missing }
     }
@@ -137,14 +139,17 @@ public struct PlayoutBuffer {
     /// Releases what is buffered: the stream is stopping, or its run ended (a restarted origin). Nothing more will
     /// come to fill a gap, and what lies past one refers to pictures in it: play resumes only at a random-access
     /// chunk held beyond it; the chunks before that are skipped with the gap (a decoder would only show errors).
-    public mutating func drain() -> [Output] {
+    ///
+    /// With `stoppingAt`, the player is stopping then: a chunk skipped whose deadline had not come is cut off by the
+    /// stop (`Stats.cutOff`), not missed; it may well have been on its way.
+    public mutating func drain(stoppingAt now: Int64? = nil) -> [Output] {
         var out: [Output] = []
         while !finished, let seq = next, !pending.isEmpty {
             if pending[seq] != nil {
                 out += pull(now: .min)
             } else {
                 let resume = pending.filter { $0.value.chunk.isRandomAccess || $0.value.chunk.isEndOfStream }.keys.min()
-                out.append(skip(through: (resume ?? pending.keys.max()! + 1) - 1))
+                out.append(skip(through: (resume ?? pending.keys.max()! + 1) - 1, stoppingAt: now))
             }
         }
         return out
@@ -160,11 +165,25 @@ public struct PlayoutBuffer {
     private mutating func skipGap() -> Output { skip(through: pending.keys.min()! - 1) }
 
     /// Gives up on everything from the next seq to `last`, in one step; chunks held in that range are dropped.
-    private mutating func skip(through last: UInt64) -> Output {
+    private mutating func skip(through last: UInt64, stoppingAt now: Int64? = nil) -> Output {
         let first = next!
         next = last + 1
+        var cutOff = 0
+        if let now, last - first < UInt64(capacity) * 4 {
+            // A seq's deadline: its own chunk's if held, else the next held chunk's less a chunk's duration a seq.
+            let held = pending.keys.filter { $0 >= first }.sorted()
+            for seq in first...last {
+                guard let ref = held.first(where: { $0 >= seq }), let chunk = pending[ref]?.chunk else {
+                    cutOff += 1 // after all that came: it had not come yet
+                    continue
+                }
+                let due = deadline(of: chunk).saturatingSubtract(Int64(ref - seq).saturatingMultiply(chunk.duration))
+                if due > now { cutOff += 1 }
+            }
+        }
         if let held = pending.keys.min(), held <= last { pending = pending.filter { $0.key > last } }
-        stats.missing += Int(last - first + 1)
+        stats.missing += Int(last - first + 1) - cutOff
+        stats.cutOff += cutOff
         skipped.append(first...last)
         if skipped.count > Self.maxSkipped { skipped.removeFirst() }
         return .skipped(first...last)

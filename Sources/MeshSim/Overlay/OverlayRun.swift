@@ -201,7 +201,8 @@ public enum OverlaySimulation {
     private static func runFastMesh(_ world: OverlayWorld, started: Date, progress: (Int64) -> Void) -> OverlayResult {
         let sc = world.scenario
         let sim = SimulatedMesh(originUnits: world.units[0], originScheduleDelay: world.sched[0],
-                                chunkDuration: sc.chunkDuration, substreams: sc.k)
+                                chunkDuration: sc.chunkDuration, substreams: sc.k, streamRate: sc.rate,
+                                originUplink: BitRate(bitsPerSecond: world.uplink[0]))
         sim.recordDeliveries = false
         sim.maxEvents = .max
         let ids = [sim.origin] + (1..<world.count).map { sim.id("p\($0)") }
@@ -301,10 +302,10 @@ public enum OverlaySimulation {
                             wakeupsPerPeerSecond: Double(sim.wakeups) / max(1, peerSeconds),
                             parentChangesPerPeerMinute: Double(changes) / max(1, peerSeconds) * 60,
                             parentChangeCauses: sim.alive.reduce(into: [:]) { all, id in
-                                for (cause, n) in sim.peers[id]?.changeCauses ?? [:] { all[cause, default: 0] += n }
+                                for (cause, n) in sim.peers[id]?.changeCauses ?? [:] { all[cause.rawValue, default: 0] += n }
                             },
                             dialCauses: sim.alive.reduce(into: [:]) { all, id in
-                                for (cause, n) in sim.peers[id]?.dialCauses ?? [:] { all[cause, default: 0] += n }
+                                for (cause, n) in sim.peers[id]?.dialCauses ?? [:] { all[cause.rawValue, default: 0] += n }
                             },
                             messagesPerPeerSecond: sim.messageCounts.mapValues { (Double($0) / max(1, peerSeconds) * 100).rounded() / 100 })
     }

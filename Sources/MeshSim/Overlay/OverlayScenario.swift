@@ -104,12 +104,13 @@ public struct OverlayWorld: Sendable {
         network = WideAreaNetwork(seed: scenario.seed)
         var rng = SplitMixRandom(seed: scenario.seed)
         let rate = scenario.rate.bitsPerSecond
+        var origins = scenario.originUplink, uplinks = scenario.uplinks
         network.addHost()
-        uplink.append(scenario.originUplink.draw(streamRate: rate, using: &rng))
+        uplink.append(origins.draw(streamRate: rate, using: &rng))
         joinAt.append(0)
         for _ in 0..<scenario.peers {
             network.addHost()
-            uplink.append(scenario.uplinks.draw(streamRate: rate, using: &rng))
+            uplink.append(uplinks.draw(streamRate: rate, using: &rng))
             joinAt.append(Int64.random(in: 0...max(0, scenario.joinSpread), using: &rng))
         }
         // The churn script: who goes when, and the newcomer that replaces it.
@@ -133,7 +134,7 @@ public struct OverlayWorld: Sendable {
             let victim = up.remove(at: Int(rng.next() % UInt64(up.count)))
             events.append(Event(at: at, kind: kind, peer: victim))
             network.addHost()
-            uplink.append(scenario.uplinks.draw(streamRate: rate, using: &rng))
+            uplink.append(uplinks.draw(streamRate: rate, using: &rng))
             let newcomer = uplink.count - 1
             let joins = at + Int64(scenario.churn.down * 1e6)
             joinAt.append(joins)

@@ -73,6 +73,8 @@ struct StaticMesh {
     private mutating func unlink(_ child: Int, _ s: Int) {
         let p = parent[s][child]
         children[s][p].removeAll { $0 == child }
+        // The siblings after it move up a place.
+        if delay[s][p] >= 0 { for c in children[s][p] { setDelays(below: c, s, to: via(p, c, s)) } }
         if residual(p) == 0, alive[p] { withRoom.append(p) }
         used[p] -= 1
         parent[s][child] = -1
@@ -98,9 +100,11 @@ struct StaticMesh {
         }
     }
 
-    /// My delay in `s` through p: D_s(p) + link(p→me) + sched(p).
+    /// My delay in `s` through p: D_s(p) + link(p→me) + sched(p) for each child p sends a chunk of `s` to before
+    /// me and for me (its uplink sends one copy after another, as the egress does): a newcomer comes last.
     private func via(_ p: Int, _ me: Int, _ s: Int) -> Int64 {
-        delay[s][p] + world.network.delay(p, me) + world.sched[p]
+        let place = (children[s][p].firstIndex(of: me) ?? children[s][p].count) + 1
+        return delay[s][p] + world.network.delay(p, me) + Int64(place) * world.sched[p]
     }
 
     /// Whether p may feed `child` in `s`: alive, reaching the source in `s`, and not below `child` there.
