@@ -43,6 +43,20 @@ final class EgressTests: XCTestCase {
         XCTAssertEqual(egress.queued, 0)
     }
 
+    func testAChildThatNeverReadsCostsTheOthersNothing() {
+        // A fast uplink: nothing waits on the window. a's peer takes its first chunk and reads no more.
+        let size = chunk(1).wireBytes
+        var egress = Egress(uplink: UplinkEstimate(initial: Double(size) * 100, cap: nil, absorbed: 0), maxQueueDelay: 1_000_000)
+        egress.enqueue(chunk(1), to: "a:1", live: true, now: 0)
+        XCTAssertEqual(handedOut(egress.release(now: 0)).count, 1)
+        egress.enqueue(chunk(2), to: "a:1", live: true, now: 200_000)
+        egress.enqueue(chunk(3), to: "a:1", live: true, now: 400_000)
+        XCTAssertEqual(handedOut(egress.release(now: 400_000)).count, 0, "a's link holds its first chunk")
+        XCTAssertEqual(handedOut(egress.release(now: 1_500_000)).count, 0)
+        XCTAssertEqual(egress.droppedLive, 2, "past their use")
+        XCTAssertEqual(egress.lateLive, 0, "a's link held them, not the uplink: no child is shed for it")
+    }
+
     func testOnlyLiveChunksTheUplinkHeldBackCountAsLate() {
         // A window of about one chunk (100 ms of the uplink), shared by a and b.
         let size = chunk(1).wireBytes

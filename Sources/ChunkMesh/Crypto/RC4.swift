@@ -35,8 +35,8 @@ public struct RC4 {
         apply(from: UnsafeRawBufferPointer(bytes), to: bytes)
     }
 
-    /// XORs the keystream into `source` and writes the result to `destination` (at least as long; the two may be the
-    /// same memory): a copy and a cipher in one pass.
+    /// XORs the keystream into `source` and writes the result to `destination` (at least as long): a copy and a
+    /// cipher in one pass. The two may be the same memory, but must not overlap otherwise.
     public mutating func apply(from source: UnsafeRawBufferPointer, to destination: UnsafeMutableRawBufferPointer) {
         precondition(destination.count >= source.count, "RC4 writes as many bytes as it reads")
         guard let src = source.baseAddress, let base = destination.baseAddress else { return }

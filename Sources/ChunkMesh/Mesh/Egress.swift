@@ -131,7 +131,7 @@ public struct Egress: Sendable {
             queue.removeAll { now - $0.queuedAt > maxQueueDelay }
             dropped += before - queue.count
             droppedLive += tooOld.filter(\.live).count
-            lateLive += tooOld.filter { $0.live && $0.heldByUplink && !slowLinks.contains($0.to) }.count
+            lateLive += tooOld.filter { $0.live && $0.heldByUplink && !isSlow($0.to, now: now) }.count
         }
         // What waits to go, not counting what each link's socket has taken already (it leaves as fast as it can).
         let absorbed = uplink.absorbed
@@ -157,7 +157,7 @@ public struct Egress: Sendable {
                         break pass
                     }
                 }
-                if live, item.heldByUplink, !slowLinks.contains(item.to), now - item.queuedAt > Self.lateWait { lateLive += 1 }
+                if live, item.heldByUplink, !isSlow(item.to, now: now), now - item.queuedAt > Self.lateWait { lateLive += 1 }
                 let idle = lastDone[item.to].map { now - $0 } ?? Int64.max / 2
                 uplink.handedOut(bytes: item.bytes, linkIdleFor: idle, now: now)
                 onLink[item.to] = OnLink(left: item.bytes, bytes: item.bytes, since: now)
@@ -178,6 +178,11 @@ public struct Egress: Sendable {
     /// for it: that link is slow (its peer does not read fast enough), and the others do not wait for it.
     private func isHeldUp(_ item: OnLink, now: Int64) -> Bool {
         item.since < newestDone - 50_000 || now - item.since > 300_000 + Int64(4e6 * Double(item.bytes) / max(1, uplink.rate))
+    }
+
+    /// A link whose last chunk was held up, or whose chunk on its way is held up now (a peer that stopped reading).
+    private func isSlow(_ peer: PeerID, now: Int64) -> Bool {
+        slowLinks.contains(peer) || onLink[peer].map { isHeldUp($0, now: now) } == true
     }
 
     /// Links whose chunk has not left within `stallTimeout`.

@@ -414,7 +414,7 @@ public final class MeshNode: @unchecked Sendable {
             }
             channel.writeAndFlush(EncodedMessage(.mesh(wire)), promise: nil)
         case .sendChunk(let number, let chunk):
-            guard let id = names.name(number) else { return }
+            guard let id = names.name(number) else { return reportSent(chunk.wireBytes, on: number) }
             guard let channel = links[id] else { return reportSent(chunk.wireBytes, on: number) }
             if configuration.faults.mute { return reportSent(chunk.wireBytes, on: number) }
             if encoded?.seq != chunk.seq || encoded?.epoch != chunk.epoch {
