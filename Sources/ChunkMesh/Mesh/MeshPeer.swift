@@ -585,8 +585,7 @@ public struct MeshPeer {
         case .repair(let seq):
             // From the child's repair budget: a child that lost a chunk may ask again, not make us resend the window.
             // It waits in the egress behind every live chunk.
-            // Only a child may ask: a peer merely linked would otherwise pull the stream through repairs.
-            if childSet.contains(peer), let chunk = store[seq], childSet.takeRepair(for: peer, now: now, chunkDuration: config.chunkDuration) {
+            if let chunk = store[seq], childSet.takeRepair(for: peer, now: now, chunkDuration: config.chunkDuration) {
                 egress.enqueue(chunk, to: peer, live: false, now: now)
             }
         case .leaving:
