@@ -73,8 +73,6 @@ public struct Egress: Sendable {
 
     /// Chunks waiting.
     public var queued: Int { queue.count }
-    /// Bytes handed out whose leaving is not reported yet.
-    var inFlight: Int { onLink.values.reduce(0) { $0 + $1.left } }
 
     /// A chunk for a link; `live` ones go before the others (repairs, a joiner's backlog).
     mutating func enqueue(_ chunk: Chunk, to peer: PeerID, live: Bool, now: Int64) {
