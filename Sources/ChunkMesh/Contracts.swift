@@ -6,6 +6,9 @@ public struct BitRate: Equatable, Comparable, Sendable, CustomStringConvertible 
 
     public init(bitsPerSecond: Double) { self.bitsPerSecond = bitsPerSecond }
 
+    /// The most a rate option takes (1 Tbit/s).
+    public static let maxArgument = 1e12
+
     public init?(_ text: String) {
         guard let value = BitRate.quantity(text) else { return nil }
         bitsPerSecond = value

@@ -5,7 +5,11 @@ import LSP2PKit
 import Logging
 
 extension BitRate: ExpressibleByArgument {
-    public init?(argument: String) { self.init(argument) }
+    /// Up to `BitRate.maxArgument`: a rate past any link is a typo, and turned into units or a pace it would trap.
+    public init?(argument: String) {
+        guard let rate = BitRate(argument), rate.bitsPerSecond <= BitRate.maxArgument else { return nil }
+        self = rate
+    }
     public var defaultValueDescription: String { description }
 }
 
@@ -28,8 +32,19 @@ extension Duration: @retroactive ExpressibleByArgument {
             scale = unit
             text.removeLast()
         }
-        guard let value = Double(text), value > 0, value.isFinite else { return nil }
+        guard let value = Double(text), value > 0, value * scale <= Self.maxArgumentSeconds else { return nil }
         self = .milliseconds(Int64(value * scale * 1000))
+    }
+
+    /// Ten years: past that a time is a typo (and past Int64 milliseconds it would trap).
+    public static let maxArgumentSeconds = 10 * 365 * 86_400.0
+
+    /// `--duration` and the like, in seconds: positive and at most `maxArgumentSeconds`.
+    public static func checkSeconds(_ seconds: Double?, _ option: String) throws {
+        guard let seconds else { return }
+        guard seconds > 0, seconds <= maxArgumentSeconds else {
+            throw ValidationError("\(option) must be positive and at most \(Int(maxArgumentSeconds)) s")
+        }
     }
 }
 

@@ -47,9 +47,20 @@ public struct Report: Codable, Equatable {
         return try decoder.decode(Report.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
     }
 
+    /// Writes the report to `path`: a new or regular file is replaced whole (a reader never sees half a report);
+    /// anything else there (a symlink, a pipe, a device) is written through, as a shell's `>` would, never
+    /// renamed over.
     public func write(to path: String) throws {
-        let encoder = JSONEncoder.reports
-        try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+        let data = try JSONEncoder.reports.encode(self)
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG else {
+            return try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        }
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw RuntimeFailure(String(cString: strerror(errno))) }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { try handle.truncate(atOffset: 0) }
+        try handle.write(contentsOf: data)
     }
 }
 

@@ -109,6 +109,40 @@ public final class SimulatedMesh {
     /// Arrival time of each chunk at each peer, when `recordDeliveries` (small runs and tests).
     public private(set) var delivered: [PeerID: [UInt64: Int64]] = [:]
     public var recordDeliveries = true
+    /// Called with every event a core handles and the actions it answered (replays with debug traces).
+    public var trace: ((Int64, PeerID, MeshEvent, [MeshAction]) -> Void)?
+
+    /// Prints what each core decides, one line an event (time in ms, peer, event, actions; chunks, write completions
+    /// and wake-ups that decide nothing left out), peers by name: `MESH_LOG=1` in the tests that take it.
+    public func logDecisions(_ print: @escaping (String) -> Void = { Swift.print($0) }) {
+        trace = { [unowned self] now, id, event, actions in
+            let said = actions.filter {
+                switch $0 {
+                case .sendChunk, .deliver: false
+                default: true
+                }
+            }
+            switch event {
+            case .chunk, .sent, .tick, .linkDelay: if said.isEmpty { return }
+            default: break
+            }
+            print("\(now / 1000) \(self.name(id)) <- \(self.named("\(event)")) => \(self.named("\(said)"))")
+        }
+    }
+
+    /// A core's value as text, each `#number` as the peer's name and without module prefixes.
+    private func named(_ text: String) -> String {
+        var out = ""
+        var rest = Substring(text.replacingOccurrences(of: "ChunkMesh.", with: "").replacingOccurrences(of: "MeshMessageOf<PeerID>.", with: "")
+            .replacingOccurrences(of: "MeshAction.", with: "").replacingOccurrences(of: "PeerInfoOf<PeerID>", with: "Info"))
+        while let hash = rest.firstIndex(of: "#") {
+            out += rest[..<hash]
+            let digits = rest[rest.index(after: hash)...].prefix { $0.isNumber }
+            if let number = UInt64(digits) { out += names.describe(PeerID(number)) } else { out += "#" + digits }
+            rest = rest[rest.index(hash, offsetBy: 1 + digits.count)...]
+        }
+        return out + rest
+    }
     /// Called for each chunk a peer gets for the first time, with the time it arrived.
     public var onDeliver: ((PeerID, Chunk, Int64) -> Void)?
     public var oneWayDelay: (PeerID, PeerID) -> Int64 = { _, _ in 5_000 }
@@ -351,6 +385,7 @@ public final class SimulatedMesh {
     private func handle(_ id: PeerID, _ event: MeshEvent, _ known: SimulatedPeer? = nil) {
         guard let box = known ?? boxes[id] else { return }
         let actions = box.core.handle(event, now: now)
+        trace?(now, id, event, actions)
         apply(actions, from: id, box)
         let wake = box.core.nextWakeup
         if wake < box.wakeAt {

@@ -50,7 +50,8 @@ public final class HTTPServer: Sendable {
     /// Where it listens, `HOST:PORT` (the port filled in when 0 was asked).
     public let address: HostPort
 
-    public init(listen: HostPort, routes: Routes) throws {
+    /// `requestTimeout`: how long a connection may take to send a whole request (none while it takes the stream).
+    public init(listen: HostPort, routes: Routes, requestTimeout: TimeAmount = .seconds(10)) throws {
         let open = NIOLockedValueBox(0)
         do {
             channel = try ServerBootstrap(group: group)
@@ -62,7 +63,7 @@ public final class HTTPServer: Sendable {
                     }
                     channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
                     return channel.pipeline.configureHTTPServerPipeline().flatMap {
-                        channel.pipeline.addHandler(HTTPHandler(routes: routes))
+                        channel.pipeline.addHandler(HTTPHandler(routes: routes, requestTimeout: requestTimeout))
                     }
                 }
                 .bind(host: listen.host, port: listen.port).wait()
@@ -89,8 +90,24 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     private var head: HTTPRequestHead?
     /// This connection carries the stream now: it answers nothing else.
     private var streaming = false
+    /// Closes the connection unless a whole request comes by then: a client that opens a connection and sends
+    /// nothing, or half a request line, holds one of `maxConnections` for this long at most.
+    private var deadline: Scheduled<Void>?
+    private let requestTimeout: TimeAmount
 
-    init(routes: Routes) { self.routes = routes }
+    init(routes: Routes, requestTimeout: TimeAmount) {
+        self.routes = routes
+        self.requestTimeout = requestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { awaitRequest(context: context) }
+
+    func handlerRemoved(context: ChannelHandlerContext) { deadline?.cancel() }
+
+    private func awaitRequest(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = context.eventLoop.scheduleTask(in: requestTimeout) { context.close(promise: nil) }
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -99,11 +116,13 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         case .end:
             guard let head, !streaming else { return }
             self.head = nil
+            deadline?.cancel()
             respond(to: head, context: context)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
         routes.stream?.hub.detach(context.channel)
         context.fireChannelInactive()
     }
@@ -158,8 +177,8 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: page.body)))), promise: nil)
         }
         let keepAlive = request.isKeepAlive
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-            if !keepAlive { context.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [self] _ in
+            if keepAlive { awaitRequest(context: context) } else { context.close(promise: nil) }
         }
     }
 }

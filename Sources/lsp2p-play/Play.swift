@@ -63,8 +63,8 @@ struct Play: ParsableCommand {
 
     func validate() throws {
         _ = try parsedURL()
-        if let duration, duration <= 0 { throw ValidationError("--duration must be positive") }
-        guard deadlineMs > 0 else { throw ValidationError("--deadline-ms must be positive") }
+        try Duration.checkSeconds(duration, "--duration")
+        guard (1...3_600_000).contains(deadlineMs) else { throw ValidationError("--deadline-ms must be 1 to 3600000 (an hour)") }
         if noUpload, uplink != nil { throw ValidationError("--no-upload and --uplink exclude each other") }
         if output == nil, serve == nil, player == nil { throw ValidationError("nothing to play to: give --output FILE, --serve HOST:PORT or --player") }
         if noUpload, limit.limit.isSet { throw ValidationError("--no-upload uploads nothing: --upload-budget and --until do not apply") }

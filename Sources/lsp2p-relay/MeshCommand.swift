@@ -39,7 +39,7 @@ struct MeshCommand: ParsableCommand {
     func validate() throws {
         do { _ = try JoinURL(url) } catch { throw ValidationError("\(error)") }
         if json && dot { throw ValidationError("--json and --dot cannot be given together") }
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        guard (1...3_600).contains(timeout) else { throw ValidationError("--timeout must be 1 to 3600 seconds") }
         guard limit > 0 else { throw ValidationError("--limit must be positive") }
     }
 

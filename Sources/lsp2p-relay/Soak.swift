@@ -84,9 +84,9 @@ struct Soak: ParsableCommand {
     func validate() throws {
         guard relays >= 1, relays <= 500 else { throw ValidationError("--relays must be 1 to 500") }
         guard players >= 1, players <= 200 else { throw ValidationError("--players must be 1 to 200") }
-        guard duration >= 5 else { throw ValidationError("--duration must be at least 5 seconds") }
+        guard duration >= 5, duration <= Duration.maxArgumentSeconds else { throw ValidationError("--duration must be at least 5 seconds (and at most ten years)") }
         guard (20...10_000).contains(chunkMs) else { throw ValidationError("--chunk-ms must be 20 to 10000") }
-        guard deadlineMs > 0 else { throw ValidationError("--deadline-ms must be positive") }
+        guard (1...3_600_000).contains(deadlineMs) else { throw ValidationError("--deadline-ms must be 1 to 3600000 (an hour)") }
         guard (0...1).contains(minOnTime) else { throw ValidationError("--min-on-time must be 0 to 1") }
         guard warmup >= 0, warmup < duration else { throw ValidationError("--warmup must be 0 or more, and less than --duration") }
         if !lan, declared == DeclaredUplink.none { throw ValidationError("--declared none needs --lan: on loopback nothing limits what a node sends") }

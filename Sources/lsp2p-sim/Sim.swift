@@ -13,7 +13,7 @@ struct Sim: ParsableCommand {
           lsp2p-sim packet --nodes 1000 --out sim-out/packet
           lsp2p-sim overlay --peers 1000 --algo fastmesh,centralized,random,tree --out sim-out/overlay
         """,
-        subcommands: [PacketCommand.self, OverlayCommand.self]
+        subcommands: [PacketCommand.self, OverlayCommand.self, CheckCommand.self]
     )
 
     static func main() { mainWithContractExitCodes() }

@@ -249,6 +249,19 @@ final class HostilePeerTests: MeshNodeTestCase {
         XCTAssertTrue(liar.isOpen, "announces within the budget are not an offence")
     }
 
+    /// Links that complete the handshake and never name themselves count against the caps until they do, and are
+    /// closed after `HandshakeGate.nameTimeout` (issue 20: 1,100 of them held every descriptor of a source).
+    func testSilentLinksCountAgainstTheCapsAndAreClosed() throws {
+        let origin = try node(origin: true, bootstrap: nil, units: 8, seed: 1)
+        defer { origin.stop() }
+        let perAddress = origin.configuration.maxPendingPerAddress
+        let silent = try (0..<perAddress).map { _ in try HostileClient(group: group, to: origin.id, key: key) }
+        XCTAssertThrowsError(try HostileClient(group: group, to: origin.id, key: key), "one more from that address is turned away")
+        XCTAssertTrue(waitUntil("the silent links to be closed", seconds: 30) { silent.allSatisfy { !$0.isOpen } })
+        let named = try HostileClient(group: group, to: origin.id, key: key)
+        XCTAssertTrue(named.isOpen, "their places are free again")
+    }
+
     func testObserversAreFewRateLimitedAndClosedWhenIdle() throws {
         let origin = try node(origin: true, bootstrap: nil, units: 8, seed: 1)
         defer { origin.stop() }

@@ -27,7 +27,8 @@ final class MeshTests: ChannelTestCase {
             let report = try PlayerReport.load(dir.appendingPathComponent("p\(i).json"))
             XCTAssertGreaterThan(report.chunksExpected, 50, "player \(i)")
             XCTAssertLessThanOrEqual(Double(report.chunksMissing), 0.01 * Double(report.chunksExpected),
-                                     "player \(i): \(report.chunksMissing) of \(report.chunksExpected) missing")
+                                     "player \(i): \(report.chunksMissing) of \(report.chunksExpected) missing at \(report.missingAtS ?? []) s, "
+                                        + "parents \(report.parents.suffix(6).map { "\($0.atS) s: \($0.parents)" })")
             let probe = try Media.probe(path("p\(i).ts"))
             XCTAssertEqual(probe.codecs, ["h264", "aac"])
             XCTAssertGreaterThan(probe.duration, 12)

@@ -142,7 +142,9 @@ final class PipelineTests: ChannelTestCase {
 
     func testSIGINTLeavesAPlayableMP4AndAReport() throws {
         let source = try RunningSource(["--input", try clip(seconds: 3), "--key-file", keyFile, "--loop"], in: dir)
-        let player = try Proc("lsp2p-play", [source.url, "--output", path("x.mp4"), "--report", path("x.json")], in: dir, name: "x")
+        // The report goes where it is asked, through a symlink (never renamed over it).
+        try FileManager.default.createSymbolicLink(atPath: path("link.json"), withDestinationPath: path("x.json"))
+        let player = try Proc("lsp2p-play", [source.url, "--output", path("x.mp4"), "--report", path("link.json")], in: dir, name: "x")
         XCTAssertNotNil(player.waitForLine(containing: "play   3."), player.stderr)
         player.signal(SIGINT)
         XCTAssertEqual(player.wait(seconds: 20), 0, player.stderr)
@@ -153,6 +155,7 @@ final class PipelineTests: ChannelTestCase {
         let report = try PlayerReport.load(dir.appendingPathComponent("x.json"))
         XCTAssertGreaterThan(report.chunksReceived, 5)
         XCTAssertGreaterThan(report.durationS, 2)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: path("link.json")), path("x.json"), "still a symlink")
         source.proc.signal(SIGINT)
         XCTAssertEqual(source.proc.wait(seconds: 20), 0)
     }
@@ -176,6 +179,7 @@ final class PipelineTests: ChannelTestCase {
             (["source", "--input", "x", "--format", "nosuchformat", "--listen", "127.0.0.1:0"], 1, "lsp2p-relay: unknown input format 'nosuchformat'"),
             (["source", "--input", Media.sample, "--chunk-ms", "5"], 2, "--chunk-ms must be 20 to 10000"),
             (["source", "--input", Media.sample, "--uplink", "lots"], 2, "--uplink"),
+            (["source", "--input", Media.sample, "--uplink", "99999999999999999999G"], 2, "--uplink"),
             (["source", "--input", Media.sample, "--key-file", path("none.key")], 2, "cannot read key file"),
             (["nosuchcommand"], 2, "nosuchcommand"),
         ]
@@ -185,7 +189,7 @@ final class PipelineTests: ChannelTestCase {
             XCTAssertTrue(p.stderr.contains(message), "\(args): \(p.stderr)")
             if code == 1 { XCTAssertEqual(p.stderr.split(separator: "\n").filter { !$0.contains(" info ") }.count, 1, p.stderr) }
         }
-        let playCases: [([String], Int32, String)] = [
+        var playCases: [([String], Int32, String)] = [
             (["http://x", "--output", path("o.ts")], 2, "is not a join URL"),
             (["lsp2p://127.0.0.1:1", "--output", path("o.ts")], 2, "no key"),
             (["lsp2p://127.0.0.1:1?key=\(String(repeating: "1", count: 64))", "--output", path("o.ts")], 1,
@@ -193,6 +197,12 @@ final class PipelineTests: ChannelTestCase {
             (["lsp2p://127.0.0.1:1?key=\(String(repeating: "1", count: 64))", "--output", "/nonexistent/o.ts"], 1,
              "lsp2p-play: cannot create /nonexistent/o.ts"),
         ]
+        // Values past any use are usage errors, not traps (exit 132) once the stream's rate is known.
+        let key = "lsp2p://127.0.0.1:1?key=\(String(repeating: "1", count: 64))"
+        for (option, value) in [("--until", "1e300"), ("--deadline-ms", "9223372036854776"), ("--uplink", "99999999999999999999G"),
+                                ("--duration", "1e300")] {
+            playCases.append(([key, "--output", path("o.ts"), option, value], 2, option))
+        }
         for (args, code, message) in playCases {
             let p = try Proc("lsp2p-play", args, in: dir, name: "badplay")
             XCTAssertEqual(p.wait(seconds: 20), code, "\(args): \(p.stderr)")

@@ -90,6 +90,8 @@ struct PlayerReport: Decodable {
     var parents: [Parents]
     var originRestarts: Int
     var durationS: Double
+    /// When chunks were given up, [seconds since joining, how many].
+    var missingAtS: [[Double]]?
 
     static func load(_ url: URL) throws -> PlayerReport {
         let decoder = JSONDecoder()
@@ -111,7 +113,10 @@ class ChannelTestCase: XCTestCase {
         try FileManager.default.copyItem(atPath: keygen.stdoutURL.path, toPath: keyFile)
     }
 
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+    /// A failed test's folder (logs, reports, outputs) stays, and its path is printed.
+    override func tearDownWithError() throws {
+        if (testRun?.failureCount ?? 0) > 0 { print("kept \(dir.path) for the failure") } else { try? FileManager.default.removeItem(at: dir) }
+    }
 
     /// Asks the origin for the mesh (`lsp2p-relay mesh --json`) until `condition` holds of its peers, up to
     /// `seconds`; returns the last answer's peers (or fails the test).

@@ -95,6 +95,25 @@ final class StreamHubTests: XCTestCase {
         try waitFor("the first two still get the stream") { readers.allSatisfy { $0.bytes.count == 1000 } }
     }
 
+    /// Connections that never finish a request (half a request line) are closed after the request timeout, so they
+    /// cannot hold every connection the server takes; a client on the stream sends nothing and is never cut.
+    func testHalfRequestsCannotLockTheServerOut() throws {
+        let hub = StreamHub()
+        self.hub = hub
+        var routes = Routes()
+        routes.stream = ("/stream.ts", hub)
+        routes.page("/") { StreamHub.index }
+        server = try HTTPServer(listen: HostPort(host: "127.0.0.1", port: 0), routes: routes, requestTimeout: .milliseconds(500))
+        let viewer = try StreamReader.open(server.address, group: group)
+        try waitFor("the viewer is attached") { hub.currentStats.clients == 1 }
+        let port = server.address.port
+        let slow = try (0..<HTTPServer.maxConnections).map { _ in try StalledClient(host: "127.0.0.1", port: port, path: "", raw: "GET /sta") }
+        try waitFor("every half request is closed") { slow.allSatisfy(\.closedByServer) }
+        XCTAssertEqual(try fetch(server.address, method: .GET, path: "/", group: group).status, .ok)
+        hub.publish(chunk(1), randomAccess: true)
+        try waitFor("the viewer, silent since it asked, still gets the stream") { viewer.bytes.count == 1000 }
+    }
+
     func testAClientAfterTheEndGetsAnEmptyStreamAndTheServerGoesOn() throws {
         try serve(StreamHub())
         hub.finish()

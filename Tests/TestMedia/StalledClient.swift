@@ -7,7 +7,8 @@ public final class StalledClient {
 
     public struct CannotConnect: Error {}
 
-    public init(host: String, port: Int, path: String) throws {
+    /// `raw`: these bytes instead of a whole request (half a request line, say).
+    public init(host: String, port: Int, path: String, raw: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var small: Int32 = 4096
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
@@ -22,8 +23,18 @@ public final class StalledClient {
             close(fd)
             throw CannotConnect()
         }
-        let request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\n\r\n"
+        let request = raw ?? "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\n\r\n"
         _ = request.withCString { write(fd, $0, strlen($0)) }
+    }
+
+    /// The server has closed the connection (what it sent before is read and dropped).
+    public var closedByServer: Bool {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if n > 0 { continue }
+            return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)
+        }
     }
 
     deinit { close(fd) }

@@ -124,7 +124,7 @@ public struct LinkCipher {
         let counter = receiveCounter
         let header = Frame.header(type: .sealed, length: payload.readableBytes)
         let bodyLength = payload.readableBytes - Self.tagLength
-        var body = payload.getSlice(at: payload.readerIndex, length: bodyLength)!
+        let body = payload.getSlice(at: payload.readerIndex, length: bodyLength)!
         let tag = payload.getBytes(at: payload.readerIndex + bodyLength, length: Self.tagLength)!
         switch receiving {
         case .rc4(var rc4, let mac):

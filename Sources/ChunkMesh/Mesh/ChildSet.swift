@@ -54,13 +54,16 @@ struct ChildSet {
     private var added = 0
 
     /// The unit to let go first when the uplink cannot carry them all: of the weakest uploader (the longest sched;
-    /// one that uploads nothing, none), the youngest among equals; its highest substream.
-    func weakest(sched: (PeerID) -> Int64?) -> (child: PeerID, substream: Int)? {
-        let pick = substreams.keys.max { a, b in
+    /// one that uploads nothing, none), the youngest among equals; its highest substream. `keepingEach` (the
+    /// origin): never a substream's last unit here, for a substream the origin feeds nobody cannot be had at all
+    /// (a mass kill left an origin that had shed its only child of one substream refusing everyone that asked).
+    func weakest(keepingEach: Bool = false, sched: (PeerID) -> Int64?) -> (child: PeerID, substream: Int)? {
+        let spare: (Int) -> Bool = { !keepingEach || self.fanOut(of: $0) > 1 }
+        let pick = substreams.filter { $0.value.contains(where: spare) }.keys.max { a, b in
             let (sa, sb) = (sched(a) ?? .max, sched(b) ?? .max)
             return sa != sb ? sa < sb : (order[a] ?? 0, a) < (order[b] ?? 0, b)
         }
-        guard let pick, let s = substreams[pick]?.max() else { return nil }
+        guard let pick, let s = substreams[pick]?.filter(spare).max() else { return nil }
         return (pick, s)
     }
 
@@ -112,10 +115,11 @@ struct ChildSet {
     /// substream); nil when the asker is not that much stronger than any, evicted lately, or the weak ones were
     /// evicted lately themselves.
     func weaker(than asker: PeerID, askerSched: Int64?, in substream: Int, now: Int64, sameSubstreamOnly: Bool = false,
-                sched: (PeerID) -> Int64?) -> PeerID? {
+                keepingEach: Bool = false, sched: (PeerID) -> Int64?) -> PeerID? {
         guard let strength = askerSched, preemptedBy[asker].map({ now - $0 >= Self.preemptSpacing }) ?? true else { return nil }
         let evictable = substreams.filter { c in
             c.key != asker && preemptedAt[c.key].map { now - $0 >= Self.preemptProtection } ?? true
+                && (!keepingEach || c.value.contains(substream) || c.value.contains { self.fanOut(of: $0) > 1 })
         }
         for sameSubstream in sameSubstreamOnly ? [true] : [true, false] {
             let weakest = evictable.filter { !sameSubstream || $0.value.contains(substream) }.keys
@@ -126,11 +130,12 @@ struct ChildSet {
         return nil
     }
 
-    /// `weaker` gives up a unit (`substream` if it takes that one, else its highest) for `asker`; returns the
-    /// substream it lost.
+    /// `weaker` gives up a unit (`substream` if it takes that one, else its highest; `keepingEach`, its highest
+    /// that another child here takes too) for `asker`; returns the substream it lost.
     @discardableResult
-    mutating func preempt(_ weaker: PeerID, for asker: PeerID, in substream: Int, now: Int64) -> Int {
-        let lost = substreams[weaker]?.contains(substream) == true ? substream : substreams[weaker]?.max() ?? substream
+    mutating func preempt(_ weaker: PeerID, for asker: PeerID, in substream: Int, now: Int64, keepingEach: Bool = false) -> Int {
+        let held = substreams[weaker] ?? []
+        let lost = held.contains(substream) ? substream : held.filter { !keepingEach || fanOut(of: $0) > 1 }.max() ?? substream
         remove(weaker, [lost])
         defer { preemptedAt[weaker] = now; preemptedBy[asker] = now }
         return lost

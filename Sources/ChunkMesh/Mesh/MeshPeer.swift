@@ -220,7 +220,10 @@ public struct MeshPeer {
     private var fruitlessSearch: (version: Int, needed: [Int], at: Int64)?
     /// Since when every search came back empty.
     private var fruitlessSince: Int64?
-    static let fullAskAfter: Int64 = 2_000_000
+    /// Past a playout deadline's worth a full ask comes too late to matter: after a mass kill (4 of 12 relays,
+    /// the origin's children among them) a relay cut off from a substream asked the full origin 2 s in, and its
+    /// subtree missed the chunks in between. Half a second leaves room for news of room to arrive first.
+    static let fullAskAfter: Int64 = 500_000
     /// What this peer last told its links of itself, and its children (its whole ancestry): news goes out again
     /// only when it changed.
     private var announced: PeerInfo?
@@ -624,13 +627,22 @@ public struct MeshPeer {
                 granted.append(s)
                 added += 1
             } else if let weaker = childSet.weaker(than: child, askerSched: uploadingSched(of: child), in: s, now: lastNow,
-                                                   sameSubstreamOnly: crowded, sched: { members[$0]?.info.scheduleDelay }) {
+                                                   sameSubstreamOnly: crowded, keepingEach: config.isOrigin,
+                                                   sched: { members[$0]?.info.scheduleDelay }) {
                 // Full: a peer with a much stronger uplink takes the weakest child's place, so strong peers end up
                 // near the source (the snowball of design §3). The weaker one is told and re-parents at once.
-                let lost = childSet.preempt(weaker, for: child, in: s, now: lastNow)
+                let lost = childSet.preempt(weaker, for: child, in: s, now: lastNow, keepingEach: config.isOrigin)
                 out.append(.send(weaker, .refuse([lost])))
                 granted.append(s)
                 added += 1 // the unit just freed is this one's
+            } else if config.isOrigin, !childSet.serves(s),
+                      let (weakest, spare) = childSet.weakest(keepingEach: true, sched: { members[$0]?.info.scheduleDelay }) {
+                // The origin feeds every substream: a full origin asked for one it feeds nobody gives it a unit of a
+                // substream it feeds twice (the weakest child's), whoever asks.
+                childSet.remove(weakest, [spare])
+                out.append(.send(weakest, .refuse([spare])))
+                granted.append(s)
+                added += 1
             }
         }
         let refused = valid.filter { !granted.contains($0) }
@@ -682,7 +694,7 @@ public struct MeshPeer {
         // The origin serves every substream at least once, whatever its uplink: a substream that leaves it nowhere
         // cannot be had at all.
         let floor = config.isOrigin ? config.plan.count : 0
-        let units = retired ? 0 : max(floor, min(Int(bits * config.headroom / unit), allowance ?? .max))
+        let units = retired ? 0 : max(floor, min(Self.whole(bits * config.headroom / unit), allowance ?? .max))
         let sched = min(max(1, SubstreamPlan.scheduleDelay(streamRate: stream, chunkDuration: config.chunkDuration,
                                                             uplink: BitRate(bitsPerSecond: max(1, bits)))), WireLimits.maxDelay)
         if units != config.capacityUnits || sched != config.scheduleDelay {
@@ -690,14 +702,20 @@ public struct MeshPeer {
             config.scheduleDelay = sched
             newsMayHaveChanged = true
         }
-        let bearable = max(floor, min(Int(bits * config.overload / unit), allowance ?? .max))
+        let bearable = max(floor, min(Self.whole(bits * config.overload / unit), allowance ?? .max))
         var out: [MeshAction] = []
-        while childSet.usedUnits > bearable, let (child, s) = childSet.weakest(sched: { members[$0]?.info.scheduleDelay }) {
+        while childSet.usedUnits > bearable,
+              let (child, s) = childSet.weakest(keepingEach: config.isOrigin, sched: { members[$0]?.info.scheduleDelay }) {
             childSet.remove(child, [s])
             out.append(.send(child, .refuse([s])))
         }
         childrenShed += out.count
         return out
+    }
+
+    /// Whole units in a count of them, never trapping (a welcome's stream rate is a stranger's word).
+    private static func whole(_ units: Double) -> Int {
+        units.isNaN ? 0 : Int(min(max(units, 0), Double(SubstreamPlan.maxUnits)))
     }
 
     /// The origin keeps a unit for every substream nobody takes from it yet: a substream that leaves the origin
@@ -869,6 +887,7 @@ public struct MeshPeer {
         if downstreamAnnounceDue { at = min(at, lastDownstreamAnnounce + Self.downstreamSpacing) }
         if briefAnnounceDue { at = min(at, max(lastBriefAnnounce + Self.briefSpacing, lastDownstreamAnnounce + Self.downstreamSpacing)) }
         if let paced = egress.nextWakeup { at = min(at, paced) }
+        if urgentNews { at = min(at, lastDownstreamAnnounce + Self.downstreamSpacing) }
         if config.isOrigin { return max(at, lastNow + 1) }
         // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
         if !hasAllParents || !parentSet.pending.isEmpty || store.hasGap(substreams: config.plan.count) {
@@ -982,8 +1001,18 @@ public struct MeshPeer {
 
     /// This peer's news, to every link, when it changed since it last went out.
     private mutating func announceIfChanged(now: Int64) -> [MeshAction] {
-        guard newsMayHaveChanged, !downstreamAnnounceDue, now - lastDownstreamAnnounce >= Self.changeSpacing else { return [] }
+        guard newsMayHaveChanged, !downstreamAnnounceDue,
+              now - lastDownstreamAnnounce >= (urgentNews ? Self.downstreamSpacing : Self.changeSpacing) else { return [] }
         return announceDownstream(now: now)
+    }
+
+    /// News that cannot wait for `changeSpacing` (`isUrgent`): room that came or went, a substream gained or lost,
+    /// a new run. After a mass kill an origin's freed room went out with its next housekeeping, up to a second
+    /// later, while every orphan asked peers as orphaned as itself.
+    private var urgentNews: Bool {
+        guard newsMayHaveChanged, let last = announced else { return false }
+        return (!leaving && residualUnits > 0) != (last.residualUnits > 0) || epoch != last.epoch || last.delays.count != config.plan.count
+            || config.plan.all.contains { (delay(of: $0) == nil) != (last.delays[$0] == nil) }
     }
 
     /// This peer's news to one peer; asking for its peers lets its answer in.
@@ -1190,7 +1219,9 @@ public struct MeshPeer {
         newsMayHaveChanged = true
         store.reset()
         childSet.forgetSent()
-        parentSet.newRun(now: now)
+        // A joiner's first chunk starts its first run: its asks of peers already on that run stand (voiding them
+        // turned their yeses away and lost the backlog they carried).
+        parentSet.newRun(now: now, onNewRun: { (self.members[$0]?.info.epoch ?? 0) >= new })
         // Peers that starved or failed in the outage were not to blame for it.
         penalties.clear()
         var out: [MeshAction] = []

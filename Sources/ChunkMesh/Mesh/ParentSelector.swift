@@ -134,12 +134,19 @@ public struct SubstreamPlan: Equatable, Sendable {
     public var all: [Int] { Array(0..<count) }
 
     /// Units a node with `uplink` can serve for a stream of `rate`: `floor(U / (rate / k))`.
+    /// Whole units an uplink carries, 0 to `maxUnits` whatever the rates (a welcome's rate is a stranger's word).
     public func units(uplink: BitRate, streamRate: BitRate) -> Int {
-        Int((uplink.bitsPerSecond / (streamRate.bitsPerSecond / Double(count))).rounded(.down))
+        let units = (uplink.bitsPerSecond / (streamRate.bitsPerSecond / Double(count))).rounded(.down)
+        guard units.isFinite else { return units > 0 ? Self.maxUnits : 0 }
+        return Int(min(max(units, 0), Double(Self.maxUnits)))
     }
+    public static let maxUnits = 1 << 20
 
-    /// sched for a stream of `streamRate` cut in chunks of `chunkDuration` µs: one chunk's bits over the uplink.
+    /// sched for a stream of `streamRate` cut in chunks of `chunkDuration` µs: one chunk's bits over the uplink;
+    /// 0 to `WireLimits.maxDelay`.
     public static func scheduleDelay(streamRate: BitRate, chunkDuration: Int64, uplink: BitRate) -> Int64 {
-        Int64((streamRate.bitsPerSecond * Double(chunkDuration) / max(1, uplink.bitsPerSecond)).rounded())
+        let delay = (streamRate.bitsPerSecond * Double(chunkDuration) / max(1, uplink.bitsPerSecond)).rounded()
+        guard delay.isFinite else { return WireLimits.maxDelay }
+        return Int64(min(max(delay, 0), Double(WireLimits.maxDelay)))
     }
 }

@@ -145,12 +145,13 @@ struct ParentSet {
         return late
     }
 
-    /// A new run: slots and asks of the old one are void. Parents stay until their news shows the run.
-    mutating func newRun(now: Int64) {
+    /// A new run: slots of the old one are void, and asks of peers not on the new one (`onNewRun`). Parents stay
+    /// until their news shows the run.
+    mutating func newRun(now: Int64, onNewRun: (PeerID) -> Bool) {
         lastFromParent.removeAll()
         lag.removeAll()
         fedLog.removeAll()
-        pending.removeAll()
+        pending = pending.filter { onNewRun($0.value.peer) }
         for s in parents.keys { lastFed[s] = now }
     }
 

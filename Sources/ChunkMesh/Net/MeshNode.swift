@@ -657,11 +657,19 @@ public final class MeshNode: @unchecked Sendable {
     }
 }
 
-/// Counts an inbound connection's handshake against the node's caps, and closes it at once when they are full.
+/// Counts an inbound connection against the node's caps from its accept until it names itself in its first
+/// announce (an observer: until its handshake is through), and closes it at once when they are full, or when it has
+/// not named itself within `nameTimeout`: a connection that completes the handshake and then says nothing holds a
+/// place for that long, no longer (1,100 such held every descriptor of a source before).
 final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
     typealias InboundIn = NIOAny
     private let node: MeshNode
     private var host: String?
+    private var deadline: Scheduled<Void>?
+    static let nameTimeout = TimeAmount.seconds(5)
+
+    /// Fired down the pipeline when an inbound link has named itself and is counted among the links.
+    struct Named {}
 
     init(node: MeshNode) { self.node = node }
 
@@ -672,11 +680,16 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler, @unch
             return
         }
         self.host = host
+        deadline = context.eventLoop.scheduleTask(in: Self.nameTimeout) { [weak self] in
+            guard self?.host != nil else { return }
+            context.close(promise: nil)
+        }
         context.fireChannelActive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is LinkEvent { release() }
+        if event is Named { return release() }
+        if case .established(_, .observer, _)? = event as? LinkEvent { release() }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -686,6 +699,7 @@ final class HandshakeGate: ChannelInboundHandler, RemovableChannelHandler, @unch
     }
 
     private func release() {
+        deadline?.cancel()
         if let host { node.handshakeEnded(from: host) }
         host = nil
     }
@@ -773,6 +787,7 @@ final class MeshLinkHandler: ChannelInboundHandler, @unchecked Sendable {
                           node.linkUp(context.channel, as: name, outbound: false, suite: suite) else { return context.close(promise: nil) }
                     if name != info.id { claimed = info.id }
                     peer = name
+                    context.channel.pipeline.fireUserInboundEventTriggered(HandshakeGate.Named())
                 }
                 // It speaks for itself under the name it is bound to.
                 if let claimed, info.id == claimed, let peer {

@@ -1,0 +1,35 @@
+import ChunkMesh
+import MeshSim
+import XCTest
+
+/// `lsp2p-sim check` (deterministic simulation testing of the real core): the suite's seed sweep runs the release
+/// binary in `scripts/test.sh`; these check the checker.
+final class MeshCheckTests: XCTestCase {
+    func check(peers: Int = 60, duration: Int = 40) -> MeshCheck {
+        var check = MeshCheck()
+        check.peers = peers
+        check.duration = duration
+        return check
+    }
+
+    func testASeedReplaysExactlyAndHoldsEveryInvariant() {
+        let first = check().run(seed: 3)
+        let again = check().run(seed: 3)
+        XCTAssertNil(first.violation.map { "\($0)" })
+        XCTAssertGreaterThan(first.events, 10_000, "the cores handled events")
+        XCTAssertGreaterThan(first.checks, 10_000, "invariants were checked after them")
+        XCTAssertEqual(first.events, again.events, "the same seed, the same run")
+        XCTAssertEqual(first.checks, again.checks)
+    }
+
+    /// An audience whose uplinks carry a tenth of what they should cannot feed itself: peers go without parents,
+    /// and the liveness invariant says so (with the seed and event to replay).
+    func testLivenessFailsWhereTheAudienceCannotFeedItself() {
+        var starved = check()
+        starved.uplinkScale = 0.1
+        let outcome = starved.run(seed: 3)
+        XCTAssertEqual(outcome.violation?.invariant, .liveness, "\(outcome.violation.map { "\($0)" } ?? "no violation")")
+        XCTAssertEqual(outcome.violation?.seed, 3)
+        XCTAssertGreaterThan(outcome.violation?.event ?? 0, 0)
+    }
+}
