@@ -28,9 +28,13 @@ public struct BitRate: Equatable, Comparable, Sendable, CustomStringConvertible 
         default: scale = 1
         }
         if scale != 1 { digits.removeLast() }
-        guard let value = Double(digits), value > 0, value.isFinite else { return nil }
+        guard let value = Double(digits), value > 0, value * scale <= maxQuantity else { return nil }
         return value * scale
     }
+
+    /// The most any rate or byte count may be (a petabit a second, a petabyte): past it, a typo, and turned into
+    /// an integer count or a pace it would trap.
+    public static let maxQuantity = 1e15
 
     public var bytesPerSecond: Double { bitsPerSecond / 8 }
 

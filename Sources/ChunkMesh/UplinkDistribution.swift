@@ -16,10 +16,10 @@ public struct UplinkDistribution: CustomStringConvertible, Sendable {
         let multiples = text.hasSuffix("x")
         func value(_ s: String) -> Double? {
             if multiples {
-                guard s.hasSuffix("x"), let v = Double(s.dropLast()), v.isFinite else { return nil }
+                guard s.hasSuffix("x"), let v = Double(s.dropLast()), v.isFinite, v <= 10_000 else { return nil }
                 return v
             }
-            return BitRate(s)?.bitsPerSecond
+            return BitRate(s).flatMap { $0.bitsPerSecond <= BitRate.maxArgument ? $0.bitsPerSecond : nil }
         }
         unit = multiples ? .streams : .bitsPerSecond
         if items.count > 1 {

@@ -56,8 +56,9 @@ public struct Report: Codable, Equatable {
         guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG else {
             return try data.write(to: URL(fileURLWithPath: path), options: .atomic)
         }
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw RuntimeFailure(String(cString: strerror(errno))) }
+        // Never blocking the node: a pipe without a reader is an error (ENXIO), a full one drops this report.
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0o644)
+        guard fd >= 0 else { throw RuntimeFailure(errno == ENXIO ? "a pipe with no reader" : String(cString: strerror(errno))) }
         let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { try handle.truncate(atOffset: 0) }
         try handle.write(contentsOf: data)

@@ -142,7 +142,10 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             if request.method == .HEAD {
                 headers.add(name: "Content-Length", value: "0")
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                let keepAlive = request.isKeepAlive
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [self] _ in
+                    if keepAlive { awaitRequest(context: context) } else { context.close(promise: nil) }
+                }
                 return
             }
             guard stream.hub.hasRoom else {
@@ -178,7 +181,8 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         let keepAlive = request.isKeepAlive
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [self] _ in
-            if keepAlive { awaitRequest(context: context) } else { context.close(promise: nil) }
+            // A pipelined request for the stream may have started it meanwhile: that one never times out.
+            if !keepAlive { context.close(promise: nil) } else if !streaming { awaitRequest(context: context) }
         }
     }
 }

@@ -10,12 +10,13 @@ struct CheckCommand: ParsableCommand {
         abstract: "Hunt bugs in the real mesh core: seeded scenarios with faults, invariants checked after every event.",
         discussion: """
         Each seed draws a scenario: --peers peers with uneven uplinks (some claim four times what they send) joining \
-        in waves, then (from a quarter to half the run) kills, graceful leaves, budget exits, sometimes an origin restart, delay spikes and loss on \
-        links; then quiet. After every event a core handles: chunks played once, of the current run, only from a \
-        parent; units within what each uplink bears; no parent loop lasting past \(MeshCheck.loopBound / 1_000_000) s; \
-        at the end, every live peer fed in every substream again (\(MeshCheck.livenessBound / 1_000_000) s after the \
-        last fault). A violation prints the seed, event, invariant and a command that replays it with every core's \
-        decisions; exit 1. Examples:
+        in waves, then (from a quarter to half the run) kills, graceful leaves, budget exits, sometimes an origin \
+        restart, delay spikes and loss on links; then quiet. After every event a core handles: chunks played once and \
+        runs in order, only from a parent; units within what each uplink bears; at most 2 x maxLinks links; no parent \
+        loop lasting past \(MeshCheck.loopBound / 1_000_000) s; from \(MeshCheck.livenessBound / 1_000_000) s after the \
+        last fault no live peer without a parent in a substream for \(MeshCheck.orphanBound / 1_000_000) s, and at the \
+        end every live peer has had a chunk in the last 5 s. A violation prints the seed, event, invariant and a \
+        command that replays it with every core's decisions; exit 1. Examples:
           lsp2p-sim check --seeds 1-200 --peers 200 --duration 60
           lsp2p-sim check --seeds 17 --peers 200 --duration 60 --trace > seed17.log
         """
@@ -53,10 +54,10 @@ struct CheckCommand: ParsableCommand {
     }
 
     func validate() throws {
-        guard let range, range.count <= 1_000_000 else { throw ValidationError("--seeds must be N or A-B (A <= B, at most a million seeds)") }
+        guard let range, range.upperBound - range.lowerBound < 1_000_000 else { throw ValidationError("--seeds must be N or A-B (A <= B, at most a million seeds)") }
         guard (2...20_000).contains(peers) else { throw ValidationError("--peers must be 2 to 20000") }
         guard (40...3_600).contains(duration) else { throw ValidationError("--duration must be 40 to 3600 s") }
-        if trace, range.count != 1 { throw ValidationError("--trace replays one seed: give --seeds N") }
+        if trace, range.lowerBound != range.upperBound { throw ValidationError("--trace replays one seed: give --seeds N") }
         guard knownSeeds != nil else { throw ValidationError("--known must be a comma list of seeds") }
     }
 

@@ -157,6 +157,18 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(delivered(origin.handle(.chunk(from: "x:1", chunk(0)), now: 1)), [])
     }
 
+    /// A substream named twice in one subscribe is refused whole: each copy was weighed on its own, and at a full
+    /// origin each took a unit from another child.
+    func testASubscribeNamingASubstreamTwiceIsRefused() {
+        var origin = MeshPeer(config: MeshPeerConfig(me: "o:1", isOrigin: true, bootstrap: nil, capacityUnits: 8, scheduleDelay: 1_000, seed: 3))
+        _ = origin.handle(.connected("x:1"), now: 0)
+        let answer = origin.handle(.message(from: "x:1", .subscribe([0, 0, 0], fromSeq: 0)), now: 1)
+        XCTAssertTrue(answer.contains(.send("x:1", .refuse([0, 0, 0]))), "\(answer)")
+        XCTAssertEqual(origin.usedUnits, 0)
+        _ = origin.handle(.message(from: "x:1", .subscribe([0], fromSeq: 0)), now: 2)
+        XCTAssertEqual(origin.usedUnits, 1, "once is fine")
+    }
+
     func testAForgedChunkIsDroppedAndItsSenderCutOff() {
         var peer = fedJoiner(verifier: signer.publicKey)
         XCTAssertEqual(delivered(peer.handle(.chunk(from: "o:1", chunk(0)), now: 3_000_000)), [0])

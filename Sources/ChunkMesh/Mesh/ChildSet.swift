@@ -57,9 +57,14 @@ struct ChildSet {
     /// one that uploads nothing, none), the youngest among equals; its highest substream. `keepingEach` (the
     /// origin): never a substream's last unit here, for a substream the origin feeds nobody cannot be had at all
     /// (a mass kill left an origin that had shed its only child of one substream refusing everyone that asked).
-    func weakest(keepingEach: Bool = false, sched: (PeerID) -> Int64?) -> (child: PeerID, substream: Int)? {
+    /// `excluding`: never that peer's (the asker's); `now`: never a child evicted within `preemptProtection`.
+    func weakest(keepingEach: Bool = false, excluding: PeerID? = nil, now: Int64? = nil, sched: (PeerID) -> Int64?) -> (child: PeerID, substream: Int)? {
         let spare: (Int) -> Bool = { !keepingEach || self.fanOut(of: $0) > 1 }
-        let pick = substreams.filter { $0.value.contains(where: spare) }.keys.max { a, b in
+        let candidates = substreams.filter { c in
+            c.key != excluding && c.value.contains(where: spare)
+                && now.map { now in preemptedAt[c.key].map { now - $0 >= Self.preemptProtection } ?? true } ?? true
+        }
+        let pick = candidates.keys.max { a, b in
             let (sa, sb) = (sched(a) ?? .max, sched(b) ?? .max)
             return sa != sb ? sa < sb : (order[a] ?? 0, a) < (order[b] ?? 0, b)
         }
@@ -129,6 +134,9 @@ struct ChildSet {
         }
         return nil
     }
+
+    /// Whether `asker` may evict a child now (once in `preemptSpacing`).
+    func mayPreempt(for asker: PeerID, now: Int64) -> Bool { preemptedBy[asker].map { now - $0 >= Self.preemptSpacing } ?? true }
 
     /// `weaker` gives up a unit (`substream` if it takes that one, else its highest; `keepingEach`, its highest
     /// that another child here takes too) for `asker`; returns the substream it lost.

@@ -244,8 +244,11 @@ public struct MeshPeer {
     static let maxKnown = Membership.maxHearsay
     static let maxUnaskedPeers = Membership.maxUnaskedPeers
     static let downstreamSpacing: Int64 = 20_000
-    /// News that is not ancestry (room, a delay) goes out at most this often.
+    /// News that is not ancestry (room, a delay) goes out at most this often; urgent news (`urgentNews`) at most
+    /// every `urgentSpacing` (a child that flips this peer's room by subscribing and leaving cannot make it announce
+    /// to every link fifty times a second).
     static let changeSpacing: Int64 = 500_000
+    static let urgentSpacing: Int64 = 100_000
     /// Peers that are not children weigh this one as a candidate: a drift of its delays or room (beyond the
     /// hysteresis) reaches them at most this often; room coming or going, a substream gained or lost, at once.
     static let briefSpacing: Int64 = 2_000_000
@@ -608,7 +611,9 @@ public struct MeshPeer {
 
     private mutating func subscribe(_ child: PeerID, to substreams: [Int], fromSeq: UInt64) -> [MeshAction] {
         let valid = substreams.filter { $0 >= 0 && $0 < config.plan.count }
-        guard !leaving, !retired, child != config.me, valid.count == substreams.count, !valid.isEmpty else {
+        // A substream named twice would be weighed twice (a stranger's list of 64 copies evicted 63 children).
+        guard !leaving, !retired, child != config.me, valid.count == substreams.count, !valid.isEmpty,
+              Set(valid).count == valid.count else {
             return [.send(child, .refuse(substreams))]
         }
         // Each substream on its own: never one not received or received through the child (a loop), and never
@@ -635,11 +640,13 @@ public struct MeshPeer {
                 out.append(.send(weaker, .refuse([lost])))
                 granted.append(s)
                 added += 1 // the unit just freed is this one's
-            } else if config.isOrigin, !childSet.serves(s),
-                      let (weakest, spare) = childSet.weakest(keepingEach: true, sched: { members[$0]?.info.scheduleDelay }) {
+            } else if config.isOrigin, !childSet.serves(s), childSet.mayPreempt(for: child, now: lastNow),
+                      let (weakest, spare) = childSet.weakest(keepingEach: true, excluding: child, now: lastNow,
+                                                              sched: { members[$0]?.info.scheduleDelay }) {
                 // The origin feeds every substream: a full origin asked for one it feeds nobody gives it a unit of a
-                // substream it feeds twice (the weakest child's), whoever asks.
-                childSet.remove(weakest, [spare])
+                // substream it feeds twice (the weakest child's), whoever asks, as a preemption is spaced: an asker
+                // once in `preemptSpacing`, a child evicted once in `preemptProtection`.
+                childSet.preempt(weakest, for: child, in: spare, now: lastNow)
                 out.append(.send(weakest, .refuse([spare])))
                 granted.append(s)
                 added += 1
@@ -705,7 +712,7 @@ public struct MeshPeer {
         let bearable = max(floor, min(Self.whole(bits * config.overload / unit), allowance ?? .max))
         var out: [MeshAction] = []
         while childSet.usedUnits > bearable,
-              let (child, s) = childSet.weakest(keepingEach: config.isOrigin, sched: { members[$0]?.info.scheduleDelay }) {
+              let (child, s) = childSet.weakest(keepingEach: config.isOrigin, now: nil, sched: { members[$0]?.info.scheduleDelay }) {
             childSet.remove(child, [s])
             out.append(.send(child, .refuse([s])))
         }
@@ -887,7 +894,7 @@ public struct MeshPeer {
         if downstreamAnnounceDue { at = min(at, lastDownstreamAnnounce + Self.downstreamSpacing) }
         if briefAnnounceDue { at = min(at, max(lastBriefAnnounce + Self.briefSpacing, lastDownstreamAnnounce + Self.downstreamSpacing)) }
         if let paced = egress.nextWakeup { at = min(at, paced) }
-        if urgentNews { at = min(at, lastDownstreamAnnounce + Self.downstreamSpacing) }
+        if urgentNews { at = min(at, lastDownstreamAnnounce + Self.urgentSpacing) }
         if config.isOrigin { return max(at, lastNow + 1) }
         // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
         if !hasAllParents || !parentSet.pending.isEmpty || store.hasGap(substreams: config.plan.count) {
@@ -1002,7 +1009,7 @@ public struct MeshPeer {
     /// This peer's news, to every link, when it changed since it last went out.
     private mutating func announceIfChanged(now: Int64) -> [MeshAction] {
         guard newsMayHaveChanged, !downstreamAnnounceDue,
-              now - lastDownstreamAnnounce >= (urgentNews ? Self.downstreamSpacing : Self.changeSpacing) else { return [] }
+              now - lastDownstreamAnnounce >= (urgentNews ? Self.urgentSpacing : Self.changeSpacing) else { return [] }
         return announceDownstream(now: now)
     }
 
