@@ -109,6 +109,9 @@ final class StreamHubTests: XCTestCase {
         let port = server.address.port
         let slow = try (0..<HTTPServer.maxConnections).map { _ in try StalledClient(host: "127.0.0.1", port: port, path: "", raw: "GET /sta") }
         try waitFor("every half request is closed") { slow.allSatisfy(\.closedByServer) }
+        // A HEAD of the stream is answered, then the connection must send its next request in time like any other.
+        let head = try StalledClient(host: "127.0.0.1", port: port, path: "", raw: "HEAD /stream.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+        try waitFor("an idle connection after a HEAD of the stream is closed") { head.closedByServer }
         XCTAssertEqual(try fetch(server.address, method: .GET, path: "/", group: group).status, .ok)
         hub.publish(chunk(1), randomAccess: true)
         try waitFor("the viewer, silent since it asked, still gets the stream") { viewer.bytes.count == 1000 }
