@@ -142,11 +142,7 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             if request.method == .HEAD {
                 headers.add(name: "Content-Length", value: "0")
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))), promise: nil)
-                let keepAlive = request.isKeepAlive
-                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [self] _ in
-                    if keepAlive { awaitRequest(context: context) } else { context.close(promise: nil) }
-                }
-                return
+                return end(request, context: context)
             }
             guard stream.hub.hasRoom else {
                 return write(Page("text/plain", "too many players on this stream\n", status: .serviceUnavailable), to: request, context: context)
@@ -179,9 +175,14 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         if request.method != .HEAD {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: page.body)))), promise: nil)
         }
+        end(request, context: context)
+    }
+
+    /// Ends a response: the connection closes, or waits for its next request (a pipelined request for the stream
+    /// may have started it meanwhile: that one never times out).
+    private func end(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
         let keepAlive = request.isKeepAlive
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [self] _ in
-            // A pipelined request for the stream may have started it meanwhile: that one never times out.
             if !keepAlive { context.close(promise: nil) } else if !streaming { awaitRequest(context: context) }
         }
     }

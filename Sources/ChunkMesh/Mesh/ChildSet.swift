@@ -59,10 +59,9 @@ struct ChildSet {
     /// (a mass kill left an origin that had shed its only child of one substream refusing everyone that asked).
     /// `excluding`: never that peer's (the asker's); `now`: never a child evicted within `preemptProtection`.
     func weakest(keepingEach: Bool = false, excluding: PeerID? = nil, now: Int64? = nil, sched: (PeerID) -> Int64?) -> (child: PeerID, substream: Int)? {
-        let spare: (Int) -> Bool = { !keepingEach || self.fanOut(of: $0) > 1 }
+        let spare: (Int) -> Bool = { !keepingEach || self.isShared($0) }
         let candidates = substreams.filter { c in
-            c.key != excluding && c.value.contains(where: spare)
-                && now.map { now in preemptedAt[c.key].map { now - $0 >= Self.preemptProtection } ?? true } ?? true
+            c.key != excluding && c.value.contains(where: spare) && now.map { !isProtected(c.key, now: $0) } ?? true
         }
         let pick = candidates.keys.max { a, b in
             let (sa, sb) = (sched(a) ?? .max, sched(b) ?? .max)
@@ -121,10 +120,10 @@ struct ChildSet {
     /// evicted lately themselves.
     func weaker(than asker: PeerID, askerSched: Int64?, in substream: Int, now: Int64, sameSubstreamOnly: Bool = false,
                 keepingEach: Bool = false, sched: (PeerID) -> Int64?) -> PeerID? {
-        guard let strength = askerSched, preemptedBy[asker].map({ now - $0 >= Self.preemptSpacing }) ?? true else { return nil }
+        guard let strength = askerSched, mayPreempt(for: asker, now: now) else { return nil }
         let evictable = substreams.filter { c in
-            c.key != asker && preemptedAt[c.key].map { now - $0 >= Self.preemptProtection } ?? true
-                && (!keepingEach || c.value.contains(substream) || c.value.contains { self.fanOut(of: $0) > 1 })
+            c.key != asker && !isProtected(c.key, now: now)
+                && (!keepingEach || c.value.contains(substream) || c.value.contains(where: isShared))
         }
         for sameSubstream in sameSubstreamOnly ? [true] : [true, false] {
             let weakest = evictable.filter { !sameSubstream || $0.value.contains(substream) }.keys
@@ -138,12 +137,18 @@ struct ChildSet {
     /// Whether `asker` may evict a child now (once in `preemptSpacing`).
     func mayPreempt(for asker: PeerID, now: Int64) -> Bool { preemptedBy[asker].map { now - $0 >= Self.preemptSpacing } ?? true }
 
+    /// Whether a child was evicted within `preemptProtection`.
+    private func isProtected(_ child: PeerID, now: Int64) -> Bool { preemptedAt[child].map { now - $0 < Self.preemptProtection } ?? false }
+
+    /// Whether more than one child takes that substream here (one of them may go and it is still fed from here).
+    private func isShared(_ substream: Int) -> Bool { fanOut(of: substream) > 1 }
+
     /// `weaker` gives up a unit (`substream` if it takes that one, else its highest; `keepingEach`, its highest
     /// that another child here takes too) for `asker`; returns the substream it lost.
     @discardableResult
     mutating func preempt(_ weaker: PeerID, for asker: PeerID, in substream: Int, now: Int64, keepingEach: Bool = false) -> Int {
         let held = substreams[weaker] ?? []
-        let lost = held.contains(substream) ? substream : held.filter { !keepingEach || fanOut(of: $0) > 1 }.max() ?? substream
+        let lost = held.contains(substream) ? substream : held.filter { !keepingEach || isShared($0) }.max() ?? substream
         remove(weaker, [lost])
         defer { preemptedAt[weaker] = now; preemptedBy[asker] = now }
         return lost

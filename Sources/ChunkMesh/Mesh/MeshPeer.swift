@@ -701,7 +701,7 @@ public struct MeshPeer {
         // The origin serves every substream at least once, whatever its uplink: a substream that leaves it nowhere
         // cannot be had at all.
         let floor = config.isOrigin ? config.plan.count : 0
-        let units = retired ? 0 : max(floor, min(Self.whole(bits * config.headroom / unit), allowance ?? .max))
+        let units = retired ? 0 : max(floor, min(SubstreamPlan.wholeUnits(bits * config.headroom / unit), allowance ?? .max))
         let sched = min(max(1, SubstreamPlan.scheduleDelay(streamRate: stream, chunkDuration: config.chunkDuration,
                                                             uplink: BitRate(bitsPerSecond: max(1, bits)))), WireLimits.maxDelay)
         if units != config.capacityUnits || sched != config.scheduleDelay {
@@ -709,7 +709,7 @@ public struct MeshPeer {
             config.scheduleDelay = sched
             newsMayHaveChanged = true
         }
-        let bearable = max(floor, min(Self.whole(bits * config.overload / unit), allowance ?? .max))
+        let bearable = max(floor, min(SubstreamPlan.wholeUnits(bits * config.overload / unit), allowance ?? .max))
         var out: [MeshAction] = []
         while childSet.usedUnits > bearable,
               let (child, s) = childSet.weakest(keepingEach: config.isOrigin, now: nil, sched: { members[$0]?.info.scheduleDelay }) {
@@ -718,11 +718,6 @@ public struct MeshPeer {
         }
         childrenShed += out.count
         return out
-    }
-
-    /// Whole units in a count of them, never trapping (a welcome's stream rate is a stranger's word).
-    private static func whole(_ units: Double) -> Int {
-        units.isNaN ? 0 : Int(min(max(units, 0), Double(SubstreamPlan.maxUnits)))
     }
 
     /// The origin keeps a unit for every substream nobody takes from it yet: a substream that leaves the origin

@@ -133,14 +133,17 @@ public struct SubstreamPlan: Equatable, Sendable {
 
     public var all: [Int] { Array(0..<count) }
 
-    /// Units a node with `uplink` can serve for a stream of `rate`: `floor(U / (rate / k))`.
-    /// Whole units an uplink carries, 0 to `maxUnits` whatever the rates (a welcome's rate is a stranger's word).
+    /// Units a node with `uplink` can serve for a stream of `rate`: `floor(U / (rate / k))`, 0 to `maxUnits`
+    /// whatever the rates (a welcome's rate is a stranger's word).
     public func units(uplink: BitRate, streamRate: BitRate) -> Int {
-        let units = (uplink.bitsPerSecond / (streamRate.bitsPerSecond / Double(count))).rounded(.down)
-        guard units.isFinite else { return units > 0 ? Self.maxUnits : 0 }
-        return Int(min(max(units, 0), Double(Self.maxUnits)))
+        Self.wholeUnits(uplink.bitsPerSecond / (streamRate.bitsPerSecond / Double(count)))
     }
     public static let maxUnits = 1 << 20
+
+    /// A count of units rounded down to a whole one, 0 to `maxUnits`: never trapping, whatever it was made of.
+    public static func wholeUnits(_ units: Double) -> Int {
+        units.isNaN ? 0 : Int(min(max(units.rounded(.down), 0), Double(maxUnits)))
+    }
 
     /// sched for a stream of `streamRate` cut in chunks of `chunkDuration` µs: one chunk's bits over the uplink;
     /// 0 to `WireLimits.maxDelay`.
