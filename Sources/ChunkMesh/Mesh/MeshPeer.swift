@@ -951,10 +951,7 @@ public struct MeshPeer {
     }
 
     /// Links with no role (joiners asking, probes, neighbours left over): these are what `maxLinks` bounds.
-    private var idleLinkCount: Int {
-        let busy = parentSet.involved
-        return members.linked.filter { !busy.contains($0) && !childSet.contains($0) }.count
-    }
+    private var idleLinkCount: Int { members.linked.reduce(0) { hasRole($1) ? $0 : $0 + 1 } }
 
     /// Peers linked for a reason: parents, children, and those asked to be one.
     private func hasRole(_ peer: PeerID) -> Bool { childSet.contains(peer) || parentSet.involves(peer) }

@@ -122,19 +122,30 @@ public struct MeshCheck {
         if let trace { sim.logDecisions(trace) }
         let traced = sim.trace
         // Each peer's parents after its last event: what they were when the next one came.
-        var parentsBefore: [PeerID: Set<PeerID>] = [:]
+        var parentsBefore: [PeerID: [Int: PeerID]] = [:]
         // Since when each peer has had no parent in a substream (joiners from their start).
         var orphaned: [PeerID: [Int: Int64]] = [:]
         var playedRun: [PeerID: UInt64] = [:]
         sim.trace = { now, id, event, actions in
             traced?(now, id, event, actions)
             outcome.events += 1
-            guard outcome.violation == nil, let core = sim.peers[id] else { return }
-            let before = parentsBefore[id] ?? []
-            let parents = Set(core.parents.values)
-            parentsBefore[id] = parents
+            guard outcome.violation == nil else { return }
+            // Read in place: copying a core after every event was a quarter of the run.
+            let settles: Bool
+            switch event {
+            case .chunk, .sent: settles = false
+            default: settles = true
+            }
+            guard let seen = sim.withCore(id, { core in
+                (parents: core.parents, substreams: core.config.plan.count, maxLinks: core.config.maxLinks,
+                 children: core.children.count, units: core.retired || !settles ? 0 : core.usedUnits,
+                 bears: max(core.config.isOrigin ? core.config.plan.count : 0,
+                            Int(Double(core.config.capacityUnits) * core.config.overload / core.config.headroom) + 1))
+            }) else { return }
+            let before = parentsBefore[id] ?? [:]
+            parentsBefore[id] = seen.parents
             for case .parentsChanged(let map) in actions {
-                for s in core.config.plan.all {
+                for s in 0..<seen.substreams {
                     if map[s] == nil { orphaned[id, default: [:]][s] = orphaned[id]?[s] ?? now } else { orphaned[id]?[s] = nil }
                 }
             }
@@ -148,22 +159,17 @@ public struct MeshCheck {
                 if chunk.epoch == sim.epoch, sim.delivered[id]?[chunk.seq] != nil {
                     fail(.deliveredOnce, "\(sim.name(id)) played seq \(chunk.seq) twice")
                 }
-                if case .chunk(let from?, _) = event, !before.contains(from), !parents.contains(from) {
+                if case .chunk(let from?, _) = event, !before.values.contains(from), !seen.parents.values.contains(from) {
                     fail(.fromAParent, "\(sim.name(id)) played seq \(chunk.seq) from \(sim.name(from)), not a parent")
                 }
             }
-            switch event {
-            case .chunk, .sent: return
-            default: break
-            }
+            guard settles else { return }
             outcome.checks += 1
-            let config = core.config
-            let bears = max(config.isOrigin ? config.plan.count : 0, Int(Double(config.capacityUnits) * config.overload / config.headroom) + 1)
-            if !core.retired, core.usedUnits > bears {
-                fail(.withinCaps, "\(sim.name(id)) holds \(core.usedUnits) units, its uplink bears \(bears)")
+            if seen.units > seen.bears {
+                fail(.withinCaps, "\(sim.name(id)) holds \(seen.units) units, its uplink bears \(seen.bears)")
             }
-            if sim.linkCount(of: id) > Self.linkBound * config.maxLinks {
-                fail(.withinCaps, "\(sim.name(id)) holds \(sim.linkCount(of: id)) links (\(core.children.count) children)")
+            if sim.linkCount(of: id) > Self.linkBound * seen.maxLinks {
+                fail(.withinCaps, "\(sim.name(id)) holds \(sim.linkCount(of: id)) links (\(seen.children) children)")
             }
         }
 
@@ -239,11 +245,11 @@ public struct MeshCheck {
             // Lately: the last 5 s (a deep mesh on slow uplinks may hold chunks 2-3 s; a starved peer has none).
             let recent = sim.producedSeqs > 25 ? sim.producedSeqs - 25 : 0
             for id in sim.alive.sorted() where id != sim.origin {
-                guard let core = sim.peers[id] else { continue }
+                guard let parents = sim.withCore(id, { $0.parents }) else { continue }
                 outcome.checks += 1
                 let fed = (sim.delivered[id] ?? [:]).keys.contains { $0 >= recent }
                 if !fed {
-                    let missing = core.config.plan.all.filter { core.parents[$0] == nil }
+                    let missing = sim.plan.all.filter { parents[$0] == nil }
                     fail(.liveness, "\(sim.name(id)) \(fed ? "" : "has had no chunk since seq \(recent), ")lacks parents for \(missing) "
                                     + "\((end - lastFault) / 1000) ms after the last fault")
                     break
