@@ -249,8 +249,11 @@ final class HostileInputTests: XCTestCase {
         }
         XCTAssertGreaterThan(sent.count, 0)
         XCTAssertLessThanOrEqual(sent.count, 40 + ChildSet.repairBurst, "each chunk once, and a burst of repairs: \(sent)")
-        // The budget refills at the stream's pace: a repair the driver dropped can be asked for again.
-        let later = Self.sentChunks(&origin, origin.handle(.message(from: "c:1", .repair(5)), now: 20_000_000), now: 20_000_000)
+        // A peer merely linked (c unsubscribed from everything) cannot pull chunks through repairs.
+        XCTAssertEqual(Self.sentChunks(&origin, origin.handle(.message(from: "c:1", .repair(5)), now: 20_000_000), now: 20_000_000), [])
+        // The budget refills at the stream's pace: a child's repair the driver dropped can be asked for again.
+        _ = Self.sentChunks(&origin, origin.handle(.message(from: "c:1", .subscribe([0], fromSeq: 40)), now: 20_000_001), now: 20_000_001)
+        let later = Self.sentChunks(&origin, origin.handle(.message(from: "c:1", .repair(5)), now: 20_000_002), now: 20_000_002)
         XCTAssertTrue(later.contains(5), "\(later)")
     }
 
@@ -288,6 +291,33 @@ final class HostileInputTests: XCTestCase {
             evictions += out.filter { $0 == .send("honest:1", .refuse([liar % 4])) }.count
         }
         XCTAssertEqual(evictions, 1, "the honest child lost one unit, not all four")
+    }
+
+    /// lsp2p-sim check, seeds 57, 150, 188 (50 peers): a viewer that retired (its upload budget spent) held the
+    /// origin's only unit of a substream, and the origin, which never gives a substream's last unit away, refused every
+    /// relay that asked: the whole mesh went without that substream. Retired, a peer says it uploads nothing, and a
+    /// relay asking takes its place at once, evicted lately or not.
+    func testARetiredViewerGivesUpTheOriginsUnitsToRelaysThatAsk() {
+        var origin = MeshPeer(config: MeshPeerConfig(me: "o:1", isOrigin: true, bootstrap: nil, capacityUnits: 4, scheduleDelay: 1_000, seed: 8))
+        var viewer = MeshPeer(config: MeshPeerConfig(me: "v:1", isOrigin: false, bootstrap: "o:1", capacityUnits: 2, scheduleDelay: 50_000, seed: 9))
+        _ = origin.handle(.start, now: 0)
+        _ = origin.handle(.connected("v:1"), now: 1)
+        _ = origin.handle(.message(from: "v:1", .announce(viewer.info, wantPeers: false)), now: 2)
+        _ = origin.handle(.message(from: "v:1", .subscribe([0, 1, 2, 3], fromSeq: 0)), now: 3)
+        XCTAssertEqual(origin.children["v:1"], [0, 1, 2, 3], "the origin's every unit")
+        _ = viewer.handle(.retire, now: 4)
+        _ = origin.handle(.message(from: "v:1", .announce(viewer.info, wantPeers: false)), now: 5)
+        for (i, s) in [2, 3].enumerated() {
+            // Relays weaker than the viewer was: only what it says now (nothing) lets them in; the second comes
+            // while the viewer is still within its protection from the first eviction.
+            let relay: PeerID = "r\(i):1"
+            _ = origin.handle(.connected(relay), now: 10 + Int64(i))
+            _ = origin.handle(.message(from: relay, .announce(info(relay, delay: 5_000, sched: 100_000, units: 4), wantPeers: false)), now: 20 + Int64(i))
+            let out = origin.handle(.message(from: relay, .subscribe([s], fromSeq: 0)), now: 30 + Int64(i))
+            XCTAssertTrue(out.contains(.send(relay, .accept([s]))), "relay \(i): \(out)")
+            XCTAssertTrue(out.contains(.send("v:1", .refuse([s]))), "relay \(i): \(out)")
+        }
+        XCTAssertEqual(origin.children["v:1"], [0, 1])
     }
 
     func testTheOriginIsKnownByItsKeyNotByADelayOfZero() {

@@ -117,12 +117,13 @@ struct ChildSet {
     /// A child whose uplink is far weaker than the asker's (its sched at least `preemptRatio` times as long), the
     /// weakest first, one fed `substream` before others (a unit is a unit: the one it frees may carry another
     /// substream); nil when the asker is not that much stronger than any, evicted lately, or the weak ones were
-    /// evicted lately themselves.
+    /// evicted lately themselves (unless they upload nothing).
     func weaker(than asker: PeerID, askerSched: Int64?, in substream: Int, now: Int64, sameSubstreamOnly: Bool = false,
                 keepingEach: Bool = false, sched: (PeerID) -> Int64?) -> PeerID? {
         guard let strength = askerSched, mayPreempt(for: asker, now: now) else { return nil }
+        // A child that uploads nothing (retired) is never protected: it holds units a relay would pass on.
         let evictable = substreams.filter { c in
-            c.key != asker && !isProtected(c.key, now: now)
+            c.key != asker && (!isProtected(c.key, now: now) || sched(c.key).map { $0 >= WireLimits.maxDelay } == true)
                 && (!keepingEach || c.value.contains(substream) || c.value.contains(where: isShared))
         }
         for sameSubstream in sameSubstreamOnly ? [true] : [true, false] {

@@ -320,8 +320,11 @@ public struct MeshPeer {
     }
 
     /// sched as a child sees it: the children of one substream get each chunk one after another, so a new child of
-    /// the busiest substream waits for those before it (never more than the fan-out this peer allows).
+    /// the busiest substream waits for those before it (never more than the fan-out this peer allows). Retired, it
+    /// uploads nothing: the longest there is, so any asker with room takes its units (a retired viewer held the
+    /// origin's only unit of a substream and starved the whole mesh of it; lsp2p-sim check, seed 57 at 50 peers).
     var advertisedSched: Int64 {
+        if retired { return WireLimits.maxDelay }
         let busiest = config.plan.all.map { childSet.fanOut(of: $0) }.max() ?? 0
         return config.scheduleDelay.saturatingMultiply(Int64(min(fanOutLimit, busiest + 1)))
     }
@@ -591,7 +594,8 @@ public struct MeshPeer {
         case .repair(let seq):
             // From the child's repair budget: a child that lost a chunk may ask again, not make us resend the window.
             // It waits in the egress behind every live chunk.
-            if let chunk = store[seq], childSet.takeRepair(for: peer, now: now, chunkDuration: config.chunkDuration) {
+            // Only a child may ask: a peer merely linked would otherwise pull the stream through repairs.
+            if childSet.contains(peer), let chunk = store[seq], childSet.takeRepair(for: peer, now: now, chunkDuration: config.chunkDuration) {
                 egress.enqueue(chunk, to: peer, live: false, now: now)
             }
         case .leaving:
