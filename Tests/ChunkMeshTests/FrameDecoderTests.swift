@@ -80,25 +80,36 @@ final class FrameDecoderTests: XCTestCase {
 
     func testRandomBytesNeverCrash() {
         var rng = SplitMixRandom(seed: 42)
-        var outcomes = (frames: 0, errors: 0, waiting: 0)
+        var outcomes = (frames: 0, waiting: 0)
+        var errors: [String: Int] = [:]
         for _ in 0..<2000 {
             let count = Int(rng.next() % 64)
             var bytes = (0..<count).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             // Half the time start with a valid magic and version so the deeper checks are reached.
-            if rng.next() % 2 == 0, bytes.count >= 4 { bytes[0] = 0x4C; bytes[1] = 0x32; bytes[2] = 1 }
+            if rng.next() % 2 == 0, bytes.count >= 4 { bytes[0] = 0x4C; bytes[1] = 0x32; bytes[2] = Frame.version }
             var decoder = FrameDecoder(maxPayload: 32)
             var buffer = ByteBuffer(bytes: bytes)
             do {
                 while let _ = try decoder.decode(buffer: &buffer) { outcomes.frames += 1 }
                 outcomes.waiting += 1
-            } catch is WireError {
-                outcomes.errors += 1
+            } catch let error as WireError {
+                let kind = switch error {
+                case .badMagic: "badMagic"
+                case .unsupportedVersion: "unsupportedVersion"
+                case .frameTooLarge: "frameTooLarge"
+                case .unknownFrameType: "unknownFrameType"
+                case .malformed: "malformed"
+                }
+                errors[kind, default: 0] += 1
             } catch {
                 XCTFail("unexpected error type \(error)")
             }
         }
-        XCTAssertGreaterThan(outcomes.errors, 0)
         XCTAssertGreaterThan(outcomes.waiting, 0)
+        // Past the magic and the version: the frame type and the length are checked too.
+        for kind in ["badMagic", "unknownFrameType", "frameTooLarge"] {
+            XCTAssertGreaterThan(errors[kind] ?? 0, 0, "\(kind) in \(errors)")
+        }
     }
 
     func testMessagesRoundTrip() throws {

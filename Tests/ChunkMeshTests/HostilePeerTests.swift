@@ -268,12 +268,15 @@ final class HostilePeerTests: MeshNodeTestCase {
         let observers = try (0..<5).map { _ in try HostileClient(group: group, to: origin.id, key: key, role: .observer) }
         XCTAssertTrue(waitUntil("the fifth observer to be turned away") { !observers[4].isOpen })
         let looking = observers[0]
-        for _ in 0..<20 { looking.send(.viewRequest) }
+        let asked = Date()
+        for _ in 0..<100 { looking.send(.viewRequest) }
         XCTAssertTrue(waitUntil("a view") { looking.received.withLockedValue { !$0.isEmpty } })
-        usleep(300_000)
-        XCTAssertEqual(looking.received.withLockedValue { $0.count }, 1, "one view a second, however often asked")
         XCTAssertTrue(observers[0..<4].allSatisfy(\.isOpen))
         XCTAssertTrue(waitUntil("idle observers to be closed", seconds: 15) { observers.allSatisfy { !$0.isOpen } })
+        // Every view it would ever get came before its link closed: one a second at most, however often asked
+        // (without the limit, a hundred).
+        let views = looking.received.withLockedValue { $0.count }
+        XCTAssertLessThanOrEqual(views, 1 + Int(Date().timeIntervalSince(asked)), "one view a second, however often asked")
     }
 
     func testResubscribingOverAndOverGetsEachChunkAtMostTwice() throws {
@@ -298,9 +301,11 @@ final class HostilePeerTests: MeshNodeTestCase {
         XCTAssertTrue(waitUntil("the greedy child to get the newest chunk") {
             greedy.received.withLockedValue { $0.contains { if case .chunk(let c) = $0 { return c.seq == seq - 1 }; return false } }
         })
-        let received = greedy.chunksReceived
-        XCTAssertGreaterThan(received, Int(seq - first), "it got the stream")
-        XCTAssertLessThanOrEqual(received, 2 * Int(seq), "the stream once, repairs at most once more: \(received) for \(seq) chunks")
+        // Per chunk, not in total (a total of 2 x seq lets a few chunks come many times).
+        var copies: [UInt64: Int] = [:]
+        for case .chunk(let c) in greedy.received.withLockedValue({ $0 }) { copies[c.seq, default: 0] += 1 }
+        XCTAssertGreaterThan(copies.count, Int(seq - first), "it got the stream")
+        XCTAssertEqual(copies.filter { $0.value > 2 }, [:], "the stream once, a repair at most once more")
     }
 
     func testAPlayerBehindAPortForwardIsOnePeerWithOneLink() throws {
