@@ -320,6 +320,27 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(origin.children["v:1"], [0, 1])
     }
 
+    /// Issue 20: 32 idle announced links at the origin (its `maxLinks`) kept every joiner out: past the bound the
+    /// newcomer was let go at its announce, and the subscribe that followed was lost. The link idle longest goes now.
+    func testIdleLinksCannotKeepAJoinerOut() {
+        var origin = MeshPeer(config: MeshPeerConfig(me: "o:1", isOrigin: true, bootstrap: nil, capacityUnits: 8, scheduleDelay: 1_000, seed: 10))
+        _ = origin.handle(.start, now: 0)
+        let idle = (0..<origin.config.maxLinks).map { PeerID("idle\($0):1") }
+        for (i, id) in idle.enumerated() {
+            _ = origin.handle(.connected(id), now: 1 + Int64(i))
+            let news = PeerInfo(id: id, delays: [nil, nil, nil, nil], residualUnits: 0, scheduleDelay: 1_000, ancestors: [[], [], [], []], epoch: 1)
+            _ = origin.handle(.message(from: id, .announce(news, wantPeers: false)), now: 100 + Int64(i))
+        }
+        for t in 1...5 { _ = origin.handle(.tick, now: Int64(t) * 1_000_000) }
+        let joiner: PeerID = "j:1"
+        _ = origin.handle(.connected(joiner), now: 5_000_001)
+        let answer = origin.handle(.message(from: joiner, .announce(info(joiner, units: 2), wantPeers: true)), now: 5_000_002)
+        XCTAssertFalse(answer.contains(.disconnect(joiner)), "\(answer)")
+        XCTAssertEqual(answer.filter { if case .disconnect = $0 { return true }; return false }.count, 1, "one idle link goes: \(answer)")
+        let yes = origin.handle(.message(from: joiner, .subscribe([0, 1, 2, 3], fromSeq: 0)), now: 5_000_003)
+        XCTAssertTrue(yes.contains(.send(joiner, .accept([0, 1, 2, 3]))), "\(yes)")
+    }
+
     func testTheOriginIsKnownByItsKeyNotByADelayOfZero() {
         // A peer that claims delay 0 everywhere and then forwards nothing is punished like any other.
         var peer = MeshPeer(config: MeshPeerConfig(me: "me:1", isOrigin: false, bootstrap: "o:1", capacityUnits: 0, scheduleDelay: 1_000, seed: 7))
