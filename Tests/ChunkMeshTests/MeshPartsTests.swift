@@ -90,6 +90,18 @@ final class MeshPartsTests: XCTestCase {
                      "an asker evicts once in a while")
     }
 
+    func testTheOnlyChildOfASubstreamIsShedLast() {
+        var children = ChildSet()
+        children.add("a:1", [1])
+        children.add("b:1", [1])
+        children.add("only:1", [3])
+        let sched: [PeerID: Int64] = ["a:1": 200_000, "b:1": 300_000, "only:1": 900_000]
+        XCTAssertEqual(children.toShed(isOrigin: false, sched: { sched[$0] })?.child, "b:1", "the weakest of a shared substream")
+        children.remove("a:1", [1])
+        XCTAssertEqual(children.toShed(isOrigin: false, sched: { sched[$0] })?.child, "only:1", "then the weakest of all")
+        XCTAssertNil(children.toShed(isOrigin: true, sched: { sched[$0] }), "the origin keeps each substream's last unit")
+    }
+
     // MARK: ParentSet and Penalties
 
     func testAParentIsTakenOnlyWhenAskedAndALossyOneIsFound() {

@@ -71,6 +71,14 @@ struct ChildSet {
         return (pick, s)
     }
 
+    /// The unit to let go when the uplink cannot carry them all: the weakest child's, one of a substream another
+    /// child here takes too before any other, for the only child of a substream may be the only way the mesh has it
+    /// (a relay holding the origin's last unit of one shed the one child it passed it to, and nobody had that
+    /// substream again; lsp2p-sim check, seed 1523 at 50 peers). The origin never sheds a substream's last unit.
+    func toShed(isOrigin: Bool, sched: (PeerID) -> Int64?) -> (child: PeerID, substream: Int)? {
+        weakest(keepingEach: true, sched: sched) ?? (isOrigin ? nil : weakest(sched: sched))
+    }
+
     mutating func remove(_ child: PeerID, _ dropped: [Int]) {
         substreams[child]?.subtract(dropped)
         if substreams[child]?.isEmpty == true {

@@ -720,7 +720,7 @@ public struct MeshPeer {
         let bearable = max(floor, min(SubstreamPlan.wholeUnits(bits * config.overload / unit), allowance ?? .max))
         var out: [MeshAction] = []
         while childSet.usedUnits > bearable,
-              let (child, s) = childSet.weakest(keepingEach: config.isOrigin, now: nil, sched: { members[$0]?.info.scheduleDelay }) {
+              let (child, s) = childSet.toShed(isOrigin: config.isOrigin, sched: { members[$0]?.info.scheduleDelay }) {
             childSet.remove(child, [s])
             out.append(.send(child, .refuse([s])))
         }
