@@ -107,6 +107,9 @@ struct ChildSet {
     /// Marks a chunk as sent on a link; false when that link carried it already.
     mutating func markSent(_ seq: UInt64, to peer: PeerID) -> Bool { sentTo[peer, default: []].insert(seq).inserted }
 
+    /// Whether this link carried a chunk from `seq` on (a child lately, or now).
+    func carried(to peer: PeerID, since seq: UInt64) -> Bool { sentTo[peer]?.contains { $0 >= seq } == true }
+
     /// Forgets what was sent below the window, once a link's record grows past twice the window.
     mutating func forgetSent(below low: UInt64, window: Int) {
         for (peer, seqs) in sentTo where seqs.count > 2 * window { sentTo[peer] = seqs.filter { $0 >= low } }

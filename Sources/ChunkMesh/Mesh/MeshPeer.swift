@@ -544,13 +544,9 @@ public struct MeshPeer {
                 let sample = members.sample(for: peer, substreams: config.plan.count, now: now, rng: &rng)
                 out.append(.send(peer, .peers(sample.map { $0.brief } + [briefInfo])))
             }
-            // Past its bound of links without a role, the one idle longest goes (design §7: none gathers links;
-            // parents and children do not count), or with none older, this one once answered. Not the newcomer
-            // first: idle links a stranger keeps open would keep out every joiner (issue 20).
-            if shouldShed(peer) {
-                guard let oldest = oldestIdleLink(besides: peer, now: now) else { return out + [.disconnect(peer)] + lose(peer, now: now) }
-                out += [.disconnect(oldest)] + lose(oldest, now: now)
-            }
+            // Past its bound of links without a role, a peer answers a stranger (a joiner, a prober) and lets it go:
+            // any peer can bootstrap a joiner, and none gathers links (design §7). Parents and children do not count.
+            if shouldShed(peer) { return out + [.disconnect(peer)] + lose(peer, now: now) }
             out += selectParents(now: now)
         case .peers(let list):
             // Only an answer to our ask: a peer cannot flood us with hearsay.
@@ -598,8 +594,11 @@ public struct MeshPeer {
         case .repair(let seq):
             // From the child's repair budget: a child that lost a chunk may ask again, not make us resend the window.
             // It waits in the egress behind every live chunk.
-            // Only a child may ask: a peer merely linked would otherwise pull the stream through repairs.
-            if childSet.contains(peer), let chunk = store[seq], childSet.takeRepair(for: peer, now: now, chunkDuration: config.chunkDuration) {
+            // Only a child may ask, or one this link fed within the repair horizon (its move or our shed crossed its
+            // ask): a peer merely linked would otherwise pull the stream through repairs.
+            let lately = (store.newest ?? 0) &- min(store.newest ?? 0, repairHorizonChunks)
+            if childSet.contains(peer) || childSet.carried(to: peer, since: lately), let chunk = store[seq],
+               childSet.takeRepair(for: peer, now: now, chunkDuration: config.chunkDuration) {
                 egress.enqueue(chunk, to: peer, live: false, now: now)
             }
         case .leaving:
@@ -956,13 +955,6 @@ public struct MeshPeer {
     private func shouldShed(_ peer: PeerID) -> Bool {
         members.linked.count > config.maxLinks && !hasRole(peer) && !members.probing.contains(peer) && (hasAllParents || peer != config.bootstrap)
             && idleLinkCount > config.maxLinks
-    }
-
-    /// The link without a role idle longest (by when housekeeping first found it idle), other than `peer`: not a
-    /// probe of this peer's own, nor the bootstrap it still needs.
-    private func oldestIdleLink(besides peer: PeerID, now: Int64) -> PeerID? {
-        members.linked.filter { $0 != peer && !hasRole($0) && !members.probing.contains($0) && (hasAllParents || $0 != config.bootstrap) }
-            .min { (idleSince[$0] ?? now, $0) < (idleSince[$1] ?? now, $1) }
     }
 
     /// Links with no role (joiners asking, probes, neighbours left over): these are what `maxLinks` bounds.
