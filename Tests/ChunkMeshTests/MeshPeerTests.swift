@@ -114,7 +114,7 @@ final class MeshPeerTests: XCTestCase {
         XCTAssertEqual(gaps(sim, "a", upTo: sim.producedSeqs - 10), [])
     }
 
-    func testChildrenARetiredPeerStillHoldsAreLetGoWhenShed() {
+    func testChildrenARetiredPeerStillHoldsAreLetGoWhenShed() throws {
         let sim = SimulatedMesh(originUnits: 4)
         sim.join("a", units: 8, seed: 8)
         sim.run(for: 3_000_000)
@@ -126,6 +126,12 @@ final class MeshPeerTests: XCTestCase {
         sim.run(for: 3_000_000)
         XCTAssertEqual(Set(sim.peers["a"]!.children.keys), ["c0", "c1"], "still fed: nobody else has room")
         XCTAssertNil(sim.handedOffAt("a"))
+        // A retired parent tells the longest sched there is ("uploads nothing"); while it still feeds them, its
+        // children's delays stay what they were, or theirs below would see a minute and move as well.
+        for c in ["c0", "c1"] {
+            let delay = try XCTUnwrap(sim.peers[c]!.delayFromSource, c)
+            XCTAssertLessThan(delay, 1_000_000, c)
+        }
         sim.send("a", .shedChildren)
         XCTAssertEqual(sim.peers["a"]!.children, [:])
         XCTAssertEqual(sim.handedOffAt("a"), sim.now, "letting the rest go ends the hand-off")

@@ -93,4 +93,24 @@ final class UplinkTests: XCTestCase {
         XCTAssertLessThanOrEqual(liar.usedUnits, 2, "it keeps only what it can feed")
         for name in names { XCTAssertEqual(missed(sim, name, lastSeconds: 20), [], "\(name) missed chunks once settled") }
     }
+
+    /// What a relay tells of its uplink is the uplink's own (one chunk's time), whatever its fan-out: parents weigh it
+    /// when a stronger asker may take a weaker child's place, and a busy relay is no weaker than an idle peer.
+    func testARelayTellsItsUplinkWhateverItsFanOut() {
+        let sim = lan()
+        let relay = sim.join("relay", uplink: uplink(4), streamRate: rate, seed: 1, declares: false)
+        sim.run(for: 500_000)
+        for i in 0..<6 {
+            sim.join("leaf\(i)", uplink: uplink(0.3), streamRate: rate, seed: UInt64(10 + i), bootstrap: relay, declares: false)
+        }
+        var busiest = 0
+        run(sim, seconds: 20) {
+            let peer = sim.peers[relay]!
+            let fanOut = (0..<4).map { s in peer.children.values.filter { $0.contains(s) }.count }.max() ?? 0
+            busiest = max(busiest, fanOut)
+            XCTAssertEqual(peer.info.scheduleDelay, peer.config.scheduleDelay, "fan-out \(fanOut)")
+        }
+        XCTAssertGreaterThanOrEqual(busiest, 2, "the relay fed several children a substream (else this tests nothing)")
+    }
 }
+

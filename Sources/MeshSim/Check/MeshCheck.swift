@@ -56,7 +56,8 @@ public struct MeshCheck {
     /// `orphanBound`, and at the end each is fed in every substream and has had a chunk lately.
     public static let livenessBound: Int64 = 15_000_000
     public static let orphanBound: Int64 = 5_000_000
-    /// Links a peer may hold, in multiples of the links it opens itself (`maxLinks`): others open the rest.
+    /// Links without a role a peer may hold, in multiples of `maxLinks` (others open the rest). Links to children,
+    /// parents and peers asked to be one are bounded apart: children by the units the uplink bears, the rest by k.
     public static let linkBound = 2
 
     let rate = BitRate(bitsPerSecond: 1_100_000)
@@ -138,7 +139,7 @@ public struct MeshCheck {
             }
             guard let seen = sim.withCore(id, { core in
                 (parents: core.parents, substreams: core.config.plan.count, maxLinks: core.config.maxLinks,
-                 children: core.children.count, units: core.retired || !settles ? 0 : core.usedUnits,
+                 children: core.children.count, roles: core.linksWithARole, units: core.retired || !settles ? 0 : core.usedUnits,
                  bears: max(core.config.isOrigin ? core.config.plan.count : 0,
                             Int(Double(core.config.capacityUnits) * core.config.overload / core.config.headroom) + 1))
             }) else { return }
@@ -168,8 +169,8 @@ public struct MeshCheck {
             if seen.units > seen.bears {
                 fail(.withinCaps, "\(sim.name(id)) holds \(seen.units) units, its uplink bears \(seen.bears)")
             }
-            if sim.linkCount(of: id) > Self.linkBound * seen.maxLinks {
-                fail(.withinCaps, "\(sim.name(id)) holds \(sim.linkCount(of: id)) links (\(seen.children) children)")
+            if sim.linkCount(of: id) - seen.roles > Self.linkBound * seen.maxLinks {
+                fail(.withinCaps, "\(sim.name(id)) holds \(sim.linkCount(of: id)) links, \(seen.roles) of them to parents and children (\(seen.children))")
             }
         }
 
