@@ -91,6 +91,7 @@ final class PlayerSession: @unchecked Sendable {
     private var failure: RuntimeFailure?
     private var sawEndOfStream = false
     private var endOfStreamArrived = false
+    private var saidStale = false
     private var done = false
     private var tasks: [RepeatedTask] = []
     private let writeFailure = NIOLockedValueBox<String?>(nil)
@@ -267,12 +268,19 @@ final class PlayerSession: @unchecked Sendable {
         lastChunkAt = monotonicMicros()
         if chunk.isEndOfStream { endOfStreamArrived = true }
         let now = originNow
+        let (reanchors, anchoredAt) = (buffer.stats.reanchors, buffer.startSeq)
         switch buffer.receive(chunk, now: now) {
         case .onTime, .late, .tooLate:
             let latency = max(0, now.saturatingSubtract(chunk.ingestTime))
             metrics.latency.recordMicroseconds(latency)
             worstThisSecond = max(worstThisSecond, Double(latency) / 1000)
+        case .stale where !saidStale:
+            saidStale = true
+            logger.warning("not starting at seq \(chunk.seq): cut \(now.saturatingSubtract(chunk.ingestTime) / 1_000_000) s ago (a replay, or a recording fed as live); waiting for the live stream")
         default: break
+        }
+        if buffer.stats.reanchors > reanchors {
+            logger.warning("every chunk for a while came too far ahead of seq \(anchoredAt.map(String.init) ?? "?") (where playback started): starting again at the live stream")
         }
         release(buffer.pull(now: now))
     }

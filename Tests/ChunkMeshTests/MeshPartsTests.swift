@@ -102,6 +102,52 @@ final class MeshPartsTests: XCTestCase {
         XCTAssertNil(children.toShed(isOrigin: true, sched: { sched[$0] }), "the origin keeps each substream's last unit")
     }
 
+    // MARK: Announcer
+
+    func testNewsGoesToChildrenAtOnceAndADriftToOthersAtMostEveryBriefSpacing() {
+        var news = Announcer(hysteresis: 10_000)
+        var me = info("me:1", units: 2, delay: 100_000, parent: "p:1")
+        func sent(_ now: Int64) -> [Bool]? {
+            news.holdsBack(now: now) ? nil : news.decide(me, now: now).map { [$0.toChildren, $0.toAll] }
+        }
+        XCTAssertEqual(sent(0), [true, true], "the first record goes to every link")
+        XCTAssertNil(sent(500_000), "the same news goes nowhere")
+        XCTAssertNil(news.wakeup(urgent: false), "and nothing waits")
+        me.delays = [105_000, 100_000]
+        XCTAssertNil(sent(600_000), "a drift within the hysteresis is no news")
+        // A drift beyond it: children at once, the others when `briefSpacing` has passed since they last heard.
+        me.delays = [300_000, 300_000]
+        XCTAssertEqual(sent(1_000_000), [true, false])
+        XCTAssertFalse(news.mustSend(now: 1_500_000))
+        XCTAssertTrue(news.mustSend(now: Announcer.briefSpacing))
+        XCTAssertEqual(news.wakeup(urgent: false), Announcer.briefSpacing)
+        XCTAssertEqual(sent(Announcer.briefSpacing), [false, true], "the held-back drift")
+        // Room gone is urgent: to every link at once, once the spacing since the last news allows.
+        me.residualUnits = 0
+        news.mayHaveChanged = true
+        XCTAssertTrue(news.urgent(hasRoom: false, epoch: 1, substreams: 2) { _ in true })
+        XCTAssertNil(sent(Announcer.briefSpacing + 10_000), "inside the spacing: held back")
+        XCTAssertTrue(news.isDue)
+        XCTAssertEqual(news.wakeup(urgent: false), Announcer.briefSpacing + Announcer.downstreamSpacing)
+        XCTAssertEqual(sent(Announcer.briefSpacing + Announcer.downstreamSpacing), [true, true])
+    }
+
+    func testUrgentNewsWaitsLessThanADrift() {
+        var news = Announcer(hysteresis: 10_000)
+        let me = info("me:1", units: 2, delay: 100_000, parent: "p:1")
+        _ = news.decide(me, now: 0)
+        XCTAssertFalse(news.mayAnnounceChange(now: 50_000, urgent: true), "nothing may have changed")
+        news.mayHaveChanged = true
+        XCTAssertFalse(news.urgent(hasRoom: true, epoch: 1, substreams: 2) { _ in true }, "room, run and substreams as told")
+        XCTAssertTrue(news.urgent(hasRoom: true, epoch: 1, substreams: 2) { $0 == 0 }, "a substream lost")
+        XCTAssertTrue(news.urgent(hasRoom: true, epoch: 2, substreams: 2) { _ in true }, "a new run")
+        XCTAssertFalse(news.mayAnnounceChange(now: Announcer.urgentSpacing - 1, urgent: true))
+        XCTAssertTrue(news.mayAnnounceChange(now: Announcer.urgentSpacing, urgent: true))
+        XCTAssertFalse(news.mayAnnounceChange(now: Announcer.urgentSpacing, urgent: false))
+        XCTAssertTrue(news.mayAnnounceChange(now: Announcer.changeSpacing, urgent: false))
+        XCTAssertEqual(news.wakeup(urgent: true), Announcer.urgentSpacing)
+    }
+
     // MARK: ParentSet and Penalties
 
     func testAParentIsTakenOnlyWhenAskedAndALossyOneIsFound() {

@@ -150,4 +150,39 @@ final class PlayoutBufferTests: XCTestCase {
         XCTAssertEqual(buffer.stats.missing, 2)
         XCTAssertEqual(buffer.stats.onTime, 4)
     }
+
+    /// Issue 20: a validly signed chunk replayed to a fresh player, or a recording fed as live, is not a start: its
+    /// deadline passed long ago. Playback starts at the first random-access chunk of the present.
+    func testAStaleChunkNeverStartsPlayback() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        XCTAssertEqual(buffer.staleAfter, 10_000_000)
+        let now: Int64 = 900_000_000 // 15 minutes into the run
+        XCTAssertEqual(buffer.receive(chunk(0, at: 0, ra: true), now: now), .stale)
+        XCTAssertEqual(buffer.receive(chunk(1, at: 200_000), now: now), .beforeStart)
+        XCTAssertNil(buffer.startSeq)
+        // A start somewhat late (within `staleAfter` of its deadline) still plays: a joiner's backlog can be.
+        XCTAssertEqual(buffer.receive(chunk(4_440, at: now - 5_000_000, ra: true), now: now), .late)
+        XCTAssertEqual(buffer.startSeq, 4_440)
+        XCTAssertEqual(seqs(buffer.pull(now: now)), ["4440L"])
+        XCTAssertEqual(buffer.receive(chunk(4_441, at: now - 4_800_000), now: now + 1), .late, "once started, a late chunk is late")
+    }
+
+    /// A start that was not of the present after all (every live chunk too far ahead of it): after a run of such
+    /// chunks, playback starts again at the next random-access chunk, after playing out what was held.
+    func testARunOfChunksTooFarAheadStartsPlaybackAgainAtThePresent() {
+        var buffer = PlayoutBuffer(playoutDelay: delay, capacity: 64, staleAfter: .max, reanchorAfter: 5)
+        XCTAssertEqual(buffer.receive(chunk(0, at: 0, ra: true), now: 0), .onTime)
+        XCTAssertEqual(buffer.receive(chunk(2, at: 400_000), now: 400_000), .onTime)
+        for seq in UInt64(1_000)..<1_004 { XCTAssertEqual(buffer.receive(chunk(seq, at: 200_000_000), now: 200_000_000), .tooFarAhead) }
+        XCTAssertEqual(buffer.receive(chunk(3, at: 600_000), now: 200_000_000), .late, "one in range: the run is broken")
+        for seq in UInt64(2_000)..<2_004 { XCTAssertEqual(buffer.receive(chunk(seq, at: 400_000_000), now: 400_000_000), .tooFarAhead) }
+        XCTAssertEqual(buffer.stats.reanchors, 0, "not yet: four in a row")
+        XCTAssertEqual(buffer.receive(chunk(2_004, at: 400_000_000), now: 400_000_000), .tooFarAhead)
+        XCTAssertEqual(buffer.stats.reanchors, 1)
+        XCTAssertEqual(buffer.receive(chunk(2_005, at: 400_200_000), now: 400_200_000), .beforeStart, "it waits for a random-access chunk")
+        XCTAssertEqual(buffer.receive(chunk(2_006, at: 400_400_000, ra: true), now: 400_400_000), .onTime)
+        XCTAssertEqual(buffer.startSeq, 2_006)
+        XCTAssertEqual(seqs(buffer.pull(now: 400_400_000)), ["0", "skip1-3", "2006"], "what was held, then the present")
+    }
 }
+

@@ -224,18 +224,8 @@ public struct MeshPeer {
     /// the origin's children among them) a relay cut off from a substream asked the full origin 2 s in, and its
     /// subtree missed the chunks in between. Half a second leaves room for news of room to arrive first.
     static let fullAskAfter: Int64 = 500_000
-    /// What this peer last told its links of itself, and its children (its whole ancestry): news goes out again
-    /// only when it changed.
-    private var announced: PeerInfo?
-    private var toChildren: PeerInfo?
-    private var lastDownstreamAnnounce: Int64 = .min / 2
-    private var downstreamAnnounceDue = false
-    /// When news last went to the peers that are not children, and whether news held back from them waits.
-    private var lastBriefAnnounce: Int64 = .min / 2
-    private var briefAnnounceDue = false
-    /// Something happened since the news was last weighed that may have changed it (a chunk or a wake-up seldom
-    /// does): only then does the wake-up's check compute this peer's record again.
-    private var newsMayHaveChanged = true
+    /// When this peer's news goes out, and to whom.
+    private var announcer: Announcer
     /// Peers this one dialled whose links are not up yet, since when (a dial is answered within seconds).
     private var dialling: [PeerID: Int64] = [:]
     /// Linked peers with no parent, child or pending role, since when.
@@ -243,15 +233,6 @@ public struct MeshPeer {
 
     static let maxKnown = Membership.maxHearsay
     static let maxUnaskedPeers = Membership.maxUnaskedPeers
-    static let downstreamSpacing: Int64 = 20_000
-    /// News that is not ancestry (room, a delay) goes out at most this often; urgent news (`urgentNews`) at most
-    /// every `urgentSpacing` (a child that flips this peer's room by subscribing and leaving cannot make it announce
-    /// to every link fifty times a second).
-    static let changeSpacing: Int64 = 500_000
-    static let urgentSpacing: Int64 = 100_000
-    /// Peers that are not children weigh this one as a candidate: a drift of its delays or room (beyond the
-    /// hysteresis) reaches them at most this often; room coming or going, a substream gained or lost, at once.
-    static let briefSpacing: Int64 = 2_000_000
     static let searchSpacing: Int64 = 100_000
     static let moveSpacing: Int64 = 250_000
     static let moveFullAskAfter: Int64 = 1_000_000
@@ -270,6 +251,7 @@ public struct MeshPeer {
         parentSet = ParentSet(count: config.plan.count)
         store = ChunkWindow(capacity: config.windowChunks, horizon: UInt64(config.repairHorizon / max(1, config.chunkDuration)))
         improvementPeriod = config.improvementPeriod
+        announcer = Announcer(hysteresis: config.hysteresis)
         egress = Egress(uplink: UplinkEstimate(initial: Self.initialUplink(config) / 8, cap: config.uplink.map(\.bytesPerSecond),
                                                absorbed: config.socketBytes),
                         maxQueueDelay: max(1_000_000, 5 * config.chunkDuration))
@@ -375,7 +357,7 @@ public struct MeshPeer {
         all.formUnion(movingFrom)
         all.formUnion(dialling.keys)
         all.formUnion(idleSince.keys)
-        for record in [announced, toChildren] { if let record { record.collectPeers(into: &all) } }
+        announcer.collectPeers(into: &all)
         members.collectPeers(into: &all)
         parentSet.collectPeers(into: &all)
         penalties.collectPeers(into: &all)
@@ -393,7 +375,7 @@ public struct MeshPeer {
         // What changes this peer's own record is met where it happens (a parent's news, a chunk of a new run).
         case .chunk, .tick, .sent, .message(_, .announce), .message(_, .peers), .message(_, .repair): break
         case .linkDelay(let peer, _) where !parentSet.isParent(peer): break
-        default: newsMayHaveChanged = true
+        default: announcer.mayHaveChanged = true
         }
         var out: [MeshAction] = []
         switch event {
@@ -716,7 +698,7 @@ public struct MeshPeer {
         if units != config.capacityUnits || sched != config.scheduleDelay {
             config.capacityUnits = units
             config.scheduleDelay = sched
-            newsMayHaveChanged = true
+            announcer.mayHaveChanged = true
         }
         let bearable = max(floor, min(SubstreamPlan.wholeUnits(bits * config.overload / unit), allowance ?? .max))
         var out: [MeshAction] = []
@@ -780,7 +762,7 @@ public struct MeshPeer {
         // the repair horizon and the parent timeout follow it; a jitter would re-announce the news every chunk).
         if chunk.duration > 0, abs(chunk.duration - config.chunkDuration) * 10 > config.chunkDuration {
             config.chunkDuration = chunk.duration
-            newsMayHaveChanged = true
+            announcer.mayHaveChanged = true
             config.parentTimeout = max(config.parentTimeout, 3 * Int64(config.plan.count) * chunk.duration)
             store.horizon = repairHorizonChunks
             store.capacity = config.windowChunks
@@ -819,7 +801,7 @@ public struct MeshPeer {
             out += housekeeping(now: now)
         }
         out += gossip(now: now)
-        if downstreamAnnounceDue || (briefAnnounceDue && now - lastBriefAnnounce >= Self.briefSpacing) { out += announceDownstream(now: now) }
+        if announcer.mustSend(now: now) { out += announceDownstream(now: now) }
         guard !config.isOrigin else { return out + announceIfChanged(now: now) }
         if now >= nextProbe {
             // Short of parents, a probe a second; fed, one an improvement period, of a candidate that could be a move.
@@ -870,7 +852,7 @@ public struct MeshPeer {
     /// Once a second: forgetting old news, pruning timers, closing idle links.
     private mutating func housekeeping(now: Int64) -> [MeshAction] {
         let typical = members.typicalLinkDelay
-        defer { if members.typicalLinkDelay != typical { newsMayHaveChanged = true } } // a parent's delay may be that guess
+        defer { if members.typicalLinkDelay != typical { announcer.mayHaveChanged = true } } // a parent's delay may be that guess
         childSet.prune(now: now)
         if !dialling.isEmpty { dialling = dialling.filter { now - $0.value < 30_000_000 } }
         var out: [MeshAction] = []
@@ -895,10 +877,8 @@ public struct MeshPeer {
 
     private func wakeup() -> Int64 {
         var at = min(nextHousekeeping, nextGossip)
-        if downstreamAnnounceDue { at = min(at, lastDownstreamAnnounce + Self.downstreamSpacing) }
-        if briefAnnounceDue { at = min(at, max(lastBriefAnnounce + Self.briefSpacing, lastDownstreamAnnounce + Self.downstreamSpacing)) }
         if let paced = egress.nextWakeup { at = min(at, paced) }
-        if urgentNews { at = min(at, lastDownstreamAnnounce + Self.urgentSpacing) }
+        if let news = announcer.wakeup(urgent: urgentNews) { at = min(at, news) }
         if config.isOrigin { return max(at, lastNow + 1) }
         // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
         if !hasAllParents || !parentSet.pending.isEmpty || store.hasGap(substreams: config.plan.count) {
@@ -1012,18 +992,13 @@ public struct MeshPeer {
 
     /// This peer's news, to every link, when it changed since it last went out.
     private mutating func announceIfChanged(now: Int64) -> [MeshAction] {
-        guard newsMayHaveChanged, !downstreamAnnounceDue,
-              now - lastDownstreamAnnounce >= (urgentNews ? Self.urgentSpacing : Self.changeSpacing) else { return [] }
+        guard announcer.mayAnnounceChange(now: now, urgent: urgentNews) else { return [] }
         return announceDownstream(now: now)
     }
 
-    /// News that cannot wait for `changeSpacing` (`isUrgent`): room that came or went, a substream gained or lost,
-    /// a new run. After a mass kill an origin's freed room went out with its next housekeeping, up to a second
-    /// later, while every orphan asked peers as orphaned as itself.
+    /// Urgent news waits (`Announcer.isUrgent`): room that came or went, a substream gained or lost, a new run.
     private var urgentNews: Bool {
-        guard newsMayHaveChanged, let last = announced else { return false }
-        return (!leaving && residualUnits > 0) != (last.residualUnits > 0) || epoch != last.epoch || last.delays.count != config.plan.count
-            || config.plan.all.contains { (delay(of: $0) == nil) != (last.delays[$0] == nil) }
+        announcer.urgent(hasRoom: !leaving && residualUnits > 0, epoch: epoch, substreams: config.plan.count) { delay(of: $0) != nil }
     }
 
     /// This peer's news to one peer; asking for its peers lets its answer in.
@@ -1032,59 +1007,16 @@ public struct MeshPeer {
         return .send(peer, .announce(childSet.contains(peer) ? info : info.brief, wantPeers: wantPeers))
     }
 
-    /// News goes out when it changed (design §7), at once, not on a clock. Children learn a new ancestry at once:
-    /// stale ancestry is how loops form. Every linked peer learns a new parent, room or a delay that moved by more
-    /// than the hysteresis, so joiners and neighbours weigh this peer on fresh news; smaller drifts are not news.
-    /// At most once per `downstreamSpacing`; a change inside that spacing goes out at the next wake-up.
+    /// News goes out when it changed (design §7), at once, not on a clock (`Announcer`): children learn a new
+    /// ancestry at once, every linked peer a new parent, room or a delay that moved by more than the hysteresis.
     private mutating func announceDownstream(now: Int64) -> [MeshAction] {
-        guard now - lastDownstreamAnnounce >= Self.downstreamSpacing else {
-            downstreamAnnounceDue = true
-            return []
-        }
-        downstreamAnnounceDue = false
-        newsMayHaveChanged = false
+        guard !announcer.holdsBack(now: now) else { return [] }
         let me = info
-        let toKids = toChildren.map { !sameNews(me, $0) || me.ancestors != $0.ancestors } ?? true
-        var toAll = announced.map { !sameNews(me, $0) } ?? true
-        briefAnnounceDue = false
-        if toAll, let last = announced, !isUrgent(me, after: last), now - lastBriefAnnounce < Self.briefSpacing {
-            toAll = false
-            briefAnnounceDue = true
-        }
-        guard toAll || toKids else { return [] }
-        lastDownstreamAnnounce = now
-        if toKids { toChildren = me }
-        if toAll {
-            announced = me
-            lastBriefAnnounce = now
-        }
+        guard let (toKids, toAll) = announcer.decide(me, now: now) else { return [] }
         let brief = me.brief
         return members.linked.compactMap { id in
             if childSet.contains(id) { return toKids ? .send(id, .announce(me, wantPeers: false)) : nil }
             return toAll ? .send(id, .announce(brief, wantPeers: false)) : nil
-        }
-    }
-
-    /// News a peer choosing parents must have at once: room where there was none (or none left), a substream this
-    /// peer now has or lost, a new run.
-    private func isUrgent(_ now: PeerInfo, after before: PeerInfo) -> Bool {
-        (now.residualUnits > 0) != (before.residualUnits > 0) || now.epoch != before.epoch || now.delays.count != before.delays.count
-            || zip(now.delays, before.delays).contains { ($0 == nil) != ($1 == nil) }
-    }
-
-    /// Whether two records of this peer say the same to a peer choosing parents: same parents and room, delays
-    /// within the hysteresis (or 2 %).
-    private func sameNews(_ a: PeerInfo, _ b: PeerInfo) -> Bool {
-        guard a.residualUnits == b.residualUnits, a.epoch == b.epoch, a.delays.count == b.delays.count,
-              a.ancestors.count == b.ancestors.count,
-              zip(a.ancestors, b.ancestors).allSatisfy({ $0.first == $1.first }) else { return false }
-        let close = { (x: Int64, y: Int64) in abs(x - y) <= max(self.config.hysteresis, min(x, y) / 50) }
-        return close(a.scheduleDelay, b.scheduleDelay) && zip(a.delays, b.delays).allSatisfy { x, y in
-            switch (x, y) {
-            case (nil, nil): true
-            case let (x?, y?): close(x, y)
-            default: false
-            }
         }
     }
 
@@ -1227,7 +1159,7 @@ public struct MeshPeer {
     private mutating func newEpoch(_ new: UInt64, now: Int64) -> [MeshAction] {
         guard !config.isOrigin, new > epoch else { return [] }
         epoch = new
-        newsMayHaveChanged = true
+        announcer.mayHaveChanged = true
         store.reset()
         childSet.forgetSent()
         // A joiner's first chunk starts its first run: its asks of peers already on that run stand (voiding them

@@ -27,6 +27,9 @@ public struct PlayoutBuffer {
         case oldRun
         /// More than `capacity` chunks ahead of the next to play: not a chunk of this stream's present.
         case tooFarAhead
+        /// A start too old for a live stream: its deadline passed more than `staleAfter` ago (a replay of a signed
+        /// chunk, or a recording fed as live). Playback starts only at a chunk of the present.
+        case stale
     }
 
     public struct Stats: Equatable, Sendable {
@@ -40,6 +43,8 @@ public struct PlayoutBuffer {
         public var restarts = 0
         /// Chunks skipped at a stop before their deadline came (`drain(stoppingAt:)`): neither missed nor expected.
         public var cutOff = 0
+        /// Times playback started again at the stream's present after every chunk for a while was too far ahead.
+        public var reanchors = 0
         /// Released or skipped so far: the chunks the stream had for us.
         public var expected: Int { onTime + late + missing }
     }
@@ -47,6 +52,12 @@ public struct PlayoutBuffer {
     public let playoutDelay: Int64
     /// Largest number of chunks held while waiting for a gap; past it the gap is skipped at once.
     public let capacity: Int
+    /// Playback never starts at a chunk whose deadline passed longer ago than this (`Arrival.stale`).
+    public let staleAfter: Int64
+    /// After this many chunks in a row too far ahead, playback starts again at the next random-access chunk: what
+    /// it started at was not of the present (a replayed chunk handed to a fresh player anchored it there, and every
+    /// live chunk was then refused).
+    public let reanchorAfter: Int
     public private(set) var stats = Stats()
     /// Latency from ingest to arrival, in microseconds.
     public private(set) var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
@@ -65,10 +76,13 @@ public struct PlayoutBuffer {
     public private(set) var epoch: UInt64?
     /// What the last run left to release, ahead of the new run.
     private var carried: [Output] = []
+    private var farAheadInARow = 0
 
-    public init(playoutDelay: Int64, capacity: Int = 4096) {
+    public init(playoutDelay: Int64, capacity: Int = 4096, staleAfter: Int64? = nil, reanchorAfter: Int = 50) {
         self.playoutDelay = playoutDelay
         self.capacity = capacity
+        self.staleAfter = staleAfter ?? max(10_000_000, 4 * playoutDelay)
+        self.reanchorAfter = reanchorAfter
     }
 
     public mutating func receive(_ chunk: Chunk, now: Int64) -> Arrival {
@@ -77,6 +91,7 @@ public struct PlayoutBuffer {
             // A restarted origin counts from 0 again: play out what the old run left, then start over.
             carried += drain() + [.restarted]
             stats.restarts += 1
+            farAheadInARow = 0
             next = nil
             startSeq = nil
             pending.removeAll()
@@ -86,11 +101,17 @@ public struct PlayoutBuffer {
         epoch = chunk.epoch
         if next == nil {
             guard chunk.isRandomAccess else { return .beforeStart }
+            guard now.saturatingSubtract(deadline(of: chunk)) <= staleAfter else { return .stale }
             next = chunk.seq
             startSeq = chunk.seq
         }
         guard let next, chunk.seq >= startSeq! else { return .beforeStart }
-        guard chunk.seq < next || chunk.seq - next <= UInt64(capacity) else { return .tooFarAhead }
+        guard chunk.seq < next || chunk.seq - next <= UInt64(capacity) else {
+            farAheadInARow += 1
+            if farAheadInARow >= reanchorAfter { reanchor() }
+            return .tooFarAhead
+        }
+        farAheadInARow = 0
         if chunk.seq < next || pending[chunk.seq] != nil {
             if skipped.contains(where: { $0.contains(chunk.seq) }), cameAfterSkip.insert(chunk.seq).inserted {
                 if cameAfterSkip.count > capacity { cameAfterSkip.remove(cameAfterSkip.min()!) }
@@ -110,6 +131,18 @@ public struct PlayoutBuffer {
         stats.received += 1
         stats.bytesReceived += chunk.payload.readableBytes
         _ = latency.record(UInt64(max(0, now.saturatingSubtract(chunk.ingestTime))))
+    }
+
+    /// Plays out what is held and starts again at the next random-access chunk of the present.
+    private mutating func reanchor() {
+        carried += drain()
+        stats.reanchors += 1
+        farAheadInARow = 0
+        next = nil
+        startSeq = nil
+        pending.removeAll()
+        skipped.removeAll()
+        cameAfterSkip.removeAll()
     }
 
     /// Releases what can be played now, in order.
