@@ -325,6 +325,37 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(origin.children["v:1"], [0, 1])
     }
 
+    /// Issue 20: links that announce and then do nothing kept every joiner out of the origin (past `maxLinks` idle
+    /// links the newcomer was let go at its announce, and the subscribe that followed was lost). A link idle past
+    /// `idleGrace` goes instead; while every idle link is young (a flash crowd still asking), the newcomer is
+    /// answered and let go as before.
+    func testLinksHeldIdleCannotKeepAJoinerOut() {
+        var config = MeshPeerConfig(me: "o:1", isOrigin: true, bootstrap: nil, capacityUnits: 8, scheduleDelay: 1_000, seed: 8)
+        config.maxLinks = 4
+        var origin = MeshPeer(config: config)
+        _ = origin.handle(.start, now: 0)
+        for i in 0..<4 {
+            let id: PeerID = "idle\(i):1"
+            _ = origin.handle(.connected(id), now: 1)
+            _ = origin.handle(.message(from: id, .announce(info(id, delay: 5_000, units: 4), wantPeers: false)), now: 2)
+        }
+        let disconnects = { (out: [MeshAction]) in out.compactMap { if case .disconnect(let p) = $0 { return p }; return nil } }
+        _ = origin.handle(.connected("early:1"), now: 10)
+        let early = origin.handle(.message(from: "early:1", .announce(info("early:1", delay: 5_000, units: 4), wantPeers: true)), now: 11)
+        XCTAssertEqual(disconnects(early), ["early:1"], "every idle link is young: the newcomer is answered and let go")
+        var now: Int64 = 100
+        while now < MeshPeer.idleGrace + 2_000_000 {
+            XCTAssertEqual(disconnects(origin.handle(.tick, now: now)), [], "at \(now): idle links are closed only after 20 s")
+            now += 100_000
+        }
+        _ = origin.handle(.connected("joiner:1"), now: now)
+        let answer = origin.handle(.message(from: "joiner:1", .announce(info("joiner:1", delay: 5_000, units: 4), wantPeers: true)), now: now + 1)
+        XCTAssertEqual(disconnects(answer).count, 1, "\(answer)")
+        XCTAssertTrue(disconnects(answer).allSatisfy { ["idle0:1", "idle1:1", "idle2:1", "idle3:1"].contains($0) }, "an idle link goes for the newcomer")
+        let yes = origin.handle(.message(from: "joiner:1", .subscribe([0, 1], fromSeq: 0)), now: now + 2)
+        XCTAssertTrue(yes.contains(.send("joiner:1", .accept([0, 1]))), "\(yes)")
+    }
+
     func testTheOriginIsKnownByItsKeyNotByADelayOfZero() {
         // A peer that claims delay 0 everywhere and then forwards nothing is punished like any other.
         var peer = MeshPeer(config: MeshPeerConfig(me: "me:1", isOrigin: false, bootstrap: "o:1", capacityUnits: 0, scheduleDelay: 1_000, seed: 7))

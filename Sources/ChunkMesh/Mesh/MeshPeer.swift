@@ -242,6 +242,10 @@ public struct MeshPeer {
     /// `crowdedIdleTimeout` past `maxLinks`), so links do not pile up over a long run.
     static let idleLinkTimeout: Int64 = 20_000_000
     static let crowdedIdleTimeout: Int64 = 1_000_000
+    /// A link without a role this long is not a joiner still asking (it subscribes or probes within a second or
+    /// two): past `maxLinks` idle links it goes before a newcomer. 32 links that announced and then did nothing kept
+    /// every joiner out of the origin; a flash crowd's joiners, all young, are answered and let go as before.
+    static let idleGrace: Int64 = 5_000_000
 
     public init(config: MeshPeerConfig) {
         self.config = config
@@ -530,7 +534,12 @@ public struct MeshPeer {
             }
             // Past its bound of links without a role, a peer answers a stranger (a joiner, a prober) and lets it go:
             // any peer can bootstrap a joiner, and none gathers links (design §7). Parents and children do not count.
-            if shouldShed(peer) { return out + [.disconnect(peer)] + lose(peer, now: now) }
+            // A link idle past `idleGrace` goes instead: it is not a joiner still asking.
+            if shouldShed(peer) {
+                guard let stale = staleIdleLink(besides: peer, now: now) else { return out + [.disconnect(peer)] + lose(peer, now: now) }
+                idleSince.removeValue(forKey: stale)
+                out += [.disconnect(stale)] + lose(stale, now: now)
+            }
             out += selectParents(now: now)
         case .peers(let list):
             // Only an answer to our ask: a peer cannot flood us with hearsay.
@@ -937,6 +946,15 @@ public struct MeshPeer {
     private func shouldShed(_ peer: PeerID) -> Bool {
         members.linked.count > config.maxLinks && !hasRole(peer) && !members.probing.contains(peer) && (hasAllParents || peer != config.bootstrap)
             && idleLinkCount > config.maxLinks
+    }
+
+    /// The link idle longest, if idle `idleGrace` or more (as housekeeping last saw it), other than `peer`: never
+    /// this peer's own probe, nor its bootstrap while it is needed.
+    private func staleIdleLink(besides peer: PeerID, now: Int64) -> PeerID? {
+        idleSince.filter { id, since in
+            id != peer && now - since >= Self.idleGrace && members.isLinked(id) && !hasRole(id) && !members.probing.contains(id)
+                && (hasAllParents || id != config.bootstrap)
+        }.min { ($0.value, $0.key) < ($1.value, $1.key) }?.key
     }
 
     /// Links with no role (joiners asking, probes, neighbours left over): these are what `maxLinks` bounds.
