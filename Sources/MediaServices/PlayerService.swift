@@ -279,6 +279,7 @@ final class PlayerSession: @unchecked Sendable {
             logger.warning("not starting at seq \(chunk.seq): cut \(now.saturatingSubtract(chunk.ingestTime) / 1_000_000) s ago (a replay, or a recording fed as live); waiting for the live stream")
         default: break
         }
+        if buffer.stats.reanchors > reanchors || buffer.startSeq != anchoredAt { saidStale = false }
         if buffer.stats.reanchors > reanchors {
             logger.warning("every chunk for a while came too far ahead of seq \(anchoredAt.map(String.init) ?? "?") (where playback started): starting again at the live stream")
         }

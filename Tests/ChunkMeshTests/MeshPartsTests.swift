@@ -90,6 +90,27 @@ final class MeshPartsTests: XCTestCase {
                      "an asker evicts once in a while")
     }
 
+    /// lsp2p-sim check seed 90 (200 peers): the origin, asked for substream 1 by a strong relay, took the relay's
+    /// unit of substream 0, shared with a weak viewer without room that was protected from eviction: the viewer was
+    /// then the origin's only way out for 0, and nobody else got it for 10 s. The origin takes a substream's unit
+    /// only from a child that leaves a holder at least as strong.
+    func testTheOriginKeepsEachSubstreamsStrongestHolder() {
+        var children = ChildSet()
+        children.add("weak:1", [0, 1])
+        children.add("relay:1", [0, 2])
+        let sched: [PeerID: Int64] = ["weak:1": 523_000, "relay:1": 68_000, "asker:1": 34_000, "other:1": 30_000, "strong:1": 40_000]
+        // The weak viewer lost a unit lately: protected.
+        children.add("other:1", [3])
+        children.preempt("weak:1", for: "other:1", in: 3, now: 0)
+        children.remove("other:1", [3])
+        XCTAssertNil(children.weaker(than: "asker:1", askerSched: 34_000, in: 1, now: 1_000_000, keepingEach: true, sched: { sched[$0] }),
+                     "the relay's 0 would leave only the weak viewer with it, and its 2 only it has")
+        children.add("strong:1", [0])
+        let picked = children.weaker(than: "asker:1", askerSched: 34_000, in: 1, now: 1_000_000, keepingEach: true, sched: { sched[$0] })
+        XCTAssertEqual(picked, "relay:1", "a holder as strong as it keeps 0")
+        XCTAssertEqual(children.preempt("relay:1", for: "asker:1", in: 1, now: 1_000_000, keepingEach: true, sched: { sched[$0] }), 0)
+    }
+
     func testTheOnlyChildOfASubstreamIsShedLast() {
         var children = ChildSet()
         children.add("a:1", [1])

@@ -165,6 +165,13 @@ final class PlayoutBufferTests: XCTestCase {
         XCTAssertEqual(buffer.startSeq, 4_440)
         XCTAssertEqual(seqs(buffer.pull(now: now)), ["4440L"])
         XCTAssertEqual(buffer.receive(chunk(4_441, at: now - 4_800_000), now: now + 1), .late, "once started, a late chunk is late")
+        // A clock that is off (a bootstrap's skewed offset): every start looks stale; after `staleAfter` of that,
+        // playback starts late rather than never.
+        var skewed = PlayoutBuffer(playoutDelay: delay)
+        XCTAssertEqual(skewed.receive(chunk(10, at: 0, ra: true), now: 30_000_000), .stale)
+        XCTAssertEqual(skewed.receive(chunk(20, at: 2_000_000, ra: true), now: 32_000_000), .stale)
+        XCTAssertEqual(skewed.receive(chunk(60, at: 10_000_000, ra: true), now: 40_000_000), .late)
+        XCTAssertEqual(skewed.startSeq, 60)
     }
 
     /// A start that was not of the present after all (every live chunk too far ahead of it): after a run of such
@@ -177,7 +184,7 @@ final class PlayoutBufferTests: XCTestCase {
         XCTAssertEqual(buffer.receive(chunk(3, at: 600_000), now: 200_000_000), .late, "one in range: the run is broken")
         for seq in UInt64(2_000)..<2_004 { XCTAssertEqual(buffer.receive(chunk(seq, at: 400_000_000), now: 400_000_000), .tooFarAhead) }
         XCTAssertEqual(buffer.stats.reanchors, 0, "not yet: four in a row")
-        XCTAssertEqual(buffer.receive(chunk(2_004, at: 400_000_000), now: 400_000_000), .tooFarAhead)
+        XCTAssertEqual(buffer.receive(chunk(2_004, at: 400_000_000), now: 400_000_000), .beforeStart, "the fifth: start again")
         XCTAssertEqual(buffer.stats.reanchors, 1)
         XCTAssertEqual(buffer.receive(chunk(2_005, at: 400_200_000), now: 400_200_000), .beforeStart, "it waits for a random-access chunk")
         XCTAssertEqual(buffer.receive(chunk(2_006, at: 400_400_000, ra: true), now: 400_400_000), .onTime)

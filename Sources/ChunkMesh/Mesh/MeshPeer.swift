@@ -64,7 +64,7 @@ public struct MeshPeerConfig: Sendable {
         guard upload.bitsPerSecond > 0 else { return }
         if uplink != nil { capacityUnits = max(0, plan.units(uplink: upload, streamRate: streamRate)) }
         scheduleDelay = min(max(1, SubstreamPlan.scheduleDelay(streamRate: streamRate, chunkDuration: chunkDuration, uplink: upload)),
-                            WireLimits.maxDelay)
+                            WireLimits.maxDelay - 1) // the longest is "retired"
     }
 
     public init(me: PeerID, isOrigin: Bool, bootstrap: PeerID?, capacityUnits: Int, scheduleDelay: Int64, seed: UInt64,
@@ -636,7 +636,8 @@ public struct MeshPeer {
                                                    sched: { members[$0]?.info.scheduleDelay }) {
                 // Full: a peer with a much stronger uplink takes the weakest child's place, so strong peers end up
                 // near the source (the snowball of design §3). The weaker one is told and re-parents at once.
-                let lost = childSet.preempt(weaker, for: child, in: s, now: lastNow, keepingEach: config.isOrigin)
+                let lost = childSet.preempt(weaker, for: child, in: s, now: lastNow, keepingEach: config.isOrigin,
+                                            sched: { members[$0]?.info.scheduleDelay })
                 out.append(.send(weaker, .refuse([lost])))
                 granted.append(s)
                 added += 1 // the unit just freed is this one's
@@ -703,7 +704,7 @@ public struct MeshPeer {
         let floor = config.isOrigin ? config.plan.count : 0
         let units = retired ? 0 : max(floor, min(SubstreamPlan.wholeUnits(bits * config.headroom / unit), allowance ?? .max))
         let sched = min(max(1, SubstreamPlan.scheduleDelay(streamRate: stream, chunkDuration: config.chunkDuration,
-                                                            uplink: BitRate(bitsPerSecond: max(1, bits)))), WireLimits.maxDelay)
+                                                            uplink: BitRate(bitsPerSecond: max(1, bits)))), WireLimits.maxDelay - 1)
         if units != config.capacityUnits || sched != config.scheduleDelay {
             config.capacityUnits = units
             config.scheduleDelay = sched
@@ -1138,6 +1139,7 @@ public struct MeshPeer {
     /// A link is gone: its news is forgotten (so it is not chosen again at once), its children go, and the
     /// substreams it fed are re-parented at once.
     private mutating func lose(_ peer: PeerID, now: Int64) -> [MeshAction] {
+        idleSince.removeValue(forKey: peer)
         members.forget(peer)
         childSet.drop(peer)
         egress.forget(peer, now: lastNow)

@@ -77,6 +77,9 @@ public struct PlayoutBuffer {
     /// What the last run left to release, ahead of the new run.
     private var carried: [Output] = []
     private var farAheadInARow = 0
+    /// When a start was first refused as stale: past `staleAfter` of refusals the clock is taken to be off (a
+    /// bootstrap's skewed clock offset, a clock step) and playback starts late rather than never.
+    private var staleSince: Int64?
 
     public init(playoutDelay: Int64, capacity: Int = 4096, staleAfter: Int64? = nil, reanchorAfter: Int = 50) {
         self.playoutDelay = playoutDelay
@@ -101,15 +104,21 @@ public struct PlayoutBuffer {
         epoch = chunk.epoch
         if next == nil {
             guard chunk.isRandomAccess else { return .beforeStart }
-            guard now.saturatingSubtract(deadline(of: chunk)) <= staleAfter else { return .stale }
+            if now.saturatingSubtract(deadline(of: chunk)) > staleAfter {
+                let since = staleSince ?? now
+                staleSince = since
+                guard now.saturatingSubtract(since) >= staleAfter else { return .stale }
+            }
+            staleSince = nil
             next = chunk.seq
             startSeq = chunk.seq
         }
         guard let next, chunk.seq >= startSeq! else { return .beforeStart }
         guard chunk.seq < next || chunk.seq - next <= UInt64(capacity) else {
             farAheadInARow += 1
-            if farAheadInARow >= reanchorAfter { reanchor() }
-            return .tooFarAhead
+            guard farAheadInARow >= reanchorAfter else { return .tooFarAhead }
+            reanchor()
+            return receive(chunk, now: now) // it may be the random-access chunk to start at
         }
         farAheadInARow = 0
         if chunk.seq < next || pending[chunk.seq] != nil {
