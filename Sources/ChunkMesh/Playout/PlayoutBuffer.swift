@@ -92,14 +92,8 @@ public struct PlayoutBuffer {
         if let epoch, chunk.epoch < epoch { return .oldRun }
         if let epoch, chunk.epoch > epoch, !finished {
             // A restarted origin counts from 0 again: play out what the old run left, then start over.
-            carried += drain() + [.restarted]
+            startOver(then: [.restarted])
             stats.restarts += 1
-            farAheadInARow = 0
-            next = nil
-            startSeq = nil
-            pending.removeAll()
-            skipped.removeAll()
-            cameAfterSkip.removeAll()
         }
         epoch = chunk.epoch
         if next == nil {
@@ -117,7 +111,9 @@ public struct PlayoutBuffer {
         guard chunk.seq < next || chunk.seq - next <= UInt64(capacity) else {
             farAheadInARow += 1
             guard farAheadInARow >= reanchorAfter else { return .tooFarAhead }
-            reanchor()
+            // Where it started was not the present: start again at the next random-access chunk of it.
+            startOver(then: [])
+            stats.reanchors += 1
             return receive(chunk, now: now) // it may be the random-access chunk to start at
         }
         farAheadInARow = 0
@@ -142,10 +138,9 @@ public struct PlayoutBuffer {
         _ = latency.record(UInt64(max(0, now.saturatingSubtract(chunk.ingestTime))))
     }
 
-    /// Plays out what is held and starts again at the next random-access chunk of the present.
-    private mutating func reanchor() {
-        carried += drain()
-        stats.reanchors += 1
+    /// Plays out what is held (then `marker`) and starts again at the next random-access chunk.
+    private mutating func startOver(then marker: [Output]) {
+        carried += drain() + marker
         farAheadInARow = 0
         next = nil
         startSeq = nil
