@@ -131,6 +131,6 @@ let package = Package(
         .testTarget(name: "StreamIngestTests", dependencies: ["StreamIngest", "ChunkMesh", "TestMedia"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestMedia"]),
         .testTarget(name: "MeshSimTests", dependencies: ["MeshSim", "ChunkMesh"]),
-        .testTarget(name: "NodeHTTPTests", dependencies: ["NodeHTTP", "ChunkMesh", "TestMedia", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "NodeHTTPTests", dependencies: ["NodeHTTP", "ChunkMesh", "StreamIngest", "TestMedia", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
     ]
 )

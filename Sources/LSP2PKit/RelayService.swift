@@ -45,6 +45,8 @@ public struct RelayService {
         // The latest chunk's age on arrival (origin clock), the worst in each stats line's second.
         let lag = NIOLockedValueBox<Int64>(0)
         let offset = NIOLockedValueBox<Int64>(0)
+        // Browsers and TVs on the LAN watch from here: HLS made of the chunks as they pass.
+        let live = http == nil ? nil : LiveSegments()
         let node = MeshNode(configuration: config, group: group, logger: logger, onEvent: { event in
             switch event {
             case .linkUp(let peer, true, let suite) where peer == source:
@@ -61,6 +63,7 @@ public struct RelayService {
         }, onDeliver: { chunk in
             let age = wallClockMicros() + offset.withLockedValue { $0 } - chunk.ingestTime
             lag.withLockedValue { $0 = max($0, age) }
+            live?.add(chunk)
         })
         let id: PeerName
         do { id = try node.start() } catch { throw RuntimeFailure("cannot listen on \(config.listen): \(error)") }
@@ -71,7 +74,9 @@ public struct RelayService {
         }
         defer { withExtendedLifetime(signals) {} }
         let server = try http.map {
-            try serveHTTP(StatusBoard(role: "relay", node: node, uplink: uplink, budget: limit.budget).routes, on: $0, logger: logger)
+            var routes = StatusBoard(role: "relay", node: node, uplink: uplink, budget: limit.budget).routes
+            if let live { routes.serveHLS(live) }
+            return try serveHTTP(routes, on: $0, logger: logger)
         }
         defer { server?.stop() }
         // Spent: the children move first, then the relay leaves.

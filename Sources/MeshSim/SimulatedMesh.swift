@@ -154,6 +154,9 @@ public final class SimulatedMesh {
     public var oneWayDelay: (PeerID, PeerID) -> Int64 = { _, _ in 5_000 }
     /// Return true to drop a chunk on its way from one peer to another.
     public var dropChunk: (PeerID, PeerID, UInt64) -> Bool = { _, _, _ in false }
+    /// Hostile peers that pass for the origin: each relays the origin's proof to every peer it links with, which
+    /// then takes it for the origin (`.originIs` after the link is up), as a real node does on a relayed welcome.
+    public var passesForTheOrigin: Set<PeerID> = []
     public let origin: PeerID
     public let chunkDuration: Int64
     /// The stream's rate: chunks carry its bytes, which the peers' uplinks must carry.
@@ -438,6 +441,8 @@ public final class SimulatedMesh {
                     schedule(other, .connected(id), after: d)
                     schedule(id, .linkDelay(other, d), after: 2 * d)
                     schedule(other, .linkDelay(id, d), after: 2 * d)
+                    if passesForTheOrigin.contains(other) { schedule(id, .originIs(other), after: 3 * d) }
+                    if passesForTheOrigin.contains(id) { schedule(other, .originIs(id), after: 3 * d) }
                 } else {
                     schedule(id, .connectFailed(other), after: 2 * d)
                 }

@@ -27,9 +27,17 @@ public struct Page: Sendable {
 public struct Routes: Sendable {
     public typealias Maker = @Sendable (EventLoop) -> EventLoopFuture<Page>
     public var pages: [String: Maker] = [:]
+    /// Pages under a path (`/live/`), found by the rest of the path; nil: not found.
+    public var folders: [String: @Sendable (String) -> Page?] = [:]
     public var stream: (path: String, hub: StreamHub)?
 
     public init() {}
+
+    /// Pages under `prefix` (ending in `/`), looked up by the rest of the path on the server's loop: the lookup
+    /// must not wait.
+    public mutating func pages(under prefix: String, _ lookup: @escaping @Sendable (String) -> Page?) {
+        folders[prefix] = lookup
+    }
 
     /// A page made off the server's loop (making it may wait on a node's loop).
     public mutating func page(_ path: String, _ make: @escaping @Sendable () -> Page) {
@@ -153,6 +161,11 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
                                   promise: nil)
             stream.hub.attach(context.channel)
             return
+        }
+        if routes.pages[path] == nil, let slash = path.lastIndex(of: "/"), let lookup = routes.folders[String(path[...slash])] {
+            let page = lookup(String(path[path.index(after: slash)...]))
+                ?? Page("text/plain", "not found: \(path) (gone from the live window?)\n", status: .notFound)
+            return write(page, to: request, context: context)
         }
         guard let make = routes.pages[path] else {
             let known = (routes.pages.keys.sorted() + (routes.stream.map { [$0.path] } ?? [])).joined(separator: " ")

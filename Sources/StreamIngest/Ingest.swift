@@ -109,8 +109,9 @@ public final class Ingest: @unchecked Sendable {
         while !isStopped {
             let r = av_read_frame(input.context, p)
             if r < 0 {
-                // The end: EOF, or stdin closed under us. Any other read error is a failure (exit 1), not an end.
-                if r == AVError.eof || (r == lsp2p_averror(EIO) && input.spec.location == "-") {
+                // The end: EOF, or stdin or a sender (OBS over RTMP, SRT) gone from under us. Any other read error
+                // is a failure (exit 1), not an end.
+                if r == AVError.eof || (r == lsp2p_averror(EIO) && input.spec.endsWhenTheSenderGoes) {
                     if options.loop, let start = passStart, passEnd > start {
                         try input.rewind()
                         // The next pass starts where this one ended, priming packets (negative times) included.

@@ -7,10 +7,14 @@ public struct InputSpec: Equatable, Sendable {
     public var location: String
     /// A libavformat input format name (`v4l2`, `lavfi`, `mpegts`), or nil to probe.
     public var format: String?
+    /// The demuxer's and protocol's options (`listen` = `1` for an RTMP server OBS pushes to, `rtsp_transport` =
+    /// `tcp`, `timeout`), as `ffmpeg` takes them before `-i`.
+    public var options: [String: String]
 
-    public init(location: String, format: String? = nil) {
+    public init(location: String, format: String? = nil, options: [String: String] = [:]) {
         self.location = location
         self.format = format
+        self.options = options
     }
 
     /// Stdin and URLs are live already; a local file is played at its own pace only when asked.
@@ -19,6 +23,10 @@ public struct InputSpec: Equatable, Sendable {
     }
 
     var url: String { location == "-" ? "pipe:0" : location }
+
+    /// Stdin, or a stream from the network: a read that fails with EIO there is the sender going away (a pipe
+    /// closed, OBS stopped), the end of the stream.
+    var endsWhenTheSenderGoes: Bool { location == "-" || (location.contains("://") && !location.hasPrefix("file:")) }
 }
 
 /// An opened input: owns the demuxer context and frees it with the input-side free.
@@ -39,7 +47,21 @@ final class MediaInput {
             throw MediaError("cannot open \(spec.location): \(exists ? "permission denied" : "no such file")")
         }
         var ctx: UnsafeMutablePointer<AVFormatContext>?
-        try check(avformat_open_input(&ctx, spec.url, format, nil), "cannot open \(spec.location)")
+        var options: OpaquePointer?
+        defer { av_dict_free(&options) }
+        for (key, value) in spec.options.sorted(by: { $0.key < $1.key }) { av_dict_set(&options, key, value, 0) }
+        try check(avformat_open_input(&ctx, spec.url, format, &options), "cannot open \(spec.location)")
+        // What the demuxer and protocol took is gone from the dictionary; what is left, neither knows.
+        if av_dict_count(options) > 0 {
+            var unknown: [String] = []
+            var entry: UnsafeMutablePointer<AVDictionaryEntry>?
+            while let next = av_dict_get(options, "", entry, AV_DICT_IGNORE_SUFFIX) {
+                unknown.append(String(cString: next.pointee.key))
+                entry = next
+            }
+            avformat_close_input(&ctx)
+            throw MediaError("unknown input option\(unknown.count == 1 ? "" : "s") for \(spec.location): \(unknown.joined(separator: ", "))")
+        }
         context = ctx!
         self.spec = spec
         do {

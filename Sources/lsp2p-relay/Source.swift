@@ -17,6 +17,8 @@ struct Source: ParsableCommand {
           lsp2p-relay source --input /dev/video0 --format v4l2 --listen 0.0.0.0:7000
           ffmpeg -i in.mkv -c copy -f mpegts - | lsp2p-relay source --input -
           lsp2p-relay source --input samples/sample.mp4 --loop --http 127.0.0.1:8080   # status page and the mesh drawn
+          lsp2p-relay source --input rtmp://0.0.0.0:1935/live/key --input-option listen=1   # OBS pushes here
+          lsp2p-relay source --input 'srt://0.0.0.0:9000?mode=listener'                      # ffmpeg/OBS over SRT
         """
     )
 
@@ -25,6 +27,11 @@ struct Source: ParsableCommand {
 
     @Option(help: "Input format for libavformat (v4l2, lavfi, mpegts, ...); probed when absent.")
     var format: String?
+
+    @Option(name: .customLong("input-option"), help: ArgumentHelp(
+        "An option of the input's demuxer or protocol, KEY=VALUE, as ffmpeg takes before -i (repeatable): listen=1 for an RTMP server OBS pushes to, rtsp_transport=tcp, timeout=5000000.",
+        valueName: "key=value"))
+    var inputOptions: [String] = []
 
     @Option(help: "Address to listen on, HOST:PORT ([::1]:7000 for IPv6).")
     var listen = HostPort(host: "127.0.0.1", port: 7000)
@@ -61,6 +68,19 @@ struct Source: ParsableCommand {
         guard waitReceivers >= 0 else { throw ValidationError("--wait-receivers cannot be negative") }
         guard (1...16).contains(substreams) else { throw ValidationError("--substreams must be 1 to 16") }
         guard CipherSuite(name: cipher) != nil else { throw ValidationError("--cipher must be rc4 or chacha20-poly1305") }
+        _ = try parsedInputOptions()
+    }
+
+    /// `--input-option KEY=VALUE`s as a dictionary (the last of a key wins).
+    func parsedInputOptions() throws -> [String: String] {
+        var options: [String: String] = [:]
+        for item in inputOptions {
+            guard let eq = item.firstIndex(of: "="), eq != item.startIndex else {
+                throw ValidationError("--input-option takes KEY=VALUE (as ffmpeg's -KEY VALUE before -i), not '\(item)'")
+            }
+            options[String(item[..<eq])] = String(item[item.index(after: eq)...])
+        }
+        return options
     }
 
     func run() throws {
@@ -68,7 +88,7 @@ struct Source: ParsableCommand {
         let keys = try keyFile.map { try resolveKeys(keyFile: $0, url: nil) } ?? KeyFile(channel: ChannelKey.random())
         let key = keys.channel
         var service = SourceService(
-            ingest: IngestOptions(input: InputSpec(location: input, format: format), realtime: realtime,
+            ingest: IngestOptions(input: InputSpec(location: input, format: format, options: try parsedInputOptions()), realtime: realtime,
                                   loop: loop, chunkDuration: Int64(chunkMs) * 1000),
             listen: listen, key: key, originSigner: keys.originSecret, suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
         service.substreams = substreams

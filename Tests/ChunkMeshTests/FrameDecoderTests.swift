@@ -73,6 +73,12 @@ final class FrameDecoderTests: XCTestCase {
         var badVersion = ByteBuffer(bytes: [0x4C, 0x32, 9, 1, 0, 0, 0, 0])
         decoder = FrameDecoder()
         XCTAssertThrowsError(try decoder.decode(buffer: &badVersion)) { XCTAssertEqual($0 as? WireError, .unsupportedVersion(9)) }
+        // A version-2 node's hello (no X25519 key): refused by its header, before the handshake is read.
+        var older = ByteBuffer(bytes: [0x4C, 0x32, 2, FrameType.hello.rawValue, 0, 0, 0, 35] + [UInt8](repeating: 1, count: 35))
+        decoder = FrameDecoder()
+        XCTAssertThrowsError(try decoder.decode(buffer: &older)) {
+            XCTAssertEqual(($0 as? WireError)?.description, "unsupported protocol version 2")
+        }
         var badType = ByteBuffer(bytes: [0x4C, 0x32, Frame.version, 0x77, 0, 0, 0, 0])
         decoder = FrameDecoder()
         XCTAssertThrowsError(try decoder.decode(buffer: &badType)) { XCTAssertEqual($0 as? WireError, .unknownFrameType(0x77)) }

@@ -93,8 +93,8 @@ final class LinkSecurityTests: XCTestCase {
         // A frame sealed for link A does not open on link B.
         XCTAssertThrowsError(try clientB.open(a.payload))
 
-        let one = deriveLinkKeys(channelKey: key, clientNonce: [1], serverNonce: [2], clientAddress: "h:1", suite: .rc4HmacSHA256)
-        let moved = deriveLinkKeys(channelKey: key, clientNonce: [1], serverNonce: [2], clientAddress: "h:2", suite: .rc4HmacSHA256)
+        let one = deriveLinkKeys(channelKey: key, sharedSecret: [9], clientNonce: [1], serverNonce: [2], clientAddress: "h:1", suite: .rc4HmacSHA256)
+        let moved = deriveLinkKeys(channelKey: key, sharedSecret: [9], clientNonce: [1], serverNonce: [2], clientAddress: "h:2", suite: .rc4HmacSHA256)
         XCTAssertNotEqual(one.clientToServer, one.serverToClient)
         XCTAssertNotEqual(one.clientToServer, moved.clientToServer)
     }
@@ -105,5 +105,61 @@ final class LinkSecurityTests: XCTestCase {
         XCTAssertThrowsError(try server.receiveHello(client.hello())) {
             XCTAssertEqual($0 as? HandshakeError, .noCommonSuite(offered: [1]))
         }
+    }
+
+    /// Issue 20: a viewer (it holds the channel key) relays a joiner's handshake to the origin, to be taken for the
+    /// origin: the origin's signature is over the transcript it saw. Relayed as it is, the joiner's link is the
+    /// origin's, and the viewer, with every value that crossed it in clear, cannot open it; swapping in ephemeral keys
+    /// of its own to hold the link's keys makes the two transcripts differ, and the origin's proof does not verify.
+    func testAPeerRelayingAHandshakeToTheOriginCannotReadTheLinkNorPassForTheOrigin() throws {
+        let origin = OriginSigningKey()
+        let address = "10.0.0.9:4000"
+        // Relayed untouched.
+        var joiner = HandshakeInitiator(key: key, role: .player, nonce: randomNonce())
+        var atOrigin = HandshakeResponder(key: key, suite: .rc4HmacSHA256, nonce: randomNonce(), clientAddress: address)
+        let hello = joiner.hello()
+        let challenge = try atOrigin.receiveHello(hello)
+        let (proof, joinerCipher, _, joinerBinding) = try joiner.receive(challenge)
+        var originCipher = try atOrigin.receiveProof(proof)
+        XCTAssertTrue(origin.publicKey.verifiesLink(joinerBinding, proof: origin.proveLink(atOrigin.binding)))
+        var asJoiner = joinerCipher
+        let secret = ByteBuffer(string: "welcome")
+        let sealed = originCipher.seal(secret)
+        XCTAssertEqual(try asJoiner.open(sealed.payload), secret, "a relay that passes bytes on changes nothing")
+        // What the relay can derive from what it saw: every input but the shared secret, which never crossed.
+        let helloBytes = hello.payload, challengeBytes = challenge.payload
+        let joinerNonce = helloBytes.getBytes(at: helloBytes.readerIndex + 2 + CipherSuite.allCases.count, length: handshakeNonceLength)!
+        let originNonce = challengeBytes.getBytes(at: challengeBytes.readerIndex + 1, length: handshakeNonceLength)!
+        for guess in [[], joinerNonce, originNonce] as [[UInt8]] {
+            let keys = deriveLinkKeys(channelKey: key, sharedSecret: guess, clientNonce: joinerNonce, serverNonce: originNonce,
+                                      clientAddress: address, suite: .rc4HmacSHA256)
+            var relay = LinkCipher(suite: .rc4HmacSHA256, send: keys.clientToServer, receive: keys.serverToClient)
+            XCTAssertThrowsError(try relay.open(sealed.payload), "the relay read the origin's welcome")
+        }
+
+        // The relay ends both handshakes itself, with ephemeral keys of its own: it holds both links' keys, but the
+        // origin signs the relay's link, not the joiner's.
+        var victim = HandshakeInitiator(key: key, role: .player, nonce: randomNonce())
+        var relayAsOrigin = HandshakeResponder(key: key, suite: .rc4HmacSHA256, nonce: randomNonce(), clientAddress: address)
+        var relayAsJoiner = HandshakeInitiator(key: key, role: .relay, nonce: randomNonce())
+        var realOrigin = HandshakeResponder(key: key, suite: .rc4HmacSHA256, nonce: randomNonce(), clientAddress: address)
+        let toVictim = try relayAsOrigin.receiveHello(victim.hello())
+        let (_, _, _, victimBinding) = try victim.receive(toVictim)
+        let toRelay = try realOrigin.receiveHello(relayAsJoiner.hello())
+        let (relayProof, _, _, relayBinding) = try relayAsJoiner.receive(toRelay)
+        _ = try realOrigin.receiveProof(relayProof)
+        let signed = origin.proveLink(realOrigin.binding)
+        XCTAssertTrue(origin.publicKey.verifiesLink(relayBinding, proof: signed))
+        XCTAssertFalse(origin.publicKey.verifiesLink(victimBinding, proof: signed), "the relay passed for the origin")
+    }
+
+    func testAnEphemeralKeyThatGivesNoSecretIsMalformed() throws {
+        var client = HandshakeInitiator(key: key, role: .player, nonce: randomNonce())
+        var server = HandshakeResponder(key: key, suite: .rc4HmacSHA256, nonce: randomNonce(), clientAddress: "x")
+        var hello = client.hello()
+        // The all-zero point: every secret with it is zero.
+        let end = hello.payload.writerIndex
+        hello.payload.setBytes([UInt8](repeating: 0, count: ephemeralKeyLength), at: end - ephemeralKeyLength)
+        XCTAssertThrowsError(try server.receiveHello(hello)) { XCTAssertEqual($0 as? HandshakeError, .malformed("ephemeral key")) }
     }
 }

@@ -252,6 +252,37 @@ final class MeshPeerTests: XCTestCase {
         XCTAssertFalse(recent.isEmpty, "fed again by someone else: \(sim.peers["me"]!.debugState)")
     }
 
+    /// Issue 20: a peer taken for the origin (it relays the origin's proof) that starves its child is avoided like any
+    /// other: before, the origin was never punished, and the victim took it back after every parent timeout.
+    func testAPeerTakenForTheOriginThatStarvesItsChildIsAvoidedLikeAnyOther() {
+        let sim = SimulatedMesh(originUnits: 4)
+        sim.join("mute", units: 8, seed: 60)
+        sim.run(for: 3_000_000)
+        sim.join("me", units: 0, seed: 61)
+        sim.run(for: 4_000_000)
+        XCTAssertTrue(sim.peers["me"]!.parents.values.contains("mute"))
+        sim.send("me", .originIs(sim.id("mute")))
+        XCTAssertEqual(sim.peers["me"]!.config.originID, sim.id("mute"))
+        sim.oneWayDelay = { a, b in [a, b].contains("backup") ? 30_000 : 5_000 }
+        sim.join("backup", units: 8, seed: 62)
+        sim.run(for: 3_000_000)
+        sim.dropChunk = { from, to, _ in from == "mute" && to == "me" }
+        // Once dropped, never taken back within the run: avoided for 30 s.
+        var droppedAt: Int64?, retaken: Int64?
+        let me = sim.id("me"), mute = sim.id("mute")
+        sim.trace = { now, id, _, actions in
+            guard id == me else { return }
+            for case .parentsChanged(let map) in actions {
+                if map.values.contains(mute) { if droppedAt != nil, retaken == nil { retaken = now } } else if droppedAt == nil { droppedAt = now }
+            }
+        }
+        sim.run(for: 25_000_000)
+        XCTAssertNotNil(droppedAt, sim.peers["me"]!.debugState)
+        XCTAssertNil(retaken, "taken back \((retaken ?? 0) - (droppedAt ?? 0)) µs after it starved this peer")
+        let recent = sim.delivered["me"]!.keys.filter { $0 >= sim.producedSeqs - 10 }
+        XCTAssertFalse(recent.isEmpty, "fed by someone else: \(sim.peers["me"]!.debugState)")
+    }
+
     func testAParentThatLosesMostOfWhatItTookOnIsDropped() {
         // "liar" announces room it does not have: it takes "me" on, then loses two chunks in three.
         let sim = SimulatedMesh(originUnits: 4)

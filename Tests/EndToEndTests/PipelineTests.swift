@@ -102,7 +102,8 @@ final class PipelineTests: ChannelTestCase {
         let player = try Proc("lsp2p-play", [source.url, "--output", path("p.ts"), "--report", path("p.json")], in: dir, name: "p")
         XCTAssertNotNil(player.waitForLine(containing: "joined"))
         let port = Int32(source.url.split(separator: ":").last!.split(separator: "?")[0])!
-        for junk in [Array("GET / HTTP/1.1\r\n\r\n".utf8), [0x4C, 0x32, 2, 0x10, 0x7F, 0xFF, 0xFF, 0xFF], [UInt8](repeating: 0x47, count: 5000)] {
+        // Garbage, a frame of this version (3) too large to be one, and TS bytes.
+        for junk in [Array("GET / HTTP/1.1\r\n\r\n".utf8), [0x4C, 0x32, 3, 0x10, 0x7F, 0xFF, 0xFF, 0xFF], [UInt8](repeating: 0x47, count: 5000)] {
             try sendRaw(junk, port: port)
         }
         XCTAssertEqual(player.wait(), 0, player.stderr)
@@ -177,6 +178,9 @@ final class PipelineTests: ChannelTestCase {
             (["source", "--input", path("missing.mp4"), "--listen", "127.0.0.1:0"], 1, "lsp2p-relay: cannot open \(path("missing.mp4")): no such file"),
             (["source", "--input", garbage, "--listen", "127.0.0.1:0"], 1, "lsp2p-relay: cannot "),
             (["source", "--input", "x", "--format", "nosuchformat", "--listen", "127.0.0.1:0"], 1, "lsp2p-relay: unknown input format 'nosuchformat'"),
+            (["source", "--input", Media.sample, "--input-option", "no_such_option=1", "--listen", "127.0.0.1:0"], 1,
+             "lsp2p-relay: unknown input option for \(Media.sample): no_such_option"),
+            (["source", "--input", Media.sample, "--input-option", "=1"], 2, "--input-option takes KEY=VALUE"),
             (["source", "--input", Media.sample, "--chunk-ms", "5"], 2, "--chunk-ms must be 20 to 10000"),
             (["source", "--input", Media.sample, "--uplink", "lots"], 2, "--uplink"),
             (["source", "--input", Media.sample, "--uplink", "99999999999999999999G"], 2, "--uplink"),

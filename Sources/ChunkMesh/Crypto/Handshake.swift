@@ -30,15 +30,21 @@ public enum PeerRole: UInt8, Sendable {
 }
 
 public let handshakeNonceLength = 32
+/// An X25519 public key's length: each side sends a fresh one.
+public let ephemeralKeyLength = 32
 
 /// The joining side. It sends `hello`, checks the responder's proof of the channel key, and answers with its own.
 ///
-/// Neither proof reveals the key: each is an HMAC under the key over the transcript, fresh nonces included.
+/// Neither proof reveals the key: each is an HMAC under the key over the transcript, fresh nonces included. Each
+/// side also sends a fresh X25519 key, and the link's keys fold in their shared secret: every viewer holds the
+/// channel key, so without it a peer that relays a handshake between two others (to be taken for the origin, whose
+/// signature covers the transcript) could read and forge the link it relayed (issue 20).
 public struct HandshakeInitiator {
     public let role: PeerRole
     private let key: ChannelKey
     private let suites: [CipherSuite]
     private let nonce: [UInt8]
+    private let ephemeral = Curve25519.KeyAgreement.PrivateKey()
     private var helloBytes: [UInt8] = []
 
     public init(key: ChannelKey, role: PeerRole, suites: [CipherSuite] = CipherSuite.allCases, nonce: [UInt8]) {
@@ -49,9 +55,9 @@ public struct HandshakeInitiator {
         self.nonce = nonce
     }
 
-    /// The first frame: `role, suite count, suites, nonce`.
+    /// The first frame: `role, suite count, suites, nonce, ephemeral key`.
     public mutating func hello() -> Frame {
-        helloBytes = [role.rawValue, UInt8(suites.count)] + suites.map(\.rawValue) + nonce
+        helloBytes = [role.rawValue, UInt8(suites.count)] + suites.map(\.rawValue) + nonce + Array(ephemeral.publicKey.rawRepresentation)
         return Frame(type: .hello, payload: ByteBuffer(bytes: helloBytes))
     }
 
@@ -62,6 +68,7 @@ public struct HandshakeInitiator {
         var payload = frame.payload
         guard let rawSuite = payload.readInteger(as: UInt8.self),
               let serverNonce = payload.readBytes(length: handshakeNonceLength),
+              let serverEphemeral = payload.readBytes(length: ephemeralKeyLength),
               let addressLength = payload.readInteger(as: UInt8.self),
               let address = payload.readString(length: Int(addressLength)),
               let serverProof = payload.readBytes(length: 32), payload.readableBytes == 0
@@ -69,10 +76,11 @@ public struct HandshakeInitiator {
         guard let suite = CipherSuite(rawValue: rawSuite), suites.contains(suite) else {
             throw HandshakeError.noCommonSuite(offered: [rawSuite])
         }
-        let transcript = helloBytes + [rawSuite] + serverNonce + [addressLength] + Array(address.utf8)
+        let transcript = helloBytes + [rawSuite] + serverNonce + serverEphemeral + [addressLength] + Array(address.utf8)
         guard constantTimeEqual(serverProof, handshakeProof(key, "server", transcript)) else { throw HandshakeError.wrongKey }
+        let shared = try sharedSecret(ephemeral, serverEphemeral)
         let proof = handshakeProof(key, "client", transcript + serverProof)
-        let keys = deriveLinkKeys(channelKey: key, clientNonce: nonce, serverNonce: serverNonce,
+        let keys = deriveLinkKeys(channelKey: key, sharedSecret: shared, clientNonce: nonce, serverNonce: serverNonce,
                                   clientAddress: address, suite: suite)
         let cipher = LinkCipher(suite: suite, send: keys.clientToServer, receive: keys.serverToClient)
         return (Frame(type: .proof, payload: ByteBuffer(bytes: proof)), cipher, suite, linkBinding(transcript + serverProof))
@@ -84,9 +92,11 @@ public struct HandshakeResponder {
     private let key: ChannelKey
     private let suite: CipherSuite
     private let nonce: [UInt8]
+    private let ephemeral = Curve25519.KeyAgreement.PrivateKey()
     private let clientAddress: String
     private var transcript: [UInt8]?
     private var clientNonce: [UInt8] = []
+    private var shared: [UInt8] = []
     public private(set) var role: PeerRole?
     /// What names this link alone, once the hello is answered (`linkBinding`).
     public var binding: [UInt8] { transcript.map(linkBinding) ?? [] }
@@ -107,18 +117,22 @@ public struct HandshakeResponder {
         guard let rawRole = payload.readInteger(as: UInt8.self), let role = PeerRole(rawValue: rawRole),
               let count = payload.readInteger(as: UInt8.self),
               let offered = payload.readBytes(length: Int(count)),
-              let nonce = payload.readBytes(length: handshakeNonceLength), payload.readableBytes == 0
+              let nonce = payload.readBytes(length: handshakeNonceLength),
+              let clientEphemeral = payload.readBytes(length: ephemeralKeyLength), payload.readableBytes == 0
         else { throw HandshakeError.malformed("hello") }
         guard offered.contains(suite.rawValue) else { throw HandshakeError.noCommonSuite(offered: offered) }
+        shared = try sharedSecret(ephemeral, clientEphemeral)
         self.role = role
         self.clientNonce = nonce
         let address = Array(clientAddress.utf8)
-        let transcript = helloBytes + [suite.rawValue] + self.nonce + [UInt8(address.count)] + address
+        let mine = Array(ephemeral.publicKey.rawRepresentation)
+        let transcript = helloBytes + [suite.rawValue] + self.nonce + mine + [UInt8(address.count)] + address
         let proof = handshakeProof(key, "server", transcript)
         self.transcript = transcript + proof
         var out = ByteBuffer()
         out.writeInteger(suite.rawValue)
         out.writeBytes(self.nonce)
+        out.writeBytes(mine)
         out.writeInteger(UInt8(address.count))
         out.writeBytes(address)
         out.writeBytes(proof)
@@ -133,7 +147,7 @@ public struct HandshakeResponder {
               constantTimeEqual(frame.payload.getBytes(at: frame.payload.readerIndex, length: 32)!,
                                 handshakeProof(key, "client", transcript))
         else { throw HandshakeError.wrongKey }
-        let keys = deriveLinkKeys(channelKey: key, clientNonce: clientNonce, serverNonce: nonce,
+        let keys = deriveLinkKeys(channelKey: key, sharedSecret: shared, clientNonce: clientNonce, serverNonce: nonce,
                                   clientAddress: clientAddress, suite: suite)
         return LinkCipher(suite: suite, send: keys.serverToClient, receive: keys.clientToServer)
     }
@@ -143,6 +157,16 @@ public struct HandshakeResponder {
     }
 }
 
+/// The X25519 secret of our ephemeral key and theirs. A key that gives no secret (a small-order point) is malformed.
+private func sharedSecret(_ mine: Curve25519.KeyAgreement.PrivateKey, _ theirs: [UInt8]) throws -> [UInt8] {
+    guard let key = try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: theirs),
+          let secret = try? mine.sharedSecretFromKeyAgreement(with: key)
+    else { throw HandshakeError.malformed("ephemeral key") }
+    let bytes = secret.withUnsafeBytes { Array($0) }
+    guard bytes.contains(where: { $0 != 0 }) else { throw HandshakeError.malformed("ephemeral key") }
+    return bytes
+}
+
 private func handshakeProof(_ key: ChannelKey, _ side: String, _ transcript: [UInt8]) -> [UInt8] {
     var hmac = HMAC<SHA256>(key: SymmetricKey(data: key.bytes))
     hmac.update(data: Array("lsp2p/1 \(side) proof".utf8))
@@ -150,7 +174,8 @@ private func handshakeProof(_ key: ChannelKey, _ side: String, _ transcript: [UI
     return Array(hmac.finalize())
 }
 
-/// A digest of the handshake both sides hold alike and no other link shares (fresh nonces, the joiner's address):
+/// A digest of the handshake both sides hold alike and no other link shares (fresh nonces and ephemeral keys, the
+/// joiner's address):
 /// what the origin signs to prove it is the one at the other end.
 func linkBinding(_ transcript: [UInt8]) -> [UInt8] {
     Array(SHA256.hash(data: Array("lsp2p/1 binding".utf8) + transcript))

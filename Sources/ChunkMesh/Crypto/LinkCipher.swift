@@ -44,12 +44,13 @@ public struct DirectionKeys: Equatable, Sendable {
     public var macKey: [UInt8]
 }
 
-/// Derives a link's two directions from the channel key, both nonces, the client's address and the suite.
-public func deriveLinkKeys(channelKey: ChannelKey, clientNonce: [UInt8], serverNonce: [UInt8],
+/// Derives a link's two directions from the channel key, the ephemeral keys' shared secret (which only the two ends
+/// hold), both nonces, the client's address and the suite.
+public func deriveLinkKeys(channelKey: ChannelKey, sharedSecret: [UInt8], clientNonce: [UInt8], serverNonce: [UInt8],
                            clientAddress: String, suite: CipherSuite) -> (clientToServer: DirectionKeys, serverToClient: DirectionKeys) {
     func direction(_ name: String) -> DirectionKeys {
         let info = Array("lsp2p/1 \(name) \(suite) \(clientAddress)".utf8)
-        let okm = HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: channelKey.bytes),
+        let okm = HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: channelKey.bytes + sharedSecret),
                                          salt: clientNonce + serverNonce, info: info, outputByteCount: 64)
         let bytes = okm.withUnsafeBytes { Array($0) }
         return DirectionKeys(cipherKey: Array(bytes[0..<32]), macKey: Array(bytes[32..<64]))

@@ -748,7 +748,7 @@ public struct MeshPeer {
         if let from, chunk.epoch == epoch, parentSet[s] == from, parentSet.tally(chunk.seq, substream: s) {
             // A parent that loses a good part of what it took on (it claimed an uplink it does not have) goes.
             out.append(.send(from, .unsubscribe([s])))
-            punish(from, now: now)
+            if from != config.originID { punish(from, now: now) }
             out += orphan([s], now: now, cause: .lossy)
         }
         guard chunk.epoch > epoch || store[chunk.seq] == nil else { return out }
@@ -959,10 +959,17 @@ public struct MeshPeer {
     }
 
     /// Links with no role (joiners asking, probes, neighbours left over): these are what `maxLinks` bounds.
-    private var idleLinkCount: Int { members.linked.reduce(0) { hasRole($1) ? $0 : $0 + 1 } }
+    private var idleLinkCount: Int { members.linked.count - linksWithARole }
 
     /// Links to parents, children and peers asked to be one: bounded by the uplink's units and k, not by `maxLinks`.
-    public var linksWithARole: Int { members.linked.count - idleLinkCount }
+    /// Counted over the roles, not the links (the checker asks after every event).
+    public var linksWithARole: Int {
+        var others: [PeerID] = [] // a few: k parents and asks at most
+        for peer in parentSet.involvedPeers where !childSet.contains(peer) && !others.contains(peer) && members.isLinked(peer) {
+            others.append(peer)
+        }
+        return childSet.ids.reduce(0) { members.isLinked($1) ? $0 + 1 : $0 } + others.count
+    }
 
     /// Peers linked for a reason: parents, children, and those asked to be one.
     private func hasRole(_ peer: PeerID) -> Bool { childSet.contains(peer) || parentSet.involves(peer) }
@@ -1164,12 +1171,12 @@ public struct MeshPeer {
     }
 
     /// A peer failed us (stopped forwarding, lost chunks, broke the link's rules): not a parent for a while,
-    /// twice as long each time it happens again. The origin is the one source there is: a peer moves away from it
-    /// when it loses chunks, but never shuns it (if every peer did, nothing would enter the mesh at all).
+    /// twice as long each time it happens again. The origin too (a peer that relays the origin's proof is taken
+    /// for it, and may starve its victim), but not for losing chunks: its uplink is the one way in, and a peer moves
+    /// away from it then without shunning it (if every peer did, nothing would enter the mesh at all).
     /// A parent punished in one substream may go on feeding others: its delays there still count (were they dropped,
     /// its whole subtree here would lose its delays in them), and it is not taken again for a while.
     private mutating func punish(_ peer: PeerID, now: Int64) {
-        guard peer != config.originID else { return }
         penalties.punish(peer, now: now)
     }
 

@@ -47,6 +47,8 @@ struct ParentSet {
     var needed: [Int] { (0..<count).filter { parents[$0] == nil && pending[$0] == nil } }
     /// Peers this peer waits on or is fed by.
     var involved: Set<PeerID> { Set(parents.values).union(pending.values.map(\.peer)).union(awaitingLink.keys) }
+    /// The peers `involved` names, some perhaps more than once, without hashing them into a set.
+    var involvedPeers: [PeerID] { Array(parents.values) + pending.values.map(\.peer) + awaitingLink.keys }
     func involves(_ peer: PeerID) -> Bool {
         awaitingLink[peer] != nil || parents.values.contains(peer) || pending.values.contains { $0.peer == peer }
     }

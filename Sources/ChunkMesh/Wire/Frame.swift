@@ -50,8 +50,9 @@ public enum FrameType: UInt8, Sendable {
 /// One length-prefixed frame: `"L2" version type length(u32) payload`.
 public struct Frame: Equatable, Sendable {
     public static let magic: UInt16 = 0x4C32 // "L2"
-    /// 2: the welcome carries k (issue 11). Nodes of another version refuse each other's frames plainly.
-    public static let version: UInt8 = 2
+    /// 2: the welcome carries k (issue 11). 3: the handshake carries X25519 keys (issue 20). Nodes of another version
+    /// refuse each other's frames plainly.
+    public static let version: UInt8 = 3
     public static let headerLength = 8
     /// Largest payload accepted by default: a few seconds of a high-rate stream in one chunk.
     public static let defaultMaxPayload = 8 << 20

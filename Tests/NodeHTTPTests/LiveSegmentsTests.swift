@@ -1,0 +1,93 @@
+import ChunkMesh
+import Foundation
+import NIOCore
+import StreamIngest
+import TestMedia
+import XCTest
+@testable import NodeHTTP
+
+/// HLS of whole chunks (issue 21): segments start at random-access chunks, chunks are put in order, a gap or a
+/// new run is a discontinuity, and what is served plays in ffmpeg.
+final class LiveSegmentsTests: XCTestCase {
+    private func chunk(_ seq: UInt64, epoch: UInt64 = 1, every: UInt64 = 5, flags: Chunk.Flags = []) -> Chunk {
+        Chunk(seq: seq, epoch: epoch, ingestTime: 0, pts: 0, duration: 200_000,
+              flags: seq % every == 0 ? flags.union(.randomAccess) : flags,
+              payload: ByteBuffer(bytes: [UInt8](repeating: UInt8(truncatingIfNeeded: seq), count: 188)))
+    }
+
+    private func lines(_ live: LiveSegments) -> [String] { String(decoding: live.playlist().body, as: UTF8.self).split(separator: "\n").map(String.init) }
+
+    func testChunksInAnyOrderMakeSegmentsOfWholeChunksFromRandomAccessOnes() {
+        let live = LiveSegments(targetDuration: 1_000_000, windowSegments: 3)
+        // Two parents' substreams: odd seqs come late. Seqs 1-4 come before any random-access chunk: not a start.
+        for seq: UInt64 in [1, 2, 3, 4] { live.add(chunk(seq)) }
+        XCTAssertTrue(live.segments.isEmpty)
+        var order: [UInt64] = []
+        for pair in stride(from: UInt64(5), to: 40, by: 2) { order += [pair + 1, pair] }
+        for seq in order { live.add(chunk(seq)) }
+        let segments = live.segments
+        // Seq 40 closed the segment at 35: a sliding window of 3, each 5 chunks from a keyframe, the first at 5.
+        XCTAssertEqual(segments.map(\.firstSeq), [25, 30, 35])
+        XCTAssertEqual(segments.map(\.number), [4, 5, 6], "numbered one after another from the first, at 5")
+        XCTAssertEqual(segments.map(\.duration), [1_000_000, 1_000_000, 1_000_000])
+        let body = live.segment(named: "1-25.ts")!.body
+        XCTAssertEqual(body, (25..<30).flatMap { [UInt8](repeating: UInt8($0), count: 188) }, "its chunks, whole and in order")
+        XCTAssertNil(live.segment(named: "1-0.ts"), "long gone from the window")
+        XCTAssertNil(live.segment(named: "../../etc/passwd"))
+        XCTAssertEqual(Array(lines(live).prefix(5)), ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:1",
+                                                     "#EXT-X-MEDIA-SEQUENCE:4", "#EXT-X-DISCONTINUITY-SEQUENCE:0"])
+        XCTAssertEqual(Array(lines(live).suffix(2)), ["#EXTINF:1.000,", "live/1-35.ts"])
+        XCTAssertFalse(lines(live).contains("#EXT-X-ENDLIST"))
+    }
+
+    func testAGapANewRunAndTheEndAreMarked() {
+        let live = LiveSegments(targetDuration: 1_000_000, windowSegments: 10, maxWait: 1_000_000)
+        for seq: UInt64 in 0..<10 { live.add(chunk(seq)) }
+        // Seq 10 never comes: once a second of stream waits behind it, playback goes on at the next keyframe.
+        for seq: UInt64 in 11..<25 { live.add(chunk(seq)) }
+        XCTAssertEqual(live.segments.map(\.firstSeq), [0, 5, 15])
+        XCTAssertEqual(live.segments.map(\.discontinuity), [false, false, true])
+        // The origin restarted: its new run from seq 0.
+        for seq: UInt64 in 0..<12 { live.add(chunk(seq, epoch: 2)) }
+        XCTAssertEqual(live.segments.map(\.name), ["1-0.ts", "1-5.ts", "1-15.ts", "1-20.ts", "2-0.ts", "2-5.ts"])
+        XCTAssertEqual(live.segments.map(\.discontinuity), [false, false, true, false, true, false])
+        live.add(chunk(3, epoch: 1))
+        XCTAssertEqual(live.segments.count, 6, "the old run's leftovers are dropped")
+        live.add(Chunk(seq: 12, epoch: 2, ingestTime: 0, pts: 0, duration: 0, flags: .endOfStream, payload: ByteBuffer()))
+        XCTAssertEqual(live.segments.last?.name, "2-10.ts", "the open segment closes at the end")
+        XCTAssertEqual(lines(live).last, "#EXT-X-ENDLIST")
+        XCTAssertEqual(lines(live).filter { $0 == "#EXT-X-DISCONTINUITY" }.count, 2)
+    }
+
+    /// The sample's real chunks over real HTTP: ffmpeg reads the playlist and its segments and decodes them clean,
+    /// and the media sequence goes on across a segment roll.
+    func testFFmpegPlaysThePlaylistAndTheSequenceContinuesAcrossARoll() throws {
+        let ingest = try Ingest(options: IngestOptions(input: InputSpec(location: Media.sample), realtime: false))
+        var chunks: [Chunk] = []
+        _ = try ingest.run { chunks.append($0) }
+        XCTAssertGreaterThan(chunks.count, 30)
+        let live = LiveSegments(windowSegments: 4)
+        var routes = Routes()
+        routes.serveHLS(live)
+        let server = try HTTPServer(listen: HostPort(host: "127.0.0.1", port: 0), routes: routes)
+        defer { server.stop() }
+        let half = chunks.count / 2
+        for c in chunks[..<half] { live.add(c) }
+        let before = live.segments
+        XCTAssertFalse(before.isEmpty)
+        for c in chunks[half...] { live.add(c) }
+        live.finish()
+        let after = live.segments
+        XCTAssertGreaterThan(after.first!.number, before.first!.number, "the window slid")
+        XCTAssertEqual(after.map(\.number), Array(after.first!.number..<after.first!.number + after.count), "one after another")
+        if let kept = before.last, let again = after.first(where: { $0.name == kept.name }) { XCTAssertEqual(again.number, kept.number) }
+        let dir = try Media.tempDir()
+        let out = dir.appendingPathComponent("hls.ts").path
+        try Media.ffmpeg(["-i", server.url + "/live.m3u8", "-c", "copy", out])
+        let probe = try Media.probe(out)
+        XCTAssertEqual(probe.codecs, ["h264", "aac"])
+        let windowTime = Double(after.map(\.duration).reduce(0, +)) / 1e6
+        XCTAssertEqual(probe.duration, windowTime, accuracy: 1, "the window's segments, whole")
+        XCTAssertEqual(try Media.decodeErrors(out), "")
+    }
+}
