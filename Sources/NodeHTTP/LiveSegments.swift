@@ -32,6 +32,8 @@ public final class LiveSegments: @unchecked Sendable {
     public let maxWait: Int64
     /// A segment also closes at this size: chunk sizes are the origin's, but a cap costs nothing.
     public static let maxSegmentBytes = 16 << 20
+    /// Chunks held out of order, whatever their durations say (a node given no origin key takes unsigned ones).
+    public static let maxPending = 512
 
     private let lock = NIOLock()
     private var closed: [Segment] = []
@@ -77,12 +79,12 @@ public final class LiveSegments: @unchecked Sendable {
             if next == nil {
                 // Not started: at the first random-access chunk held (what came before it out of order is dropped).
                 guard startAtRandomAccess() else {
-                    if pendingTime > maxWait { clearPending() }
+                    if pendingTime > maxWait || pending.count > Self.maxPending { clearPending() }
                     return
                 }
             }
             drain()
-            if pendingTime > maxWait { skipGap() }
+            if pendingTime > maxWait || pending.count > Self.maxPending { skipGap() }
         }
     }
 
@@ -130,6 +132,8 @@ public final class LiveSegments: @unchecked Sendable {
 
     /// Segments in the playlist now.
     public var segments: [Segment] { lock.withLock { closed } }
+    /// Chunks held out of order now.
+    public var held: Int { lock.withLock { pending.count } }
 
     /// Segments just out of the window, still served to a client that read the playlist a moment ago.
     private var retired: [Segment] = []

@@ -59,6 +59,18 @@ final class LiveSegmentsTests: XCTestCase {
         XCTAssertEqual(lines(live).filter { $0 == "#EXT-X-DISCONTINUITY" }.count, 2)
     }
 
+    /// Chunks that say they last nothing, far ahead of a missing one: held no more than `maxPending`.
+    func testChunksOfNoDurationAheadOfAGapAreHeldWithinACap() {
+        let live = LiveSegments()
+        live.add(chunk(0))
+        for seq in UInt64(2)..<UInt64(2 + 3 * LiveSegments.maxPending) {
+            live.add(Chunk(seq: seq, epoch: 1, ingestTime: 0, pts: 0, duration: 0, flags: seq % 100 == 0 ? .randomAccess : [],
+                           payload: ByteBuffer(bytes: [0x47])))
+        }
+        XCTAssertLessThanOrEqual(live.held, LiveSegments.maxPending + 1)
+        XCTAssertEqual(live.segments.map(\.firstSeq), [0], "the gap was given up: the segment before it closed")
+    }
+
     /// The sample's real chunks over real HTTP: ffmpeg reads the playlist and its segments and decodes them clean,
     /// and the media sequence goes on across a segment roll.
     func testFFmpegPlaysThePlaylistAndTheSequenceContinuesAcrossARoll() throws {
