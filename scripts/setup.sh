@@ -2,7 +2,7 @@
 # Installs, only when missing, the Debian packages lsp2p needs to build and run; with --tests, also what the tests
 # drive (headless Chromium for the status page, iproute2 for the emulated LAN). Needs root or sudo.
 set -euo pipefail
-packages=(pkg-config ffmpeg libavformat-dev libavcodec-dev libavutil-dev libavdevice-dev libswscale-dev libswresample-dev)
+packages=(pkg-config binutils ffmpeg libavformat-dev libavcodec-dev libavutil-dev libavdevice-dev libswscale-dev libswresample-dev)
 if [ "${1:-}" = "--tests" ]; then packages+=(chromium iproute2); fi
 missing=()
 for p in "${packages[@]}"; do
