@@ -16,7 +16,7 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
-    let keys = deriveLinkKeys(channelKey: .random(), clientNonce: [1], serverNonce: [2], clientAddress: "a", suite: .rc4HmacSHA256)
+    let keys = deriveLinkKeys(channelKey: .random(), sharedSecret: [7], clientNonce: [1], serverNonce: [2], clientAddress: "a", suite: .rc4HmacSHA256)
     // An 8 Mbit/s stream in 200 ms chunks: 200 kB each.
     let chunk = ByteBuffer(bytes: [UInt8](repeating: 0x47, count: 200_000))
 
