@@ -98,7 +98,7 @@ let package = Package(
         /// The commands' shared options and exit codes (ArgumentParser lives here and in the executables only).
         .target(
             name: "CommandSupport",
-            dependencies: ["LSP2PKit", "ChunkMesh", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LSP2PKit", "ChunkMesh", "NodeHTTP", .product(name: "Logging", package: "swift-log"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "lsp2p-relay",

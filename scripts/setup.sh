@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs, only when missing, the Debian packages lsp2p needs to build and run; with --tests, also what the tests
-# drive (headless Chromium for the status page, iproute2 for the emulated LAN). Needs root or sudo.
+# drive (headless Chromium for the status and watch pages, with python3-websocket for its DevTools protocol;
+# iproute2 for the emulated LAN). Needs root or sudo.
 set -euo pipefail
 packages=(pkg-config binutils ffmpeg libavformat-dev libavcodec-dev libavutil-dev libavdevice-dev libswscale-dev libswresample-dev)
-if [ "${1:-}" = "--tests" ]; then packages+=(chromium iproute2); fi
+if [ "${1:-}" = "--tests" ]; then packages+=(chromium iproute2 python3 python3-websocket); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

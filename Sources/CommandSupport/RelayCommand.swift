@@ -2,12 +2,18 @@ import ArgumentParser
 import ChunkMesh
 import Foundation
 import LSP2PKit
+import Logging
+import NodeHTTP
 
 /// `lsp2p-relay relay`. It needs no FFmpeg: `lsp2p-relay` (which links FFmpeg for `source`) hands it to
 /// `lsp2p-relay-node`, the same command built without FFmpeg, when that binary sits next to it, so a relay's
-/// process maps half the memory (`LSP2P_IN_PROCESS=1` keeps it in process).
+/// process maps half the memory (`LSP2P_IN_PROCESS=1` keeps it in process). A relay that serves browsers
+/// (`--http`) stays in `lsp2p-relay`, whose FFmpeg remuxes `/stream.mp4`.
 public struct RelayCommand: ParsableCommand {
     public init() {}
+
+    /// Set by a binary that links FFmpeg: how it makes `/stream.mp4`.
+    nonisolated(unsafe) public static var fragmenter: (@Sendable (Logger) -> BrowserViews.MakeFragmenter)?
 
     public static let configuration = CommandConfiguration(
         commandName: "relay",
@@ -42,7 +48,7 @@ public struct RelayCommand: ParsableCommand {
     }
 
     public func run() throws {
-        execFFmpegFreeNode()
+        if http.listen == nil || Self.fragmenter == nil { execFFmpegFreeNode() }
         let logger = common.makeLogger("lsp2p.relay")
         let url = try JoinURL(url)
         let keys = try resolveKeys(keyFile: keyFile, url: url)
@@ -50,6 +56,7 @@ public struct RelayCommand: ParsableCommand {
         service.originKey = keys.origin
         service.http = http.listen
         service.limit = limit.limit
+        service.fragmenter = Self.fragmenter?(logger)
         try exitingOnFailure("lsp2p-relay") { try service.run(logger: logger) }
     }
 }

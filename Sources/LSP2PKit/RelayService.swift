@@ -19,6 +19,8 @@ public struct RelayService {
     public var http: HostPort?
     /// Upload this much (or for this long), hand the children over, and leave (exit 0).
     public var limit = UploadLimit()
+    /// Makes `/stream.mp4` for browsers (FFmpeg's remux); nil serves HLS and `/watch` only.
+    public var fragmenter: BrowserViews.MakeFragmenter?
 
     public init(url: JoinURL, key: ChannelKey, listen: HostPort?, uplink: BitRate?, quiet: Bool) {
         self.url = url
@@ -45,8 +47,8 @@ public struct RelayService {
         // The latest chunk's age on arrival (origin clock), the worst in each stats line's second.
         let lag = NIOLockedValueBox<Int64>(0)
         let offset = NIOLockedValueBox<Int64>(0)
-        // Browsers and TVs on the LAN watch from here: HLS made of the chunks as they pass.
-        let live = http == nil ? nil : LiveSegments()
+        // Browsers and TVs on the LAN watch from here: HLS made of the chunks as they pass, and MP4 with FFmpeg.
+        let views = http == nil ? nil : BrowserViews(fragmenter: fragmenter)
         let node = MeshNode(configuration: config, group: group, logger: logger, onEvent: { event in
             switch event {
             case .linkUp(let peer, true, let suite) where peer == source:
@@ -63,7 +65,7 @@ public struct RelayService {
         }, onDeliver: { chunk in
             let age = wallClockMicros() + offset.withLockedValue { $0 } - chunk.ingestTime
             lag.withLockedValue { $0 = max($0, age) }
-            live?.add(chunk)
+            views?.add(chunk)
         })
         let id: PeerName
         do { id = try node.start() } catch { throw RuntimeFailure("cannot listen on \(config.listen): \(error)") }
@@ -75,7 +77,7 @@ public struct RelayService {
         defer { withExtendedLifetime(signals) {} }
         let server = try http.map {
             var routes = StatusBoard(role: "relay", node: node, uplink: uplink, budget: limit.budget).routes
-            if let live { routes.serveHLS(live) }
+            if let views { routes.serveBrowsers(views) }
             return try serveHTTP(routes, on: $0, logger: logger)
         }
         defer { server?.stop() }

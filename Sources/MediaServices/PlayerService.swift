@@ -99,8 +99,8 @@ final class PlayerSession: @unchecked Sendable {
     private let outputClosed = NIOLockedValueBox(false)
     /// `--serve`: the stream for local players, and its server; `--http`: the status page.
     private let hub: StreamHub?
-    /// `/live.m3u8` on either server: HLS for browsers and TVs.
-    private let live: LiveSegments?
+    /// `/watch`, `/live.m3u8` and `/stream.mp4` on either server: for browsers, phones and TVs.
+    private let views: BrowserViews?
     private var servers: [HTTPServer] = []
     private var watch: UploadWatch?
     private var app: Process?
@@ -118,7 +118,7 @@ final class PlayerSession: @unchecked Sendable {
         self.buffer = PlayoutBuffer(playoutDelay: Int64(service.deadlineMs) * 1000)
         self.finished = loop.makePromise()
         self.hub = service.serve == nil && service.player == nil ? nil : StreamHub()
-        self.live = hub == nil && service.http == nil ? nil : LiveSegments()
+        self.views = hub == nil && service.http == nil ? nil : BrowserViews(fragmenter: MP4Feed.maker(logger: logger))
     }
 
     private var originNow: Int64 { wallClockMicros() + (node?.clockOffset ?? 0) }
@@ -136,9 +136,9 @@ final class PlayerSession: @unchecked Sendable {
         do {
             if let hub {
                 var routes = Routes()
-                routes.stream = ("/stream.ts", hub)
+                routes.streams["/stream.ts"] = hub
                 routes.page("/") { StreamHub.index }
-                if let live { routes.serveHLS(live) }
+                if let views { routes.serveBrowsers(views) }
                 // --player alone serves on a free port of loopback.
                 let server = try serveHTTP(routes, on: service.serve ?? HostPort(host: "127.0.0.1", port: 0), logger: logger,
                                            what: "the stream, for mpv, vlc or ffplay,", path: "/stream.ts")
@@ -149,7 +149,7 @@ final class PlayerSession: @unchecked Sendable {
                 let board = StatusBoard(role: "player", node: node, uplink: service.noUpload ? BitRate(bitsPerSecond: 0) : service.uplink,
                                         budget: service.limit.budget) { [self] status in addPlayback(to: &status) }
                 var routes = board.routes
-                if let live { routes.serveHLS(live) }
+                if let views { routes.serveBrowsers(views) }
                 servers.append(try serveHTTP(routes, on: listen, logger: logger))
             }
             try node.start()
@@ -311,7 +311,7 @@ final class PlayerSession: @unchecked Sendable {
         for output in outputs {
             switch output {
             case .chunk(let chunk, _) where chunk.isEndOfStream:
-                live?.finish()
+                views?.finish()
                 sawEndOfStream = true
                 logger.info("end of stream")
                 finish(failure: nil)
@@ -321,7 +321,7 @@ final class PlayerSession: @unchecked Sendable {
                 if firstChunkMs == nil { firstChunkMs = Double(monotonicMicros() - joinedAt) / 1000 }
                 let payload = chunk.payload
                 hub?.publish(payload, randomAccess: chunk.isRandomAccess)
-                live?.add(chunk)
+                views?.add(chunk)
                 guard let sink else { continue }
                 writer.async { [self] in
                     guard writeFailure.withLockedValue({ $0 }) == nil, !outputClosed.withLockedValue({ $0 }) else { return }
@@ -334,7 +334,7 @@ final class PlayerSession: @unchecked Sendable {
                     }
                 }
             case .skipped(let seqs):
-                live?.skipped()
+                views?.skipped()
                 guard countingSkips else { continue }
                 metrics.missing.increment(by: seqs.count)
                 if missingAt.count < 1_000 { missingAt.append([(elapsed * 10).rounded() / 10, Double(seqs.count)]) }

@@ -75,13 +75,13 @@ public struct SourceService {
         let url = JoinURL(address: HostPort(id)!, key: key, origin: signer.publicKey)
         printErr("join: \(url)")
         let server: HTTPServer?
-        let live = http == nil ? nil : LiveSegments()
+        let views = http == nil ? nil : BrowserViews(fragmenter: MP4Feed.maker(logger: logger))
         do {
             server = try http.map { listen in
                 let picture = MeshPicture(address: HostPort(id)!, key: key)
                 var routes = StatusBoard(role: "origin", node: origin, uplink: uplink, meshSvg: true).routes
                 routes.page("/mesh.svg") { picture.page() }
-                if let live { routes.serveHLS(live) }
+                if let views { routes.serveBrowsers(views) }
                 return try serveHTTP(routes, on: listen, logger: logger)
             }
         } catch {
@@ -124,14 +124,14 @@ public struct SourceService {
         do {
             last = try ingest.run { chunk in
                 origin.publish(chunk)
-                live?.add(chunk)
+                views?.add(chunk)
             }
         } catch {
             origin.stop()
             throw RuntimeFailure("\(error)")
         }
         origin.publish(.endOfStream(seq: last, ingestTime: wallClockMicros()))
-        live?.finish()
+        views?.finish()
         logger.info("end of stream after \(last) chunks; waiting for peers to finish")
         // Peers leave once they have the end of stream; a stalled one is not waited for past 10 s.
         let deadline = monotonicMicros() + 10_000_000

@@ -22,14 +22,14 @@ public struct Page: Sendable {
     }
 }
 
-/// What a server answers: whole pages by path (made when asked, on the server's loop or later), and at most
-/// one live stream.
+/// What a server answers: whole pages by path (made when asked, on the server's loop or later), and live streams.
 public struct Routes: Sendable {
     public typealias Maker = @Sendable (EventLoop) -> EventLoopFuture<Page>
     public var pages: [String: Maker] = [:]
     /// Pages under a path (`/live/`), found by the rest of the path; nil: not found.
     public var folders: [String: @Sendable (String) -> Page?] = [:]
-    public var stream: (path: String, hub: StreamHub)?
+    /// Live streams by path (`/stream.ts`, `/stream.mp4`), each as long as it lasts.
+    public var streams: [String: StreamHub] = [:]
 
     public init() {}
 
@@ -96,8 +96,8 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias OutboundOut = HTTPServerResponsePart
     let routes: Routes
     private var head: HTTPRequestHead?
-    /// This connection carries the stream now: it answers nothing else.
-    private var streaming = false
+    /// This connection carries a stream now: it answers nothing else.
+    private var streaming: StreamHub?
     /// Closes the connection unless a whole request comes by then: a client that opens a connection and sends
     /// nothing, or half a request line, holds one of `maxConnections` for this long at most.
     private var deadline: Scheduled<Void>?
@@ -122,7 +122,7 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         case .head(let head): self.head = head
         case .body: break
         case .end:
-            guard let head, !streaming else { return }
+            guard let head, streaming == nil else { return }
             self.head = nil
             deadline?.cancel()
             respond(to: head, context: context)
@@ -131,7 +131,7 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelInactive(context: ChannelHandlerContext) {
         deadline?.cancel()
-        routes.stream?.hub.detach(context.channel)
+        streaming?.detach(context.channel)
         context.fireChannelInactive()
     }
 
@@ -145,21 +145,21 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             return write(Page("text/plain", "only GET and HEAD\n", status: .methodNotAllowed), to: request, context: context,
                          extra: [("Allow", "GET, HEAD")])
         }
-        if let stream = routes.stream, path == stream.path {
-            var headers = HTTPHeaders([("Content-Type", "video/mp2t"), ("Cache-Control", "no-cache")])
+        if let hub = routes.streams[path] {
+            var headers = HTTPHeaders([("Content-Type", hub.contentType), ("Cache-Control", "no-cache")])
             if request.method == .HEAD {
                 headers.add(name: "Content-Length", value: "0")
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))), promise: nil)
                 return end(request, context: context)
             }
-            guard stream.hub.hasRoom else {
+            guard hub.hasRoom else {
                 return write(Page("text/plain", "too many players on this stream\n", status: .serviceUnavailable), to: request, context: context)
             }
             // No length: HTTP/1.1 sends it chunked, for as long as the stream lasts.
-            streaming = true
+            streaming = hub
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))),
                                   promise: nil)
-            stream.hub.attach(context.channel)
+            hub.attach(context.channel)
             return
         }
         if routes.pages[path] == nil, let slash = path.lastIndex(of: "/"), let lookup = routes.folders[String(path[...slash])] {
@@ -168,7 +168,7 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             return write(page, to: request, context: context)
         }
         guard let make = routes.pages[path] else {
-            let known = (routes.pages.keys.sorted() + (routes.stream.map { [$0.path] } ?? [])).joined(separator: " ")
+            let known = (Array(routes.pages.keys) + Array(routes.streams.keys)).sorted().joined(separator: " ")
             return write(Page("text/plain", "not found: try \(known)\n", status: .notFound), to: request, context: context)
         }
         let loop = context.eventLoop
@@ -196,7 +196,7 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     private func end(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
         let keepAlive = request.isKeepAlive
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [self] _ in
-            if !keepAlive { context.close(promise: nil) } else if !streaming { awaitRequest(context: context) }
+            if !keepAlive { context.close(promise: nil) } else if streaming == nil { awaitRequest(context: context) }
         }
     }
 }

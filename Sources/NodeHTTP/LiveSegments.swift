@@ -49,11 +49,14 @@ public final class LiveSegments: @unchecked Sendable {
     /// The next segment opened follows a break in the stream.
     private var broken = false
     private var ended = false
+    /// Gets each chunk put in a segment, in the same order (the stream for `/stream.mp4`), and the end.
+    private let follower: TSFollower?
 
-    public init(targetDuration: Int64 = 2_000_000, windowSegments: Int = 6, maxWait: Int64 = 3_000_000) {
+    public init(targetDuration: Int64 = 2_000_000, windowSegments: Int = 6, maxWait: Int64 = 3_000_000, follower: TSFollower? = nil) {
         self.targetDuration = targetDuration
         self.windowSegments = windowSegments
         self.maxWait = maxWait
+        self.follower = follower
     }
 
     /// A chunk of the stream, in any order, from any thread.
@@ -67,11 +70,7 @@ public final class LiveSegments: @unchecked Sendable {
                 epoch = chunk.epoch
                 clearPending()
             }
-            if chunk.flags.contains(.endOfStream) {
-                closeOpen()
-                ended = true
-                return
-            }
+            if chunk.flags.contains(.endOfStream) { return end() }
             if let next, chunk.seq < next { return }
             guard pending[chunk.seq] == nil else { return }
             pending[chunk.seq] = chunk
@@ -95,10 +94,7 @@ public final class LiveSegments: @unchecked Sendable {
 
     /// The stream ended: the playlist says so.
     public func finish() {
-        lock.withLock {
-            closeOpen()
-            ended = true
-        }
+        lock.withLock { if !ended { end() } }
     }
 
     /// `GET /live.m3u8`.
@@ -106,7 +102,7 @@ public final class LiveSegments: @unchecked Sendable {
         let text = lock.withLock { () -> String in
             let target = max(1, Int(((closed.map(\.duration).max() ?? targetDuration) + 999_999) / 1_000_000))
             var lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:\(target)",
-                         "#EXT-X-MEDIA-SEQUENCE:\(closed.first?.number ?? nextNumber)",
+                         "#EXT-X-MEDIA-SEQUENCE:\(closed.first?.number ?? open?.number ?? nextNumber)",
                          "#EXT-X-DISCONTINUITY-SEQUENCE:\(discontinuitiesGone)"]
             for segment in closed {
                 if segment.discontinuity { lines.append("#EXT-X-DISCONTINUITY") }
@@ -185,9 +181,16 @@ public final class LiveSegments: @unchecked Sendable {
             nextNumber += 1
             broken = false
         }
+        follower?.write(chunk.payload, randomAccess: chunk.isRandomAccess)
         open!.parts.append(chunk.payload)
         open!.bytes += chunk.payload.readableBytes
         open!.duration += chunk.duration
+    }
+
+    private func end() {
+        closeOpen()
+        ended = true
+        follower?.finish()
     }
 
     private func closeOpen() {

@@ -2,9 +2,10 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 
-/// The stream as served over HTTP to local players (`lsp2p-play --serve`): any number of clients, each starting
-/// at the newest random-access chunk. Publishing never waits for a client: a client that has more than
-/// `maxBacklog` bytes it has not taken yet is dropped, and nobody else notices.
+/// A live stream as served over HTTP (`/stream.ts` to local players, `/stream.mp4` to browsers): any number of
+/// clients, each given the header (if the format has one) and then the stream from its newest random-access
+/// part. Publishing never waits for a client: a client that has more than `maxBacklog` bytes it has not taken
+/// yet is dropped, and nobody else notices.
 public final class StreamHub: @unchecked Sendable {
     public struct Stats: Sendable, Equatable {
         /// Clients reading now.
@@ -28,6 +29,7 @@ public final class StreamHub: @unchecked Sendable {
         }
     }
 
+    public let contentType: String
     public let maxBacklog: Int
     /// Clients at once; past that a new one is turned away (503): each may hold `maxBacklog` bytes.
     public let maxClients: Int
@@ -37,11 +39,18 @@ public final class StreamHub: @unchecked Sendable {
     private let lock = NIOLock()
     private var clients: [ObjectIdentifier: Client] = [:]
     private var start: [ByteBuffer] = []
+    /// What every client gets first (a fragmented MP4's ftyp and moov); nothing is sent before it is set.
+    private var header: ByteBuffer?
+    private let needsHeader: Bool
     private var startBytes = 0
     private var stats = Stats()
     private var finished = false
 
-    public init(maxBacklog: Int = 8 << 20, maxStart: Int = 4 << 20, maxClients: Int = 64) {
+    /// `needsHeader`: clients wait for `setHeader` before anything is sent them.
+    public init(contentType: String = "video/mp2t", needsHeader: Bool = false, maxBacklog: Int = 8 << 20, maxStart: Int = 4 << 20,
+                maxClients: Int = 64) {
+        self.contentType = contentType
+        self.needsHeader = needsHeader
         self.maxBacklog = maxBacklog
         self.maxClients = maxClients
         self.maxStart = maxStart
@@ -49,10 +58,15 @@ public final class StreamHub: @unchecked Sendable {
 
     public var currentStats: Stats { lock.withLock { stats } }
 
-    /// A chunk of the stream, in order. Safe from any thread.
+    /// The format's header, sent to each client before its first part; set once (later ones are ignored).
+    public func setHeader(_ bytes: ByteBuffer) {
+        lock.withLock { if header == nil { header = bytes } }
+    }
+
+    /// A part of the stream, in order. Safe from any thread.
     public func publish(_ bytes: ByteBuffer, randomAccess: Bool) {
         lock.withLock {
-            guard !finished else { return }
+            guard !finished, !needsHeader || header != nil else { return }
             if randomAccess {
                 start = [bytes]
                 startBytes = bytes.readableBytes
@@ -69,6 +83,7 @@ public final class StreamHub: @unchecked Sendable {
                 if !client.started {
                     guard randomAccess else { continue }
                     client.started = true
+                    if let header { send(header, to: client) }
                 }
                 send(bytes, to: client)
             }
@@ -79,14 +94,22 @@ public final class StreamHub: @unchecked Sendable {
     public func finish() {
         lock.withLock {
             finished = true
-            for client in clients.values {
-                let channel = client.channel
-                channel.eventLoop.execute {
-                    channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
-                }
-            }
+            for client in clients.values { end(client.channel) }
             clients.removeAll()
             stats.clients = 0
+        }
+    }
+
+    /// Starts over: every client's response ends (a browser opens the stream again), and the header and the
+    /// newest random-access part are forgotten.
+    public func reset() {
+        lock.withLock {
+            for client in clients.values { end(client.channel) }
+            clients.removeAll()
+            stats.clients = 0
+            header = nil
+            start = []
+            startBytes = 0
         }
     }
 
@@ -105,6 +128,7 @@ public final class StreamHub: @unchecked Sendable {
             clients[ObjectIdentifier(channel)] = client
             stats.served += 1
             stats.clients = clients.count
+            if client.started, let header { send(header, to: client) }
             for bytes in start { send(bytes, to: client) }
         }
     }
@@ -113,6 +137,12 @@ public final class StreamHub: @unchecked Sendable {
         lock.withLock {
             clients.removeValue(forKey: ObjectIdentifier(channel))
             stats.clients = clients.count
+        }
+    }
+
+    private func end(_ channel: Channel) {
+        channel.eventLoop.execute {
+            channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
         }
     }
 

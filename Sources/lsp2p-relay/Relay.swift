@@ -1,10 +1,15 @@
 import ArgumentParser
 import CommandSupport
 import LSP2PKit
+import MediaServices
 
 @main
 struct Relay: ParsableCommand {
-    static func main() { mainWithContractExitCodes() }
+    static func main() {
+        // `relay --http` serves /stream.mp4 with this binary's FFmpeg.
+        RelayCommand.fragmenter = MP4Feed.maker(logger:)
+        mainWithContractExitCodes()
+    }
 
     static let configuration = CommandConfiguration(
         commandName: "lsp2p-relay",

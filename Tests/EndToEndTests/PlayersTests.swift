@@ -8,12 +8,6 @@ import XCTest
 /// Where people watch: the served stream, the status page in a real browser, and nodes that spend a budget.
 final class PlayersTests: ChannelTestCase {
     /// `http://HOST:PORT` from a node's log line `WHAT at http://HOST:PORT/...`.
-    private func httpBase(_ proc: Proc, _ what: String) throws -> String {
-        let line = try XCTUnwrap(proc.waitForLine(containing: what), "no \(what) line: \(proc.stderr)")
-        let url = String(line[line.range(of: "http://")!.lowerBound...])
-        return String(url.prefix { $0 != " " }.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false).prefix(3).joined(separator: "/"))
-    }
-
     func testServedStreamPlaysInTwoClientsWhileAThirdNeverReads() throws {
         let source = try RunningSource(["--input", Media.sample, "--loop", "--key-file", keyFile, "--quiet"], in: dir)
         let report = path("player.json")

@@ -113,6 +113,13 @@ class ChannelTestCase: XCTestCase {
         try FileManager.default.copyItem(atPath: keygen.stdoutURL.path, toPath: keyFile)
     }
 
+    /// `http://HOST:PORT` from the line a node prints when it serves `what`.
+    func httpBase(_ proc: Proc, _ what: String) throws -> String {
+        let line = try XCTUnwrap(proc.waitForLine(containing: what), "no \(what) line: \(proc.stderr)")
+        let url = String(line[line.range(of: "http://")!.lowerBound...])
+        return String(url.prefix { $0 != " " }.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false).prefix(3).joined(separator: "/"))
+    }
+
     /// A failed test's folder (logs, reports, outputs) stays, and its path is printed.
     override func tearDownWithError() throws {
         if (testRun?.failureCount ?? 0) > 0 { print("kept \(dir.path) for the failure") } else { try? FileManager.default.removeItem(at: dir) }

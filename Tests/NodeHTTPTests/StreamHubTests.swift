@@ -27,7 +27,7 @@ final class StreamHubTests: XCTestCase {
     private func serve(_ hub: StreamHub) throws {
         self.hub = hub
         var routes = Routes()
-        routes.stream = ("/stream.ts", hub)
+        routes.streams["/stream.ts"] = hub
         routes.page("/") { StreamHub.index }
         server = try HTTPServer(listen: HostPort(host: "127.0.0.1", port: 0), routes: routes)
     }
@@ -49,6 +49,38 @@ final class StreamHubTests: XCTestCase {
         XCTAssertEqual(reader.status, .ok)
         XCTAssertEqual(reader.contentType, "video/mp2t")
         XCTAssertEqual(reader.bytes, [UInt8](repeating: 3, count: 1000) + [UInt8](repeating: 4, count: 1000) + [UInt8](repeating: 5, count: 1000))
+    }
+
+    /// `/stream.mp4`: every client gets the header first, nothing is sent before there is one, and a reset ends
+    /// the clients' responses and forgets the header.
+    func testClientsOfAStreamWithAHeaderGetItFirstAndAResetEndsThem() throws {
+        self.hub = StreamHub(contentType: "video/mp4", needsHeader: true)
+        var routes = Routes()
+        routes.streams["/stream.mp4"] = hub
+        server = try HTTPServer(listen: HostPort(host: "127.0.0.1", port: 0), routes: routes)
+        hub.publish(chunk(1), randomAccess: true) // before the header: no use to anyone
+        let early = try StreamReader.open(server.address, path: "/stream.mp4", group: group)
+        try waitFor("the client is attached") { self.hub.currentStats.clients == 1 }
+        hub.setHeader(chunk(9, size: 100))
+        hub.publish(chunk(2), randomAccess: false)
+        hub.publish(chunk(3), randomAccess: true)
+        let late = try StreamReader.open(server.address, path: "/stream.mp4", group: group)
+        try waitFor("the second client is attached") { self.hub.currentStats.clients == 2 }
+        hub.publish(chunk(4), randomAccess: false)
+        let expected = [UInt8](repeating: 9, count: 100) + [UInt8](repeating: 3, count: 1000) + [UInt8](repeating: 4, count: 1000)
+        try waitFor("both have the header and two parts") { early.bytes.count >= 2100 && late.bytes.count >= 2100 }
+        XCTAssertEqual(early.bytes, expected)
+        XCTAssertEqual(late.bytes, expected)
+        XCTAssertEqual(late.contentType, "video/mp4")
+        hub.reset()
+        try waitFor("a reset ends both responses") { early.ended && late.ended }
+        let next = try StreamReader.open(server.address, path: "/stream.mp4", group: group)
+        try waitFor("a new client is attached") { self.hub.currentStats.clients == 1 }
+        hub.publish(chunk(5), randomAccess: true)
+        hub.setHeader(chunk(8, size: 10))
+        hub.publish(chunk(6), randomAccess: true)
+        try waitFor("the new header and part") { next.bytes.count >= 1010 }
+        XCTAssertEqual(next.bytes, [UInt8](repeating: 8, count: 10) + [UInt8](repeating: 6, count: 1000))
     }
 
     func testAClientBeforeAnyKeyframeWaitsForOne() throws {
@@ -101,7 +133,7 @@ final class StreamHubTests: XCTestCase {
         let hub = StreamHub()
         self.hub = hub
         var routes = Routes()
-        routes.stream = ("/stream.ts", hub)
+        routes.streams["/stream.ts"] = hub
         routes.page("/") { StreamHub.index }
         server = try HTTPServer(listen: HostPort(host: "127.0.0.1", port: 0), routes: routes, requestTimeout: .milliseconds(500))
         let viewer = try StreamReader.open(server.address, group: group)

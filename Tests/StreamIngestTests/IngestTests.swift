@@ -1,4 +1,5 @@
 import ChunkMesh
+import NIOConcurrencyHelpers
 import NIOCore
 import StreamIngest
 import TestMedia
@@ -134,6 +135,34 @@ final class IngestTests: XCTestCase {
         XCTAssertEqual(probe.codecs, ["h264", "aac"])
         XCTAssertEqual(probe.duration, 16, accuracy: 1.5, "half a run, a gap, then a whole run")
         XCTAssertEqual(try Media.decodeErrors(mp4), "")
+    }
+
+    func testFragmentedMP4StartsAtEachKeyframeAndPlaysFromAnyOfThem() throws {
+        let chunks = try ingestAll(Media.sample)
+        let header = NIOLockedValueBox<[[UInt8]]>([])
+        let fragments = NIOLockedValueBox<[(bytes: [UInt8], key: Bool)]>([])
+        let sink = RemuxSink(fragmentedMP4: { bytes in header.withLockedValue { $0.append(bytes) } },
+                             onFragment: { bytes, key in fragments.withLockedValue { $0.append((bytes, key)) } })
+        for chunk in chunks { try sink.write(chunk.payload) }
+        try sink.finish()
+        let head = try XCTUnwrap(header.withLockedValue { $0 }.first)
+        XCTAssertEqual(header.withLockedValue { $0.count }, 1, "one header for the whole stream")
+        XCTAssertEqual(String(decoding: head[4..<8], as: UTF8.self), "ftyp")
+        let all = fragments.withLockedValue { $0 }
+        for fragment in all { XCTAssertEqual(String(decoding: fragment.bytes[4..<8], as: UTF8.self), "moof") }
+        // The sample has a keyframe every second: about ten fragments, each starting at one.
+        let keyed = all.filter(\.key)
+        XCTAssertGreaterThanOrEqual(keyed.count, 9)
+        // The whole stream plays, and so does what a viewer who came in at the fifth keyframe gets.
+        let whole = dir.appendingPathComponent("whole.mp4")
+        try Data(head + all.flatMap(\.bytes)).write(to: whole)
+        XCTAssertEqual(try Media.probe(whole.path).codecs, ["h264", "aac"])
+        XCTAssertEqual(try Media.decodeErrors(whole.path), "")
+        let late = dir.appendingPathComponent("late.mp4")
+        let from = try XCTUnwrap(all.indices.filter { all[$0].key }.dropFirst(4).first)
+        try Data(head + all[from...].flatMap(\.bytes)).write(to: late)
+        XCTAssertEqual(try Media.decodeErrors(late.path), "")
+        XCTAssertEqual(try Media.probe(late.path).codecs, ["h264", "aac"])
     }
 
     func testSinksReportUnwritableOutputs() throws {

@@ -1,0 +1,67 @@
+import ChunkMesh
+import Dispatch
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NodeHTTP
+import StreamIngest
+
+/// `/stream.mp4`: the node's stream remuxed by libavformat into fragmented MP4 for browsers, one remux for all
+/// clients (each starts at the newest keyframe's fragment). A remux that fails (a stream it cannot read) ends its
+/// clients' responses and starts again at a later random-access chunk, at most once every `retryAfter`.
+public final class MP4Feed: TSFollower, @unchecked Sendable {
+    static let retryAfter: Int64 = 10_000_000
+
+    private let hub: StreamHub
+    private let logger: Logger
+    private let lock = NIOLock()
+    private var sink: RemuxSink?
+    private var failedAt: Int64?
+    private var finished = false
+
+    init(hub: StreamHub, logger: Logger) {
+        self.hub = hub
+        self.logger = logger
+    }
+
+    /// The maker `BrowserViews` takes.
+    public static func maker(logger: Logger) -> BrowserViews.MakeFragmenter {
+        { hub in MP4Feed(hub: hub, logger: logger) }
+    }
+
+    public func write(_ bytes: ByteBuffer, randomAccess: Bool) {
+        lock.withLock {
+            guard !finished else { return }
+            if sink == nil {
+                guard randomAccess, failedAt.map({ monotonicMicros() - $0 >= Self.retryAfter }) ?? true else { return }
+                sink = makeSink()
+            }
+            do {
+                try sink?.write(bytes)
+            } catch {
+                logger.warning("/stream.mp4: \(error); its viewers start again in \(Self.retryAfter / 1_000_000) s")
+                sink = nil
+                failedAt = monotonicMicros()
+                hub.reset()
+            }
+        }
+    }
+
+    public func finish() {
+        let sink = lock.withLock { () -> RemuxSink? in
+            finished = true
+            defer { self.sink = nil }
+            return self.sink
+        }
+        // The last fragment is cut once the remux has read everything: off the caller's thread (a node's loop).
+        DispatchQueue.global().async { [hub] in
+            try? sink?.finish()
+            hub.finish()
+        }
+    }
+
+    private func makeSink() -> RemuxSink {
+        RemuxSink(fragmentedMP4: { [hub] header in hub.setHeader(ByteBuffer(bytes: header)) },
+                  onFragment: { [hub] bytes, key in hub.publish(ByteBuffer(bytes: bytes), randomAccess: key) })
+    }
+}
