@@ -22,6 +22,8 @@ public struct SourceService {
     public var originSigner: OriginSigningKey?
     /// Serve the status page (with the mesh drawn) here.
     public var http: HostPort?
+    /// When the sender goes (OBS stops), wait for it to come back and go on as a new run, instead of ending.
+    public var reconnect = false
 
     public init(ingest: IngestOptions, listen: HostPort, key: ChannelKey, originSigner: OriginSigningKey?, suite: CipherSuite,
                 uplink: BitRate?, waitReceivers: Int, quiet: Bool) {
@@ -39,8 +41,9 @@ public struct SourceService {
     public func run(logger: Logger) throws {
         setFFmpegLogging(verbose: logger.logLevel <= .debug)
         if http != nil { PrometheusExport.bootstrap() }
-        let ingest: Ingest
-        do { ingest = try Ingest(options: self.ingest) } catch { throw RuntimeFailure("\(error)") }
+        let stop = StopRequest()
+        var ingest: Ingest
+        do { ingest = try Ingest(options: self.ingest, stop: stop) } catch { throw RuntimeFailure("\(error)") }
         logger.info("input \(self.ingest.input.location): \(ingest.streamSummary.joined(separator: ", "))")
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, min(4, System.coreCount)))
@@ -95,17 +98,17 @@ public struct SourceService {
 
         let signals = StopSignals { sig in
             logger.notice("stopping on signal \(sig)")
-            ingest.stop()
+            stop.request()
         }
         defer { withExtendedLifetime(signals) {} }
 
         if waitReceivers > 0 {
             logger.info("waiting for \(waitReceivers) receiver(s)")
-            while origin.stats.links < waitReceivers, !ingest.isStopRequested { usleep(20_000) }
+            while origin.stats.links < waitReceivers, !stop.isRequested { usleep(20_000) }
             // Linked is not yet fed: the stream starts once one of them has subscribed (a few seconds at most), or a
             // fast input would be gone before the first subscribe comes.
             let linked = monotonicMicros()
-            while origin.snapshot().children.isEmpty, monotonicMicros() - linked < 5_000_000, !ingest.isStopRequested { usleep(20_000) }
+            while origin.snapshot().children.isEmpty, monotonicMicros() - linked < 5_000_000, !stop.isRequested { usleep(20_000) }
         }
 
         let started = monotonicMicros()
@@ -120,11 +123,22 @@ public struct SourceService {
         }
         defer { ticker?.stop() }
 
-        let last: UInt64
+        var last: UInt64
         do {
-            last = try ingest.run { chunk in
-                origin.publish(chunk)
-                views?.add(chunk)
+            while true {
+                last = try ingest.run { chunk in
+                    origin.publish(chunk)
+                    views?.add(chunk)
+                }
+                guard reconnect, !stop.isRequested else { break }
+                logger.notice("the sender is gone after \(last) chunks; waiting for it to come back (--reconnect)")
+                let beat = Heartbeat(origin: origin, from: last, every: self.ingest.chunkDuration)
+                let next = waitForTheSender(stop: stop, logger: logger)
+                last = beat.stop()
+                guard let next else { break }
+                ingest = next
+                origin.startNewRun()
+                logger.notice("the sender is back: a new run of the stream (\(ingest.streamSummary.joined(separator: ", ")))")
             }
         } catch {
             origin.stop()
@@ -142,3 +156,45 @@ public struct SourceService {
     }
 }
 
+
+extension SourceService {
+    /// Opens the input again until it opens (a listener waits in the open; a camera pulled from is tried every
+    /// second); nil on a stop.
+    func waitForTheSender(stop: StopRequest, logger: Logger) -> Ingest? {
+        var told = false
+        while !stop.isRequested {
+            do { return try Ingest(options: ingest, stop: stop) } catch {
+                if stop.isRequested { break }
+                if !told { logger.notice("\(error); trying again every second") }
+                told = true
+                for _ in 0..<50 where !stop.isRequested { usleep(20_000) }
+            }
+        }
+        return nil
+    }
+}
+
+/// While the sender is away (`--reconnect`), the run goes on with empty chunks, one per chunk duration: peers keep
+/// their parents (a silent parent is dropped as starving its children) and players wait for the stream.
+final class Heartbeat {
+    private let queue = DispatchQueue(label: "lsp2p.heartbeat")
+    private let timer: DispatchSourceTimer
+    private var next: UInt64
+
+    init(origin: MeshNode, from seq: UInt64, every period: Int64) {
+        next = seq
+        timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now(), repeating: .microseconds(Int(max(20_000, period))))
+        timer.setEventHandler { [unowned self] in
+            origin.publish(Chunk(seq: next, ingestTime: wallClockMicros(), pts: 0, duration: 0, flags: [], payload: ByteBuffer()))
+            next += 1
+        }
+        timer.resume()
+    }
+
+    /// Stops, once no beat is under way; returns the seq the run would go on from.
+    func stop() -> UInt64 {
+        timer.cancel()
+        return queue.sync { next }
+    }
+}

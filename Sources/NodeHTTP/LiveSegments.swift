@@ -167,6 +167,7 @@ public final class LiveSegments: @unchecked Sendable {
     }
 
     private func append(_ chunk: Chunk) {
+        guard chunk.payload.readableBytes > 0 else { return } // the origin's heartbeats while its sender is away
         if chunk.flags.contains(.discontinuity), open != nil {
             closeOpen()
             broken = true

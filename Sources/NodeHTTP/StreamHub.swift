@@ -66,7 +66,8 @@ public final class StreamHub: @unchecked Sendable {
     /// A part of the stream, in order. Safe from any thread.
     public func publish(_ bytes: ByteBuffer, randomAccess: Bool) {
         lock.withLock {
-            guard !finished, !needsHeader || header != nil else { return }
+            // Nothing to send (the origin's heartbeats while its sender is away): an empty part would end the response.
+            guard !finished, !needsHeader || header != nil, bytes.readableBytes > 0 else { return }
             if randomAccess {
                 start = [bytes]
                 startBytes = bytes.readableBytes

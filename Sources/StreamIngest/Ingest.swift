@@ -42,14 +42,15 @@ public final class Ingest: @unchecked Sendable {
     private let input: MediaInput
     private let muxer: TSMuxer
     private var routes: [Int: Route] = [:]
-    private let stopped = NSLock()
-    private var stopRequested = false
+    private let stopRequest: StopRequest
     /// One line per stream: codec, and whether it is copied or transcoded.
     public private(set) var streamSummary: [String] = []
 
-    public init(options: IngestOptions) throws {
+    /// `stop`: shared with whoever may end the run early (a signal handler), even while the input is being opened.
+    public init(options: IngestOptions, stop: StopRequest = StopRequest()) throws {
         self.options = options
-        input = try MediaInput(options.input)
+        self.stopRequest = stop
+        input = try MediaInput(options.input, stop: stop)
         muxer = try TSMuxer(chunkDuration: options.chunkDuration)
         for index in try input.selectedStreams() {
             let stream = input.stream(index)
@@ -70,19 +71,11 @@ public final class Ingest: @unchecked Sendable {
         try muxer.writeHeader()
     }
 
-    public func stop() {
-        stopped.lock()
-        stopRequested = true
-        stopped.unlock()
-    }
+    public func stop() { stopRequest.request() }
 
     public var isStopRequested: Bool { isStopped }
 
-    private var isStopped: Bool {
-        stopped.lock()
-        defer { stopped.unlock() }
-        return stopRequested
-    }
+    private var isStopped: Bool { stopRequest.isRequested }
 
     /// Reads until the input ends (or forever with `loop`) or `stop()`; hands each chunk to `onChunk`.
     /// Seqs start at `firstSeq`, gap-free; the ingest time is the wall clock when a chunk is cut.
@@ -109,6 +102,7 @@ public final class Ingest: @unchecked Sendable {
         while !isStopped {
             let r = av_read_frame(input.context, p)
             if r < 0 {
+                if isStopped { break } // cut short by stop()
                 // The end: EOF, or stdin or a sender (OBS over RTMP, SRT) gone from under us. Any other read error
                 // is a failure (exit 1), not an end.
                 if r == AVError.eof || (r == lsp2p_averror(EIO) && input.spec.endsWhenTheSenderGoes) {

@@ -26,15 +26,38 @@ public struct InputSpec: Equatable, Sendable {
 
     /// Stdin, or a stream from the network: a read that fails with EIO there is the sender going away (a pipe
     /// closed, OBS stopped), the end of the stream.
-    var endsWhenTheSenderGoes: Bool { location == "-" || (location.contains("://") && !location.hasPrefix("file:")) }
+    public var endsWhenTheSenderGoes: Bool { location == "-" || (location.contains("://") && !location.hasPrefix("file:")) }
+}
+
+/// Asks an ingest to stop, from any thread: a wait for a sender to connect, or a read in progress, is cut short.
+public final class StopRequest: @unchecked Sendable {
+    private let lock = NSLock()
+    private var requested = false
+
+    public init() {}
+
+    public func request() {
+        lock.lock()
+        requested = true
+        lock.unlock()
+    }
+
+    public var isRequested: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return requested
+    }
 }
 
 /// An opened input: owns the demuxer context and frees it with the input-side free.
 final class MediaInput {
     let context: UnsafeMutablePointer<AVFormatContext>
     let spec: InputSpec
+    /// Held for the interrupt callback, which libavformat calls while it waits.
+    private let stop: StopRequest
 
-    init(_ spec: InputSpec) throws {
+    init(_ spec: InputSpec, stop: StopRequest = StopRequest()) throws {
+        self.stop = stop
         avdevice_register_all()
         var format: UnsafePointer<AVInputFormat>?
         if let name = spec.format {
@@ -46,7 +69,10 @@ final class MediaInput {
             let exists = FileManager.default.fileExists(atPath: spec.location)
             throw MediaError("cannot open \(spec.location): \(exists ? "permission denied" : "no such file")")
         }
-        var ctx: UnsafeMutablePointer<AVFormatContext>?
+        var ctx = avformat_alloc_context()
+        ctx!.pointee.interrupt_callback = AVIOInterruptCB(callback: { opaque in
+            Unmanaged<StopRequest>.fromOpaque(opaque!).takeUnretainedValue().isRequested ? 1 : 0
+        }, opaque: Unmanaged.passUnretained(stop).toOpaque())
         var options: OpaquePointer?
         defer { av_dict_free(&options) }
         for (key, value) in spec.options.sorted(by: { $0.key < $1.key }) { av_dict_set(&options, key, value, 0) }

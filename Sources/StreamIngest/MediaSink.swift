@@ -139,6 +139,7 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
         pipe.condition.lock()
         defer { pipe.condition.unlock() }
         if let error { throw error }
+        guard bytes.readableBytes > 0 else { return }
         pipe.chunks.append(bytes)
         pipe.condition.signal()
     }

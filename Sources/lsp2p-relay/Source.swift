@@ -45,6 +45,9 @@ struct Source: ParsableCommand {
     @Flag(help: "Start the input again when it ends.")
     var loop = false
 
+    @Flag(help: "When the sender goes (OBS stops streaming, a camera drops), wait for it to come back and go on as a new run (players start over at its first keyframe) instead of ending.")
+    var reconnect = false
+
     @Flag(inversion: .prefixedNo, help: "Pace reading to the stream clock, like ffmpeg -re. Default: on for files, off for stdin, URLs and devices.")
     var realtime: Bool?
 
@@ -69,6 +72,12 @@ struct Source: ParsableCommand {
         guard (1...16).contains(substreams) else { throw ValidationError("--substreams must be 1 to 16") }
         guard CipherSuite(name: cipher) != nil else { throw ValidationError("--cipher must be rc4 or chacha20-poly1305") }
         _ = try parsedInputOptions()
+        if reconnect {
+            guard !loop else { throw ValidationError("--reconnect and --loop do not go together: a file loops, a sender reconnects") }
+            guard input != "-", InputSpec(location: input, format: format).endsWhenTheSenderGoes || format != nil else {
+                throw ValidationError("--reconnect is for a sender that can come back (a URL, a device with --format), not a file or stdin")
+            }
+        }
     }
 
     /// `--input-option KEY=VALUE`s as a dictionary (the last of a key wins).
@@ -93,6 +102,7 @@ struct Source: ParsableCommand {
             listen: listen, key: key, originSigner: keys.originSecret, suite: CipherSuite(name: cipher)!, uplink: uplink, waitReceivers: waitReceivers, quiet: common.quiet)
         service.substreams = substreams
         service.http = http.listen
+        service.reconnect = reconnect
         try exitingOnFailure("lsp2p-relay") { try service.run(logger: logger) }
     }
 }

@@ -62,6 +62,43 @@ final class SendersTests: ChannelTestCase {
                                         format: "mpegts", pushTo: "srt://127.0.0.1:\(port)?mode=caller")
     }
 
+    /// `--reconnect`: OBS stops streaming and starts again. The source waits for it (the run going on with empty
+    /// chunks), then plays on as a new run; the player stays, starts over at the new run's first keyframe, and its
+    /// output plays through.
+    func testASenderThatComesBackWithReconnectStartsANewRun() throws {
+        let clip = path("clip.mp4")
+        try Media.ffmpeg(["-i", Media.sample, "-t", "4", "-c", "copy", clip])
+        let port = try freePort()
+        let url = "rtmp://127.0.0.1:\(port)/live/key"
+        let first = try push(clip, format: "flv", to: url)
+        let source = try RunningSource(["--input", url, "--input-option", "listen=1", "--reconnect", "--key-file", keyFile,
+                                        "--wait-receivers", "1", "--quiet"], in: dir)
+        defer { source.proc.signal(SIGKILL) }
+        let player = try Proc("lsp2p-play", [source.url, "--output", path("out.mp4"), "--report", path("r.json"), "--quiet"], in: dir, name: "p")
+        XCTAssertEqual(first.wait(), 0, first.stderr)
+        XCTAssertNotNil(source.proc.waitForLine(containing: "waiting for it to come back"), source.proc.stderr)
+        // Away for longer than a player waits on silence (10 s): the heartbeats (five a second) keep it.
+        let away = (try? PlayerReport.load(URL(fileURLWithPath: path("r.json"))).chunksOnTime) ?? 0
+        try waitFor("12 s of heartbeats at the player", seconds: 60) {
+            ((try? PlayerReport.load(URL(fileURLWithPath: self.path("r.json"))).chunksOnTime) ?? 0) >= away + 60
+        }
+        XCTAssertTrue(player.process.isRunning, player.stderr)
+        let second = try push(clip, format: "flv", to: url)
+        XCTAssertNotNil(source.proc.waitForLine(containing: "the sender is back"), source.proc.stderr)
+        XCTAssertEqual(second.wait(), 0, second.stderr)
+        XCTAssertNotNil(source.proc.waitForLine(containing: "waiting for it to come back"), "the second sender went too")
+        XCTAssertTrue(player.process.isRunning, "the player waited through the sender's absence: \(player.stderr)")
+        source.proc.signal(SIGINT)
+        XCTAssertEqual(source.proc.wait(seconds: 20), 0, source.proc.stderr)
+        XCTAssertEqual(player.wait(), 0, player.stderr)
+        let report = try PlayerReport.load(URL(fileURLWithPath: path("r.json")))
+        XCTAssertEqual(report.originRestarts, 1, "the sender's return is a new run")
+        let probe = try Media.probe(path("out.mp4"))
+        XCTAssertEqual(probe.codecs, ["h264", "aac"])
+        XCTAssertGreaterThan(probe.duration, 5, "most of both pushes")
+        XCTAssertEqual(try Media.decodeErrors(path("out.mp4")), "")
+    }
+
     /// A relay with `--http` serves `/live.m3u8` of the chunks it forwards; ffmpeg plays 4 s of it, clean.
     func testARelayServesHLSThatFFmpegPlays() throws {
         let source = try RunningSource(["--input", Media.sample, "--loop", "--key-file", keyFile, "--quiet"], in: dir)

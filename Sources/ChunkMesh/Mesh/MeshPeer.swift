@@ -98,6 +98,9 @@ public enum MeshEvent: Equatable, Sendable {
     case misbehaved(PeerID)
     /// Leave on purpose: children are told first.
     case leave
+    /// The origin starts a new run of its stream (its sender came back): chunks from seq 0 again, stamped with
+    /// this epoch. Children stay; they take the new run as they would a restarted origin's.
+    case newRun(epoch: UInt64)
     /// The driver says `bytes` of the chunk it was handed for this peer have left (`Egress`): all of it, or a part.
     case sent(PeerID, bytes: Int)
     /// Upload no more (a budget spent): take no child, tell the children to move; they keep being fed until they
@@ -423,6 +426,12 @@ public struct MeshPeer {
             out += receive(message, from: peer, now: now)
         case .chunk(let from, let chunk):
             out += receive(chunk, from: from, now: now)
+        case .newRun(let new):
+            guard config.isOrigin, new > epoch else { break }
+            epoch = new
+            announcer.mayHaveChanged = true
+            store.reset()
+            childSet.forgetSent()
         case .tick:
             out += tick(now: now)
         case .setCapacity(let units):

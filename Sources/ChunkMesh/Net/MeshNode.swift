@@ -161,7 +161,8 @@ public final class MeshNode: @unchecked Sendable {
     private var streamKnown = false
     private var wakeAt: Int64 = .max
     /// The origin's run, stamped on every chunk it publishes (its start time, µs); 0 at a joiner.
-    public let epoch: UInt64
+    public var epoch: UInt64 { run.withLockedValue { $0 } }
+    private let run: NIOLockedValueBox<UInt64>
     private var stopped = false
     /// The origin's key as this node holds it (given, or named by its bootstrap); chunks wait for it.
     private var originKey: OriginPublicKey?
@@ -189,7 +190,7 @@ public final class MeshNode: @unchecked Sendable {
         self.logger = logger
         self.onEvent = onEvent
         self.onDeliver = onDeliver
-        self.epoch = configuration.isOrigin ? UInt64(wallClockMicros()) : 0
+        self.run = NIOLockedValueBox(configuration.isOrigin ? UInt64(wallClockMicros()) : 0)
         self.signer = configuration.isOrigin ? configuration.originSigner ?? OriginSigningKey() : nil
         self.originKey = configuration.originKey ?? signer?.publicKey
         if let real = configuration.faults.realUplink {
@@ -235,6 +236,16 @@ public final class MeshNode: @unchecked Sendable {
             })
         }.wait()
         return id
+    }
+
+    /// The origin's source starts again (a sender that came back): what is published next is a new run, from seq
+    /// 0, and players start over at its first keyframe. Safe from any thread; call between two `publish`es.
+    public func startNewRun() {
+        let new = run.withLockedValue { value -> UInt64 in
+            value = max(value + 1, UInt64(wallClockMicros()))
+            return value
+        }
+        loop.execute { [self] in handle(.newRun(epoch: new)) }
     }
 
     /// The origin's input: a chunk from the local source. Safe from any thread.
