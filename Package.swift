@@ -131,6 +131,7 @@ let package = Package(
         .testTarget(name: "StreamIngestTests", dependencies: ["StreamIngest", "ChunkMesh", "TestMedia"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestMedia"]),
         .testTarget(name: "MeshSimTests", dependencies: ["MeshSim", "ChunkMesh"]),
+        .testTarget(name: "LSP2PKitTests", dependencies: ["LSP2PKit", "ChunkMesh", "Plots"]),
         .testTarget(name: "NodeHTTPTests", dependencies: ["NodeHTTP", "ChunkMesh", "StreamIngest", "TestMedia", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
     ]
 )
