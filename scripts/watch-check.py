@@ -4,7 +4,8 @@
 
   scripts/watch-check.py http://127.0.0.1:8080/watch [--advance 3] [--timeout 40] [--screenshot F] [--loads N]
 
-Prints one JSON line per load, then exits 0 when every load showed a frame and (for the first) the video's time
+Prints one JSON line per load (first_frame_ms: from navigation to the first frame; behind_s: how far behind the
+newest data it holds the video plays), then exits 0 when in every load the video showed a frame and its time
 advanced by --advance seconds with no media error; 1 otherwise, with the reason on stderr; 2 on bad usage.
 Needs Debian's chromium and python3-websocket (scripts/setup.sh --tests installs them).
 """
@@ -71,7 +72,8 @@ class Browser:
 
 STATE = """(() => {
   const v = document.querySelector('video'), w = window.lsp2pWatch || {};
-  return {time: v ? v.currentTime : null, width: v ? v.videoWidth : 0, error: v && v.error ? v.error.code + ' ' + v.error.message : (w.error || null),
+  const behind = v && v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime : null;
+  return {time: v ? v.currentTime : null, behind_s: behind, width: v ? v.videoWidth : 0, error: v && v.error ? v.error.code + ' ' + v.error.message : (w.error || null),
           first_frame_ms: w.firstFrameMs === undefined ? null : w.firstFrameMs, via: w.via || null, reloads: w.reloads || 0,
           status: (document.getElementById('status') || {}).textContent || ''};
 })()"""
@@ -101,7 +103,7 @@ def load(browser, url, advance, timeout):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("url")
-    parser.add_argument("--advance", type=float, default=3, help="seconds the video's time must advance (first load)")
+    parser.add_argument("--advance", type=float, default=3, help="seconds the video's time must advance in each load")
     parser.add_argument("--timeout", type=float, default=40, help="seconds allowed per load")
     parser.add_argument("--screenshot", help="write a PNG of the page here once the video has advanced")
     parser.add_argument("--loads", type=int, default=1, help="load the page this many times (start-up figures)")
@@ -114,7 +116,7 @@ def main():
         browser.call("Runtime.enable")
         failed = None
         for n in range(args.loads):
-            state, failure = load(browser, args.url, args.advance if n == 0 else 0, args.timeout)
+            state, failure = load(browser, args.url, args.advance, args.timeout)
             if n == 0 and args.screenshot and failure is None:
                 shot = browser.call("Page.captureScreenshot", format="png")
                 with open(args.screenshot, "wb") as out:

@@ -42,8 +42,8 @@ extension Routes {
     public mutating func serveBrowsers(_ views: BrowserViews) {
         serveHLS(views.hls)
         if let mp4 = views.mp4 { streams["/stream.mp4"] = mp4 }
-        let html = WatchPage.html(hasMP4: views.mp4 != nil)
-        page("/watch") { Page("text/html; charset=utf-8", html) }
+        let watch = Page("text/html; charset=utf-8", WatchPage.html(hasMP4: views.mp4 != nil))
+        quickPage("/watch") { watch }
     }
 }
 

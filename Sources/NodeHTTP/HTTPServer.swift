@@ -8,17 +8,24 @@ import NIOPosix
 /// A whole response: a page, a JSON document, a picture.
 public struct Page: Sendable {
     public var contentType: String
-    public var body: [UInt8]
+    /// The body, shared with whoever made it (a served HLS segment is not copied per request).
+    public var buffer: ByteBuffer
     public var status: HTTPResponseStatus
 
-    public init(_ contentType: String, _ body: [UInt8], status: HTTPResponseStatus = .ok) {
+    public var body: [UInt8] { Array(buffer.readableBytesView) }
+
+    public init(_ contentType: String, _ buffer: ByteBuffer, status: HTTPResponseStatus = .ok) {
         self.contentType = contentType
-        self.body = body
+        self.buffer = buffer
         self.status = status
     }
 
+    public init(_ contentType: String, _ body: [UInt8], status: HTTPResponseStatus = .ok) {
+        self.init(contentType, ByteBuffer(bytes: body), status: status)
+    }
+
     public init(_ contentType: String, _ text: String, status: HTTPResponseStatus = .ok) {
-        self.init(contentType, Array(text.utf8), status: status)
+        self.init(contentType, ByteBuffer(string: text), status: status)
     }
 }
 
@@ -37,6 +44,11 @@ public struct Routes: Sendable {
     /// must not wait.
     public mutating func pages(under prefix: String, _ lookup: @escaping @Sendable (String) -> Page?) {
         folders[prefix] = lookup
+    }
+
+    /// A page made on the server's loop when asked: making it must not wait (a lock held briefly at most).
+    public mutating func quickPage(_ path: String, _ make: @escaping @Sendable () -> Page) {
+        pages[path] = { loop in loop.makeSucceededFuture(make()) }
     }
 
     /// A page made off the server's loop (making it may wait on a node's loop).
@@ -181,12 +193,12 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func write(_ page: Page, to request: HTTPRequestHead, context: ChannelHandlerContext, extra: [(String, String)] = []) {
-        var headers = HTTPHeaders([("Content-Type", page.contentType), ("Content-Length", "\(page.body.count)"),
+        var headers = HTTPHeaders([("Content-Type", page.contentType), ("Content-Length", "\(page.buffer.readableBytes)"),
                                    ("Cache-Control", "no-store")] + extra)
         if !request.isKeepAlive { headers.add(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: page.status, headers: headers))), promise: nil)
         if request.method != .HEAD {
-            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: page.body)))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(page.buffer))), promise: nil)
         }
         end(request, context: context)
     }

@@ -22,6 +22,8 @@ public final class LiveSegments: @unchecked Sendable {
         public let discontinuity: Bool
         fileprivate var parts: [ByteBuffer] = []
         fileprivate var bytes = 0
+        /// The parts in one buffer, made once when the segment closes: every request shares it.
+        fileprivate var whole = ByteBuffer()
         public var name: String { "\(epoch)-\(firstSeq).ts" }
     }
 
@@ -52,7 +54,7 @@ public final class LiveSegments: @unchecked Sendable {
     /// Gets each chunk put in a segment, in the same order (the stream for `/stream.mp4`), and the end.
     private let follower: TSFollower?
 
-    public init(targetDuration: Int64 = 2_000_000, windowSegments: Int = 6, maxWait: Int64 = 3_000_000, follower: TSFollower? = nil) {
+    public init(targetDuration: Int64 = 1_000_000, windowSegments: Int = 6, maxWait: Int64 = 3_000_000, follower: TSFollower? = nil) {
         self.targetDuration = targetDuration
         self.windowSegments = windowSegments
         self.maxWait = maxWait
@@ -119,10 +121,7 @@ public final class LiveSegments: @unchecked Sendable {
     public func segment(named name: String) -> Page? {
         lock.withLock {
             guard let segment = (closed + retired).first(where: { $0.name == name }) else { return nil }
-            var body: [UInt8] = []
-            body.reserveCapacity(segment.bytes)
-            for part in segment.parts { body += part.readableBytesView }
-            return Page("video/mp2t", body)
+            return Page("video/mp2t", segment.whole)
         }
     }
 
@@ -195,8 +194,11 @@ public final class LiveSegments: @unchecked Sendable {
     }
 
     private func closeOpen() {
-        guard let segment = open else { return }
+        guard var segment = open else { return }
         open = nil
+        segment.whole.reserveCapacity(segment.bytes)
+        for part in segment.parts { segment.whole.writeImmutableBuffer(part) }
+        segment.parts = []
         closed.append(segment)
         while closed.count > windowSegments {
             let gone = closed.removeFirst()
@@ -210,7 +212,7 @@ public final class LiveSegments: @unchecked Sendable {
 extension Routes {
     /// `/live.m3u8` and `/live/…ts` from these segments.
     public mutating func serveHLS(_ live: LiveSegments) {
-        page("/live.m3u8") { live.playlist() }
+        quickPage("/live.m3u8") { live.playlist() }
         pages(under: "/live/") { name in live.segment(named: name) }
     }
 }
