@@ -11,4 +11,6 @@ BIN="$(swift build -c release --show-bin-path)"
 # Deterministic simulation testing of the mesh core (issue 20): seeded scenarios with faults and hostile peers,
 # invariants after every event; any violation fails the run. About half a minute.
 "$BIN/lsp2p-sim" check --seeds 1-40 --peers 100 --duration 45 -q
+# Seeds of larger sweeps that found a bug, kept once fixed: 19 (an orphan gathered idle links past the bound).
+"$BIN/lsp2p-sim" check --seeds 19 --peers 200 --duration 60 -q
 LSP2P_BIN_DIR="$BIN" swift test "$@"

@@ -593,6 +593,9 @@ public struct MeshPeer {
             let dropped = substreams.filter { parentSet[$0] == peer }
             if !dropped.isEmpty { out += orphan(dropped, now: now, cause: .refused) }
             out += selectParents(now: now)
+            // A refused ask leaves a link with no role: past the bound it goes now, not at housekeeping (an orphan
+            // asking round after round gathered more than the bound between two passes: check seed 19, 200 peers).
+            if shouldShed(peer) { return out + [.disconnect(peer)] + lose(peer, now: now) }
         case .repair(let seq):
             // From the child's repair budget: a child that lost a chunk may ask again, not make us resend the window.
             // It waits in the egress behind every live chunk.
@@ -719,7 +722,7 @@ public struct MeshPeer {
             config.scheduleDelay = sched
             announcer.mayHaveChanged = true
         }
-        let bearable = max(floor, min(SubstreamPlan.wholeUnits(bits * config.overload / unit), allowance ?? .max))
+        let bearable = bearableUnits
         var out: [MeshAction] = []
         while childSet.usedUnits > bearable,
               let (child, s) = childSet.toShed(isOrigin: config.isOrigin, sched: { members[$0]?.info.scheduleDelay }) {
@@ -728,6 +731,16 @@ public struct MeshPeer {
         }
         childrenShed += out.count
         return out
+    }
+
+    /// The units this peer keeps children for before it sheds one: `overload` of what it finds it can send (its
+    /// offered units are `headroom` of it); without finding its uplink, its units.
+    public var bearableUnits: Int {
+        guard config.findsUplink, let stream = config.streamRate, stream.bitsPerSecond > 0 else { return config.capacityUnits }
+        let unit = stream.bitsPerSecond / Double(config.plan.count)
+        let floor = config.isOrigin ? config.plan.count : 0
+        let allowance = self.allowance ?? (config.isOrigin ? nil : config.plan.count)
+        return max(floor, min(SubstreamPlan.wholeUnits(egress.uplink.rate * 8 * config.overload / unit), allowance ?? .max))
     }
 
     /// The origin keeps a unit for every substream nobody takes from it yet: a substream that leaves the origin

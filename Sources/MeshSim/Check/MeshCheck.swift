@@ -150,8 +150,7 @@ public struct MeshCheck {
                 (parents: core.parents, substreams: core.config.plan.count, maxLinks: core.config.maxLinks,
                  children: core.children.count, roles: settles && links > Self.linkBound * core.config.maxLinks ? core.linksWithARole : 0,
                  units: core.retired || !settles ? 0 : core.usedUnits,
-                 bears: max(core.config.isOrigin ? core.config.plan.count : 0,
-                            Int(Double(core.config.capacityUnits) * core.config.overload / core.config.headroom) + 1))
+                 bears: max(core.config.capacityUnits, core.bearableUnits))
             }) else { return }
             let before = parentsBefore[id] ?? [:]
             parentsBefore[id] = seen.parents
