@@ -128,7 +128,10 @@ public struct SourceService {
             while true {
                 last = try ingest.run { chunk in
                     origin.publish(chunk)
-                    views?.add(chunk)
+                    // Stamped with the run as the mesh gets it: a new run's seqs start at 0 again.
+                    var stamped = chunk
+                    stamped.epoch = origin.epoch
+                    views?.add(stamped)
                 }
                 guard reconnect, !stop.isRequested else { break }
                 logger.notice("the sender is gone after \(last) chunks; waiting for it to come back (--reconnect)")

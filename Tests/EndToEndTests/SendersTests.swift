@@ -86,7 +86,7 @@ final class SendersTests: ChannelTestCase {
         let second = try push(clip, format: "flv", to: url)
         XCTAssertNotNil(source.proc.waitForLine(containing: "the sender is back"), source.proc.stderr)
         XCTAssertEqual(second.wait(), 0, second.stderr)
-        XCTAssertNotNil(source.proc.waitForLine(containing: "waiting for it to come back"), "the second sender went too")
+        try waitFor("the second sender went too") { source.proc.stderr.components(separatedBy: "waiting for it to come back").count == 3 }
         XCTAssertTrue(player.process.isRunning, "the player waited through the sender's absence: \(player.stderr)")
         source.proc.signal(SIGINT)
         XCTAssertEqual(source.proc.wait(seconds: 20), 0, source.proc.stderr)
