@@ -95,9 +95,7 @@ public final class StreamHub: @unchecked Sendable {
     public func finish() {
         lock.withLock {
             finished = true
-            for client in clients.values { end(client.channel) }
-            clients.removeAll()
-            stats.clients = 0
+            endClients()
         }
     }
 
@@ -105,9 +103,7 @@ public final class StreamHub: @unchecked Sendable {
     /// newest random-access part are forgotten.
     public func reset() {
         lock.withLock {
-            for client in clients.values { end(client.channel) }
-            clients.removeAll()
-            stats.clients = 0
+            endClients()
             header = nil
             start = []
             startBytes = 0
@@ -139,6 +135,13 @@ public final class StreamHub: @unchecked Sendable {
             clients.removeValue(forKey: ObjectIdentifier(channel))
             stats.clients = clients.count
         }
+    }
+
+    /// Under the lock: every client's response ends, and none is kept.
+    private func endClients() {
+        for client in clients.values { end(client.channel) }
+        clients.removeAll()
+        stats.clients = 0
     }
 
     private func end(_ channel: Channel) {

@@ -227,14 +227,14 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
             defer { av_packet_unref(p) }
             let index = p.pointee.stream_index
             guard let o = map[index] else { continue }
-            let inTB = inCtx.pointee.streams[Int(p.pointee.stream_index)]!.pointee.time_base
+            let inTB = inCtx.pointee.streams[Int(index)]!.pointee.time_base
             let dts = p.pointee.dts == noPTS ? nil : av_rescale_q(p.pointee.dts, inTB, lsp2p_time_base_q()) - start
-            guard let shift = timeline.shift(stream: p.pointee.stream_index, dts: dts) else { continue }
+            guard let shift = timeline.shift(stream: index, dts: dts) else { continue }
             let base = av_rescale_q(start - shift, lsp2p_time_base_q(), inTB)
             if p.pointee.pts != noPTS { p.pointee.pts -= base }
             if p.pointee.dts != noPTS { p.pointee.dts -= base }
             if case .fragments(let fragments) = target {
-                let key = p.pointee.stream_index == video && p.pointee.flags & AV_PKT_FLAG_KEY != 0
+                let key = index == video && p.pointee.flags & AV_PKT_FLAG_KEY != 0
                 if fragments.shouldCut(keyframe: key, hasVideo: video != nil, dts: dts.map { $0 + shift }) {
                     // What waits to be interleaved goes in first: the fragment ends right before the keyframe.
                     try check(av_interleaved_write_frame(outCtx, nil), "cannot cut a fragment")

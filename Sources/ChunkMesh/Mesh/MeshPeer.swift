@@ -428,10 +428,7 @@ public struct MeshPeer {
             out += receive(chunk, from: from, now: now)
         case .newRun(let new):
             guard config.isOrigin, new > epoch else { break }
-            epoch = new
-            announcer.mayHaveChanged = true
-            store.reset()
-            childSet.forgetSent()
+            startRun(new)
         case .tick:
             out += tick(now: now)
         case .setCapacity(let units):
@@ -709,12 +706,8 @@ public struct MeshPeer {
     private mutating func resize(now: Int64) -> [MeshAction] {
         guard config.findsUplink, let stream = config.streamRate, stream.bitsPerSecond > 0 else { return [] }
         let bits = egress.uplink.rate * 8
-        let unit = stream.bitsPerSecond / Double(config.plan.count)
         if allowance == nil, !config.isOrigin { allowance = config.plan.count }
-        // The origin serves every substream at least once, whatever its uplink: a substream that leaves it nowhere
-        // cannot be had at all.
-        let floor = config.isOrigin ? config.plan.count : 0
-        let units = retired ? 0 : max(floor, min(SubstreamPlan.wholeUnits(bits * config.headroom / unit), allowance ?? .max))
+        let units = retired ? 0 : unitsOfUplink(config.headroom)
         let sched = min(max(1, SubstreamPlan.scheduleDelay(streamRate: stream, chunkDuration: config.chunkDuration,
                                                             uplink: BitRate(bitsPerSecond: max(1, bits)))), WireLimits.maxDelay - 1)
         if units != config.capacityUnits || sched != config.scheduleDelay {
@@ -737,10 +730,16 @@ public struct MeshPeer {
     /// offered units are `headroom` of it); without finding its uplink, its units.
     public var bearableUnits: Int {
         guard config.findsUplink, let stream = config.streamRate, stream.bitsPerSecond > 0 else { return config.capacityUnits }
-        let unit = stream.bitsPerSecond / Double(config.plan.count)
+        return unitsOfUplink(config.overload)
+    }
+
+    /// Whole units in `share` of what this peer finds it can send, within its allowance (k for a joiner until told);
+    /// the origin's k at least: a substream that leaves it nowhere cannot be had at all. Needs the stream's rate.
+    private func unitsOfUplink(_ share: Double) -> Int {
+        let unit = config.streamRate!.bitsPerSecond / Double(config.plan.count)
         let floor = config.isOrigin ? config.plan.count : 0
         let allowance = self.allowance ?? (config.isOrigin ? nil : config.plan.count)
-        return max(floor, min(SubstreamPlan.wholeUnits(egress.uplink.rate * 8 * config.overload / unit), allowance ?? .max))
+        return max(floor, min(SubstreamPlan.wholeUnits(egress.uplink.rate * 8 * share / unit), allowance ?? .max))
     }
 
     /// The origin keeps a unit for every substream nobody takes from it yet: a substream that leaves the origin
@@ -1204,13 +1203,18 @@ public struct MeshPeer {
 
     private func isAvoided(_ peer: PeerID) -> Bool { penalties.isAvoided(peer, now: lastNow) }
 
-    /// A restarted origin: what is held of the old run is dropped, and so are parents still on it.
-    private mutating func newEpoch(_ new: UInt64, now: Int64) -> [MeshAction] {
-        guard !config.isOrigin, new > epoch else { return [] }
+    /// A new run of the origin (at the origin, or as its chunks show it): what is held of the old one goes.
+    private mutating func startRun(_ new: UInt64) {
         epoch = new
         announcer.mayHaveChanged = true
         store.reset()
         childSet.forgetSent()
+    }
+
+    /// A restarted origin: what is held of the old run is dropped, and so are parents still on it.
+    private mutating func newEpoch(_ new: UInt64, now: Int64) -> [MeshAction] {
+        guard !config.isOrigin, new > epoch else { return [] }
+        startRun(new)
         // A joiner's first chunk starts its first run: its asks of peers already on that run stand (voiding them
         // turned their yeses away and lost the backlog they carried).
         parentSet.newRun(now: now, onNewRun: { (self.members[$0]?.info.epoch ?? 0) >= new })
