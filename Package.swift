@@ -132,6 +132,6 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["TestMedia"]),
         .testTarget(name: "MeshSimTests", dependencies: ["MeshSim", "ChunkMesh"]),
         .testTarget(name: "LSP2PKitTests", dependencies: ["LSP2PKit", "ChunkMesh", "Plots"]),
-        .testTarget(name: "NodeHTTPTests", dependencies: ["NodeHTTP", "ChunkMesh", "StreamIngest", "TestMedia", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "NodeHTTPTests", dependencies: ["NodeHTTP", "ChunkMesh", "StreamIngest", "MediaServices", "TestMedia", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
     ]
 )

@@ -11,6 +11,7 @@
 Prints a table; exits 1 if a step fails. Builds nothing: run `swift build -c release` first.
 """
 import argparse
+import http.client
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,28 +60,45 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def hls_client(base, stop, counts):
+def connection(base, source):
+    """A keep-alive connection from its own loopback address, as each viewer is a host of its own (the server
+    takes at most 32 connections from one address)."""
+    host, port = urllib.parse.urlparse(base).netloc.split(":")
+    return http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+
+
+def get(conn, path):
+    conn.request("GET", path)
+    return conn.getresponse().read()
+
+
+def hls_client(base, source, stop, counts):
     seen = set()
+    conn = connection(base, source)
     while not stop.is_set():
         try:
-            playlist = urllib.request.urlopen(base + "/live.m3u8", timeout=10).read().decode()
+            playlist = get(conn, "/live.m3u8").decode()
             for name in [line for line in playlist.splitlines() if line.startswith("live/")]:
                 if name not in seen:
                     seen.add(name)
-                    counts["hls_bytes"] += len(urllib.request.urlopen(f"{base}/{name}", timeout=10).read())
+                    counts["hls_bytes"] += len(get(conn, "/" + name))
         except Exception:
             counts["hls_errors"] += 1
+            conn.close()
+            conn = connection(base, source)
         stop.wait(1)  # a player asks again every target duration (1 s)
 
 
-def mp4_client(base, stop, counts):
+def mp4_client(base, source, stop, counts):
     try:
-        with urllib.request.urlopen(base + "/stream.mp4", timeout=10) as response:
-            while not stop.is_set():
-                data = response.read(64 << 10)
-                if not data:
-                    break
-                counts["mp4_bytes"] += len(data)
+        conn = connection(base, source)
+        conn.request("GET", "/stream.mp4")
+        response = conn.getresponse()
+        while not stop.is_set():
+            data = response.read(64 << 10)
+            if not data:
+                break
+            counts["mp4_bytes"] += len(data)
     except Exception:
         counts["mp4_errors"] += 1
 
@@ -131,8 +150,8 @@ def main():
         print(f"relay, no browser: {idle_cpu:.2f} % of a core, RSS {idle_rss:.1f} MiB ({args.seconds} s)")
         stop = threading.Event()
         counts = {"hls_bytes": 0, "hls_errors": 0, "mp4_bytes": 0, "mp4_errors": 0}
-        threads = [threading.Thread(target=hls_client, args=(base, stop, counts), daemon=True) for _ in range(args.hls)]
-        threads += [threading.Thread(target=mp4_client, args=(base, stop, counts), daemon=True) for _ in range(args.mp4)]
+        threads = [threading.Thread(target=hls_client, args=(base, f"127.0.1.{i + 1}", stop, counts), daemon=True) for i in range(args.hls)]
+        threads += [threading.Thread(target=mp4_client, args=(base, f"127.0.2.{i + 1}", stop, counts), daemon=True) for i in range(args.mp4)]
         for thread in threads:
             thread.start()
         time.sleep(5)

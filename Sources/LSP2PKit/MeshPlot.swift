@@ -16,22 +16,34 @@ struct MeshLayers {
     init(_ map: MeshMap) {
         guard let origin = map.peers.first else { return }
         let byID = Dictionary(map.peers.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        var depth: [String: Int?] = [origin.id: 0]
-        // Hops to the origin over each substream's parents; a chain longer than the mesh is a loop (nil).
-        func hops(_ peer: MeshMap.Peer) -> Int? {
-            if let known = depth[peer.id] { return known }
-            var worst = 0
-            for s in peer.substreams {
-                var at = peer, count = 0
-                while at.id != origin.id {
-                    guard let parent = at.substreams.first(where: { $0.substream == s.substream })?.parent, let next = byID[parent],
-                          count < map.peers.count else { depth[peer.id] = .some(nil); return nil }
-                    at = next
-                    count += 1
-                }
-                worst = max(worst, count)
+        // Hops to the origin over each substream's parents, each peer's counted once a substream (a chain that
+        // loops or leaves the walk is nil): a walk of N peers costs N x k steps, however its chains are laid.
+        let k = map.peers.map { $0.substreams.count }.max() ?? 0
+        var depth = [[String: Int?]](repeating: [origin.id: 0], count: k)
+        func hops(_ peer: MeshMap.Peer, _ s: Int) -> Int? {
+            var path: [String] = []
+            var onPath: Set<String> = []
+            var at = peer
+            var end: Int?  // hops of the first peer off the path: known, or nil for a loop or a break
+            while true {
+                if let known = depth[s][at.id] { end = known; break }
+                guard onPath.insert(at.id).inserted, let parent = at.substreams.first(where: { $0.substream == s })?.parent,
+                      let next = byID[parent] else { end = nil; break }
+                path.append(at.id)
+                at = next
             }
-            depth[peer.id] = worst
+            for id in path.reversed() {
+                end = end.map { $0 + 1 }
+                depth[s][id] = .some(end)
+            }
+            return depth[s][peer.id] ?? nil
+        }
+        func hops(_ peer: MeshMap.Peer) -> Int? {
+            var worst = 0
+            for s in peer.substreams where s.substream >= 0 && s.substream < k {
+                guard let h = hops(peer, s.substream) else { return nil }
+                worst = max(worst, h)
+            }
             return worst
         }
         for peer in map.peers.dropFirst() {

@@ -8,7 +8,9 @@ import StreamIngest
 
 /// `/stream.mp4`: the node's stream remuxed by libavformat into fragmented MP4 for browsers, one remux for all
 /// clients (each starts at the newest keyframe's fragment). A remux that fails (a stream it cannot read) ends its
-/// clients' responses and starts again at a later random-access chunk, at most once every `retryAfter`.
+/// clients' responses and starts again at a later random-access chunk, at most once every `retryAfter`. A new run
+/// of the origin (a sender back with another resolution, say) starts a new remux with its own header; the
+/// clients' responses end, and the page opens the stream again.
 public final class MP4Feed: TSFollower, @unchecked Sendable {
     static let retryAfter: Int64 = 10_000_000
 
@@ -18,6 +20,8 @@ public final class MP4Feed: TSFollower, @unchecked Sendable {
     private var sink: RemuxSink?
     private var failedAt: Int64?
     private var finished = false
+    /// Which remux may publish: one that was replaced may still be cutting its last fragments.
+    private var generation = 0
 
     init(hub: StreamHub, logger: Logger) {
         self.hub = hub
@@ -47,6 +51,17 @@ public final class MP4Feed: TSFollower, @unchecked Sendable {
         }
     }
 
+    public func newRun() {
+        let old = lock.withLock { () -> RemuxSink? in
+            generation += 1
+            failedAt = nil
+            defer { sink = nil }
+            return sink
+        }
+        hub.reset()
+        DispatchQueue.global().async { try? old?.finish() }
+    }
+
     public func finish() {
         let sink = lock.withLock { () -> RemuxSink? in
             finished = true
@@ -60,8 +75,11 @@ public final class MP4Feed: TSFollower, @unchecked Sendable {
         }
     }
 
+    /// Under the lock.
     private func makeSink() -> RemuxSink {
-        RemuxSink(fragmentedMP4: { [hub] header in hub.setHeader(ByteBuffer(bytes: header)) },
-                  onFragment: { [hub] bytes, key in hub.publish(ByteBuffer(bytes: bytes), randomAccess: key) })
+        let mine = generation
+        let current = { [self] in lock.withLock { generation == mine } }
+        return RemuxSink(fragmentedMP4: { [hub] header in if current() { hub.setHeader(ByteBuffer(bytes: header)) } },
+                         onFragment: { [hub] bytes, key in if current() { hub.publish(ByteBuffer(bytes: bytes), randomAccess: key) } })
     }
 }

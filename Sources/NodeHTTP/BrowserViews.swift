@@ -7,6 +7,8 @@ public protocol TSFollower: AnyObject, Sendable {
     func write(_ bytes: ByteBuffer, randomAccess: Bool)
     /// The stream ended.
     func finish()
+    /// The origin started a new run (its first chunks follow): what was made of the old one is no use.
+    func newRun()
 }
 
 /// What a node serves to browsers, phones and TVs from the chunks it passes (issue 21):

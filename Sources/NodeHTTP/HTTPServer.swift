@@ -65,25 +65,44 @@ public struct Routes: Sendable {
 public final class HTTPServer: Sendable {
     /// Connections at once; past that a new one is closed unanswered.
     public static let maxConnections = 256
+    /// Requests a client may pipeline behind the one being answered; past that the connection closes.
+    public static let maxPipelinedRequests = 8
+    /// Connections at once from one address (a browser opens 6 at most): one host cannot take them all.
+    public static let maxConnectionsPerAddress = 32
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let channel: Channel
     /// Where it listens, `HOST:PORT` (the port filled in when 0 was asked).
     public let address: HostPort
 
-    /// `requestTimeout`: how long a connection may take to send a whole request (none while it takes the stream).
-    public init(listen: HostPort, routes: Routes, requestTimeout: TimeAmount = .seconds(10)) throws {
-        let open = NIOLockedValueBox(0)
+    /// `requestTimeout`: how long a connection may take to send a whole request (none while it takes the stream);
+    /// `responseTimeout`: how long a client may take to read a whole page.
+    public init(listen: HostPort, routes: Routes, requestTimeout: TimeAmount = .seconds(10),
+                responseTimeout: TimeAmount = .seconds(30)) throws {
+        let open = NIOLockedValueBox((all: 0, byAddress: [String: Int]()))
         do {
             channel = try ServerBootstrap(group: group)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
-                    guard open.withLockedValue({ n in n < Self.maxConnections ? { n += 1; return true }() : false }) else {
-                        return channel.close()
+                    let address = channel.remoteAddress?.ipAddress ?? "?"
+                    let admitted = open.withLockedValue { open in
+                        guard open.all < Self.maxConnections, open.byAddress[address, default: 0] < Self.maxConnectionsPerAddress
+                        else { return false }
+                        open.all += 1
+                        open.byAddress[address, default: 0] += 1
+                        return true
                     }
-                    channel.closeFuture.whenComplete { _ in open.withLockedValue { $0 -= 1 } }
+                    guard admitted else { return channel.close() }
+                    channel.closeFuture.whenComplete { _ in
+                        open.withLockedValue { open in
+                            open.all -= 1
+                            open.byAddress[address]! -= 1
+                            if open.byAddress[address] == 0 { open.byAddress[address] = nil }
+                        }
+                    }
                     return channel.pipeline.configureHTTPServerPipeline().flatMap {
-                        channel.pipeline.addHandler(HTTPHandler(routes: routes, requestTimeout: requestTimeout))
+                        channel.pipeline.addHandler(HTTPHandler(routes: routes, requestTimeout: requestTimeout,
+                                                                responseTimeout: responseTimeout))
                     }
                 }
                 .bind(host: listen.host, port: listen.port).wait()
@@ -114,10 +133,16 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
     /// nothing, or half a request line, holds one of `maxConnections` for this long at most.
     private var deadline: Scheduled<Void>?
     private let requestTimeout: TimeAmount
+    /// A response is being made or sent: requests pipelined behind it wait here, and are answered one at a time
+    /// as each response has gone, so a client that asks and never reads holds one response, not one per request.
+    private var responding = false
+    private var waiting: [HTTPRequestHead] = []
+    private let responseTimeout: TimeAmount
 
-    init(routes: Routes, requestTimeout: TimeAmount) {
+    init(routes: Routes, requestTimeout: TimeAmount, responseTimeout: TimeAmount) {
         self.routes = routes
         self.requestTimeout = requestTimeout
+        self.responseTimeout = responseTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) { awaitRequest(context: context) }
@@ -137,6 +162,11 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
             guard let head, streaming == nil else { return }
             self.head = nil
             deadline?.cancel()
+            guard !responding else {
+                guard waiting.count < HTTPServer.maxPipelinedRequests else { return context.close(promise: nil) }
+                return waiting.append(head)
+            }
+            responding = true
             respond(to: head, context: context)
         }
     }
@@ -203,12 +233,27 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         end(request, context: context)
     }
 
-    /// Ends a response: the connection closes, or waits for its next request (a pipelined request for the stream
-    /// may have started it meanwhile: that one never times out).
+    /// Closes with a reset: what the client did not read is dropped at once, not kept by the kernel behind a FIN
+    /// it would never read either.
+    private static func abort(_ context: ChannelHandlerContext) {
+        guard let socket = context.channel as? SocketOptionProvider else { return context.close(promise: nil) }
+        socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in context.close(promise: nil) }
+    }
+
+    /// Ends a response, which must have gone within `responseTimeout` (else the connection closes): then the
+    /// connection closes, or answers the next request pipelined, or waits for one.
     private func end(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
         let keepAlive = request.isKeepAlive
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [self] _ in
-            if !keepAlive { context.close(promise: nil) } else if streaming == nil { awaitRequest(context: context) }
+        let timeout = context.eventLoop.scheduleTask(in: responseTimeout) { Self.abort(context) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [self] result in
+            timeout.cancel()
+            responding = false
+            guard case .success = result, keepAlive, context.channel.isActive else { return context.close(promise: nil) }
+            guard waiting.isEmpty else {
+                responding = true
+                return respond(to: waiting.removeFirst(), context: context)
+            }
+            awaitRequest(context: context)
         }
     }
 }

@@ -32,7 +32,8 @@ public final class LiveSegments: @unchecked Sendable {
     public let windowSegments: Int
     /// Stream time held after a missing chunk before it is given up.
     public let maxWait: Int64
-    /// A segment also closes at this size: chunk sizes are the origin's, but a cap costs nothing.
+    /// A segment closes at this size: at the next random-access chunk, or at once in a stream that has none for
+    /// that long (what follows until one comes is not served).
     public static let maxSegmentBytes = 16 << 20
     /// Chunks held out of order, whatever their durations say (a node given no origin key takes unsigned ones).
     public static let maxPending = 512
@@ -68,7 +69,11 @@ public final class LiveSegments: @unchecked Sendable {
             if let epoch, chunk.epoch < epoch { return }
             if chunk.epoch != epoch {
                 // A new run: what is held of the old one is no use.
-                if epoch != nil { closeOpen(); broken = true }
+                if epoch != nil {
+                    closeOpen()
+                    broken = true
+                    follower?.newRun()
+                }
                 epoch = chunk.epoch
                 clearPending()
             }
@@ -102,7 +107,9 @@ public final class LiveSegments: @unchecked Sendable {
     /// `GET /live.m3u8`.
     public func playlist() -> Page {
         let text = lock.withLock { () -> String in
-            let target = max(1, Int(((closed.map(\.duration).max() ?? targetDuration) + 999_999) / 1_000_000))
+            // The longest segment rounded to the nearest second, as RFC 8216 §4.3.3.1 allows: a player holds back
+            // three target durations from the live edge, so 1.2 s segments must not say 2.
+            let target = max(1, Int(((closed.map(\.duration).max() ?? targetDuration) + 500_000) / 1_000_000))
             var lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:\(target)",
                          "#EXT-X-MEDIA-SEQUENCE:\(closed.first?.number ?? open?.number ?? nextNumber)",
                          "#EXT-X-DISCONTINUITY-SEQUENCE:\(discontinuitiesGone)"]
@@ -171,8 +178,10 @@ public final class LiveSegments: @unchecked Sendable {
             closeOpen()
             broken = true
         }
-        if let segment = open, chunk.isRandomAccess,
-           segment.duration >= targetDuration || segment.bytes + chunk.payload.readableBytes > Self.maxSegmentBytes {
+        if let segment = open, segment.bytes + chunk.payload.readableBytes > Self.maxSegmentBytes {
+            closeOpen()
+            if !chunk.isRandomAccess { broken = true }
+        } else if let segment = open, chunk.isRandomAccess, segment.duration >= targetDuration {
             closeOpen()
         }
         if open == nil {

@@ -5,7 +5,8 @@ import NIOHTTP1
 /// A live stream as served over HTTP (`/stream.ts` to local players, `/stream.mp4` to browsers): any number of
 /// clients, each given the header (if the format has one) and then the stream from its newest random-access
 /// part. Publishing never waits for a client: a client that has more than `maxBacklog` bytes it has not taken
-/// yet is dropped, and nobody else notices.
+/// yet is dropped, and nobody else notices. All clients together hold `maxQueued` at most: past it, a client
+/// holding more than its share is dropped (so many slow clients cannot take `maxClients` x `maxBacklog`).
 public final class StreamHub: @unchecked Sendable {
     public struct Stats: Sendable, Equatable {
         /// Clients reading now.
@@ -33,6 +34,10 @@ public final class StreamHub: @unchecked Sendable {
     public let maxBacklog: Int
     /// Clients at once; past that a new one is turned away (503): each may hold `maxBacklog` bytes.
     public let maxClients: Int
+    /// Bytes all clients together may hold before a client past its share is dropped.
+    public let maxQueued: Int
+    /// Bytes held by all clients, and how many clients share `maxQueued`.
+    private let held = NIOLockedValueBox((bytes: 0, clients: 0))
     /// The most kept from the newest random-access chunk on, for clients that come in between (well under
     /// `maxBacklog`: a new client gets all of it at once).
     public let maxStart: Int
@@ -48,11 +53,12 @@ public final class StreamHub: @unchecked Sendable {
 
     /// `needsHeader`: clients wait for `setHeader` before anything is sent them.
     public init(contentType: String = "video/mp2t", needsHeader: Bool = false, maxBacklog: Int = 8 << 20, maxStart: Int = 4 << 20,
-                maxClients: Int = 64) {
+                maxClients: Int = 64, maxQueued: Int = 64 << 20) {
         self.contentType = contentType
         self.needsHeader = needsHeader
         self.maxBacklog = maxBacklog
         self.maxClients = maxClients
+        self.maxQueued = maxQueued
         self.maxStart = maxStart
     }
 
@@ -125,6 +131,7 @@ public final class StreamHub: @unchecked Sendable {
             clients[ObjectIdentifier(channel)] = client
             stats.served += 1
             stats.clients = clients.count
+            held.withLockedValue { $0.clients = clients.count }
             if client.started, let header { send(header, to: client) }
             for bytes in start { send(bytes, to: client) }
         }
@@ -134,6 +141,7 @@ public final class StreamHub: @unchecked Sendable {
         lock.withLock {
             clients.removeValue(forKey: ObjectIdentifier(channel))
             stats.clients = clients.count
+            held.withLockedValue { $0.clients = clients.count }
         }
     }
 
@@ -142,6 +150,7 @@ public final class StreamHub: @unchecked Sendable {
         for client in clients.values { end(client.channel) }
         clients.removeAll()
         stats.clients = 0
+        held.withLockedValue { $0.clients = 0 }
     }
 
     private func end(_ channel: Channel) {
@@ -156,8 +165,17 @@ public final class StreamHub: @unchecked Sendable {
         client.channel.eventLoop.execute { [self] in
             guard client.channel.isActive else { return }
             guard client.queued + count <= maxBacklog else { return drop(client) }
+            let overShare = held.withLockedValue { held -> Bool in
+                if held.bytes + count > maxQueued, client.queued + count > maxQueued / max(1, held.clients) { return true }
+                held.bytes += count
+                return false
+            }
+            guard !overShare else { return drop(client) }
             client.queued += count
-            client.channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(bytes))).whenComplete { _ in client.queued -= count }
+            client.channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(bytes))).whenComplete { [held] _ in
+                client.queued -= count
+                held.withLockedValue { $0.bytes -= count }
+            }
         }
     }
 
@@ -166,6 +184,7 @@ public final class StreamHub: @unchecked Sendable {
             let removed = clients.removeValue(forKey: ObjectIdentifier(client.channel)) != nil
             if removed { stats.dropped += 1 }
             stats.clients = clients.count
+            held.withLockedValue { $0.clients = clients.count }
             return removed
         }
         if removed { client.channel.close(promise: nil) }

@@ -70,6 +70,8 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
     private final class Pipe {
         let condition = NSCondition()
         var chunks: [ByteBuffer] = []
+        /// Bytes in `chunks`.
+        var queued = 0
         var closed = false
 
         func read(into buf: UnsafeMutablePointer<UInt8>, size: Int) -> Int32 {
@@ -84,6 +86,7 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
                 chunks[0].moveReaderIndex(forwardBy: take)
                 if chunks[0].readableBytes == 0 { chunks.removeFirst() }
                 n += take
+                queued -= take
             }
             return Int32(n)
         }
@@ -128,6 +131,7 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
             self.error = failure
             pipe.closed = true // a failed remux stops taking bytes
             pipe.chunks.removeAll()
+            pipe.queued = 0
             pipe.condition.unlock()
             done.signal()
         }
@@ -135,12 +139,20 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
         thread.start()
     }
 
+    /// The most the remux may fall behind what it is given: past that a write fails (a stream it reads far slower
+    /// than it comes, or a remux stuck in a write) rather than hold the stream in memory.
+    public static let maxBehind = 32 << 20
+
     public func write(_ bytes: ByteBuffer) throws {
         pipe.condition.lock()
         defer { pipe.condition.unlock() }
         if let error { throw error }
         guard bytes.readableBytes > 0 else { return }
+        guard pipe.queued + bytes.readableBytes <= Self.maxBehind else {
+            throw MediaError("\(name): the remux is \(pipe.queued >> 20) MiB behind the stream")
+        }
         pipe.chunks.append(bytes)
+        pipe.queued += bytes.readableBytes
         pipe.condition.signal()
     }
 

@@ -80,6 +80,30 @@ final class MeshPlotTests: XCTestCase {
         XCTAssertTrue(parses(svg))
         XCTAssertTrue(svg.contains("looking: 2"), svg)
     }
+
+    /// A viewer can pad a walk (2,000 peers at most) with a chain as long as the walk: each peer's hops are counted once a substream, and
+    /// a chain hanging off a loop is looking all along it.
+    func testAChainAsLongAsTheWalkIsLayeredByItsHopsAndATailOffALoopIsLooking() throws {
+        let k = 4, length = 1_900
+        var records = [PeerRecord(id: "o:1", delays: Array(repeating: 0, count: k), residualUnits: 0, scheduleDelay: 1, ancestors: [])]
+        for i in 1...length {
+            let parent = i == 1 ? "o:1" : "c\(i - 1):1"
+            records.append(PeerRecord(id: "c\(i):1", delays: Array(repeating: Int64(i) * 1000, count: k), residualUnits: 0,
+                                      scheduleDelay: 1, ancestors: Array(repeating: [parent], count: k)))
+        }
+        // x and y feed each other; a tail of 5 hangs off y.
+        records.append(PeerRecord(id: "x:1", delays: [1000], residualUnits: 0, scheduleDelay: 1, ancestors: [["y:1"]]))
+        records.append(PeerRecord(id: "y:1", delays: [1000], residualUnits: 0, scheduleDelay: 1, ancestors: [["x:1"]]))
+        for t in 1...5 {
+            records.append(PeerRecord(id: "t\(t):1", delays: [1000], residualUnits: 0, scheduleDelay: 1,
+                                      ancestors: [[t == 1 ? "y:1" : "t\(t - 1):1"]]))
+        }
+        let svg = Plot.mesh(MeshMap(records))
+        XCTAssertTrue(parses(svg))
+        XCTAssertTrue(svg.contains(">hop \(length): 1<"), "the chain's last peer is \(length) hops out")
+        XCTAssertFalse(svg.contains(">hop \(length + 1): "))
+        XCTAssertTrue(svg.contains("looking: 7"), "the loop and its tail")
+    }
 }
 
 /// A small seeded generator (SplitMix64).

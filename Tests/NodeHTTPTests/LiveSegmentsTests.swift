@@ -1,5 +1,8 @@
 import ChunkMesh
 import Foundation
+import Logging
+import MediaServices
+import NIOPosix
 import NIOCore
 import StreamIngest
 import TestMedia
@@ -69,6 +72,95 @@ final class LiveSegmentsTests: XCTestCase {
         }
         XCTAssertLessThanOrEqual(live.held, LiveSegments.maxPending + 1)
         XCTAssertEqual(live.segments.map(\.firstSeq), [0], "the gap was given up: the segment before it closed")
+    }
+
+    /// A stream with no random-access chunk for long (a sender without keyframes): the open segment closes at
+    /// `maxSegmentBytes`, and what follows waits for a random-access chunk to start the next.
+    func testASegmentWithoutAKeyframeClosesAtItsCap() {
+        let live = LiveSegments()
+        let size = 1 << 20
+        let count = UInt64(LiveSegments.maxSegmentBytes / size + 8)
+        for seq in 0..<count {
+            live.add(Chunk(seq: seq, epoch: 1, ingestTime: 0, pts: 0, duration: 200_000, flags: seq == 0 ? .randomAccess : [],
+                           payload: ByteBuffer(bytes: [UInt8](repeating: 0x47, count: size))))
+        }
+        XCTAssertEqual(live.segments.map(\.firstSeq), [0], "closed at the cap, not held open")
+        XCTAssertLessThanOrEqual(live.segment(named: "1-0.ts")!.buffer.readableBytes, LiveSegments.maxSegmentBytes)
+        live.add(Chunk(seq: count, epoch: 1, ingestTime: 0, pts: 0, duration: 200_000, flags: .randomAccess,
+                       payload: ByteBuffer(bytes: [0x47])))
+        live.add(Chunk(seq: count + 1, epoch: 1, ingestTime: 0, pts: 0, duration: 1_000_000, flags: [], payload: ByteBuffer(bytes: [0x47])))
+        live.add(Chunk(seq: count + 2, epoch: 1, ingestTime: 0, pts: 0, duration: 200_000, flags: .randomAccess,
+                       payload: ByteBuffer(bytes: [0x47])))
+        XCTAssertEqual(live.segments.map(\.firstSeq), [0, count], "the next starts at the next keyframe")
+        XCTAssertEqual(live.segments.last?.discontinuity, true)
+    }
+
+    /// The target duration is the longest segment rounded to the nearest second (players wait three of them).
+    func testTheTargetDurationIsTheLongestSegmentRounded() {
+        for (every, target) in [(UInt64(7), "1"), (UInt64(8), "2")] { // 1.4 s and 1.6 s segments
+            let live = LiveSegments()
+            for seq in 0...(2 * every) { live.add(chunk(seq, every: every)) }
+            XCTAssertEqual(live.segments.map(\.duration), [Int64(every) * 200_000, Int64(every) * 200_000])
+            XCTAssertTrue(lines(live).contains("#EXT-X-TARGETDURATION:\(target)"), "\(lines(live))")
+        }
+    }
+
+    /// What follows the segments (the `/stream.mp4` remux) hears of a new run before its first chunk.
+    func testTheFollowerHearsOfANewRunBeforeItsChunks() {
+        final class Recorder: TSFollower, @unchecked Sendable {
+            var said: [String] = []
+            func write(_ bytes: ByteBuffer, randomAccess: Bool) { said.append("chunk \(bytes.readableBytesView.first!)") }
+            func finish() { said.append("end") }
+            func newRun() { said.append("new run") }
+        }
+        let recorder = Recorder()
+        let live = LiveSegments(follower: recorder)
+        for seq: UInt64 in 0..<2 { live.add(chunk(seq)) }
+        for seq: UInt64 in 0..<2 { live.add(chunk(seq, epoch: 2)) }
+        XCTAssertEqual(recorder.said, ["chunk 0", "chunk 1", "new run", "chunk 0", "chunk 1"])
+    }
+
+    /// A sender back with another resolution (a new run of the origin): `/stream.mp4` starts a new remux with the
+    /// new header, and a viewer who opens it again gets the new size, not the first run's moov.
+    func testANewRunWithAnotherResolutionGetsItsOwnMP4Header() throws {
+        func chunks(_ path: String, epoch: UInt64) throws -> [Chunk] {
+            let ingest = try Ingest(options: IngestOptions(input: InputSpec(location: path), realtime: false))
+            var chunks: [Chunk] = []
+            _ = try ingest.run { chunk in
+                var chunk = chunk
+                chunk.epoch = epoch
+                chunks.append(chunk)
+            }
+            return chunks
+        }
+        let dir = try Media.tempDir()
+        let small = dir.appendingPathComponent("small.mp4").path
+        try Media.ffmpeg(["-i", Media.sample, "-t", "4", "-vf", "scale=320:180", "-c:v", "libx264", "-preset", "ultrafast",
+                          "-g", "25", "-c:a", "aac", small])
+        let views = BrowserViews(fragmenter: MP4Feed.maker(logger: Logger(label: "test")))
+        var routes = Routes()
+        routes.serveBrowsers(views)
+        let server = try HTTPServer(listen: HostPort(host: "127.0.0.1", port: 0), routes: routes)
+        defer { server.stop() }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        for chunk in try chunks(Media.sample, epoch: 1) { views.add(chunk) }
+        let first = try StreamReader.open(server.address, path: "/stream.mp4", group: group)
+        try waitFor("the first run's fragments") { first.bytes.count > 10_000 }
+        let second = try chunks(small, epoch: 2)
+        for chunk in second.prefix(second.count - 3) { views.add(chunk) }
+        try waitFor("the first run's viewer is ended, to open the stream again") { first.ended }
+        let again = try StreamReader.open(server.address, path: "/stream.mp4", group: group)
+        for chunk in second.suffix(3) { views.add(chunk) }
+        views.finish()
+        try waitFor("the second run's stream ends") { again.ended }
+        let out = dir.appendingPathComponent("again.mp4")
+        try Data(again.bytes).write(to: out)
+        let (status, data, _) = try Media.run("ffprobe", ["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                                                        "-of", "csv=p=0", out.path])
+        XCTAssertEqual(status, 0)
+        XCTAssertEqual(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), "320,180")
+        XCTAssertEqual(try Media.decodeErrors(out.path), "")
     }
 
     /// The sample's real chunks over real HTTP: ffmpeg reads the playlist and its segments and decodes them clean,

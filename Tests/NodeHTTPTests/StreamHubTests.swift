@@ -36,6 +36,21 @@ final class StreamHubTests: XCTestCase {
         ByteBuffer(bytes: [UInt8](repeating: tag, count: size))
     }
 
+    /// Publishes 64 KiB pieces in lock-step with `reader` (so only clients that do not read fall behind) until
+    /// `dropped` clients are dropped or `atMost` bytes are sent; returns what was sent.
+    private func publishInStep(with reader: StreamReader, until dropped: Int, atMost: Int) throws -> [UInt8] {
+        var sent: [UInt8] = []
+        var n = 0
+        while hub.currentStats.dropped < dropped, sent.count < atMost {
+            let piece = chunk(UInt8(n % 251), size: 64 << 10)
+            hub.publish(piece, randomAccess: n == 0)
+            sent += piece.readableBytesView
+            n += 1
+            try waitFor("the reader keeps up") { reader.bytes.count == sent.count }
+        }
+        return sent
+    }
+
     func testAClientStartsAtTheNewestRandomAccessChunk() throws {
         try serve(StreamHub())
         hub.publish(chunk(1), randomAccess: true)
@@ -98,22 +113,27 @@ final class StreamHubTests: XCTestCase {
         let reader = try StreamReader.open(server.address, group: group)
         let stalled = try StalledClient(host: server.address.host, port: server.address.port, path: "/stream.ts")
         try waitFor("both clients are attached") { self.hub.currentStats.clients == 2 }
-        // Lock-step with the reader, so only the stalled client falls behind; bounded at 400 MB.
-        var sent: [UInt8] = []
-        var n = 0
-        let deadline = Date().addingTimeInterval(60)
-        while hub.currentStats.dropped == 0, n < 6400, Date() < deadline {
-            let piece = chunk(UInt8(n % 251), size: 64 << 10)
-            hub.publish(piece, randomAccess: n == 0)
-            sent += piece.readableBytesView
-            n += 1
-            try waitFor("the reader keeps up") { reader.bytes.count == sent.count }
-        }
+        // Bounded at 400 MB.
+        var sent = try publishInStep(with: reader, until: 1, atMost: 400 << 20)
         XCTAssertEqual(hub.currentStats.dropped, 1, "the client that never reads is dropped")
         XCTAssertEqual(hub.currentStats.clients, 1)
         hub.publish(chunk(9), randomAccess: false)
         sent += [UInt8](repeating: 9, count: 1000)
         try waitFor("the reader still gets the stream") { reader.bytes.count == sent.count }
+        XCTAssertEqual(reader.bytes, sent)
+        withExtendedLifetime(stalled) {}
+    }
+
+    /// Slow clients together hold `maxQueued` at most: each is dropped at its share, long before its own backlog
+    /// limit, and a client that reads gets every byte.
+    func testSlowClientsTogetherHoldNoMoreThanTheHubsCap() throws {
+        try serve(StreamHub(maxBacklog: 8 << 20, maxQueued: 1 << 20))
+        let reader = try StreamReader.open(server.address, group: group)
+        let stalled = try (0..<2).map { _ in try StalledClient(host: server.address.host, port: server.address.port, path: "/stream.ts") }
+        try waitFor("three clients are attached") { self.hub.currentStats.clients == 3 }
+        // Bounded under the clients' own limit: only the cap on all of them can drop the stalled ones here.
+        let sent = try publishInStep(with: reader, until: 2, atMost: 6 << 20)
+        XCTAssertEqual(hub.currentStats.dropped, 2, "both stalled clients dropped after \(sent.count) bytes")
         XCTAssertEqual(reader.bytes, sent)
         withExtendedLifetime(stalled) {}
     }
@@ -147,6 +167,40 @@ final class StreamHubTests: XCTestCase {
         XCTAssertEqual(try fetch(server.address, method: .GET, path: "/", group: group).status, .ok)
         hub.publish(chunk(1), randomAccess: true)
         try waitFor("the viewer, silent since it asked, still gets the stream") { viewer.bytes.count == 1000 }
+    }
+
+    /// A client that pipelines requests for a big page and never reads holds one response, for the response
+    /// timeout at most: the server closes it and goes on.
+    func testAClientThatAsksAndNeverReadsIsClosed() throws {
+        var routes = Routes()
+        let big = Page("application/octet-stream", [UInt8](repeating: 7, count: 16 << 20))
+        let made = NIOLockedValueBox(0)
+        routes.quickPage("/big") {
+            made.withLockedValue { $0 += 1 }
+            return big
+        }
+        routes.quickPage("/") { StreamHub.index }
+        server = try HTTPServer(listen: HostPort(host: "127.0.0.1", port: 0), routes: routes, responseTimeout: .milliseconds(500))
+        let ask = String(repeating: "GET /big HTTP/1.1\r\nHost: x\r\n\r\n", count: HTTPServer.maxPipelinedRequests)
+        let greedy = try StalledClient(host: "127.0.0.1", port: server.address.port, path: "", raw: ask)
+        try waitFor("the client that never reads is closed") { greedy.hungUp }
+        XCTAssertEqual(made.withLockedValue { $0 }, 1, "one response made, not one per request pipelined")
+        XCTAssertEqual(try fetch(server.address, method: .GET, path: "/", group: group).status, .ok)
+    }
+
+    /// One address cannot take every connection: past its share it is closed at once, and another address is
+    /// still answered.
+    func testOneAddressCannotTakeEveryConnection() throws {
+        try serve(StreamHub())
+        let port = server.address.port
+        let held = try (0..<HTTPServer.maxConnectionsPerAddress).map { _ in try StalledClient(host: "127.0.0.1", port: port, path: "", raw: "") }
+        let turned = try StalledClient(host: "127.0.0.1", port: port, path: "", raw: "GET / HTTP/1.0\r\n\r\n")
+        try waitFor("one connection too many from an address is closed") { turned.closedByServer }
+        XCTAssertEqual(turned.received, 0, "closed unanswered")
+        let other = try StalledClient(host: "127.0.0.1", port: port, path: "", raw: "GET / HTTP/1.0\r\n\r\n", from: "127.0.0.2")
+        try waitFor("another address is answered") { other.closedByServer }
+        XCTAssertGreaterThan(other.received, 0)
+        withExtendedLifetime(held) {}
     }
 
     func testAClientAfterTheEndGetsAnEmptyStreamAndTheServerGoesOn() throws {

@@ -1,4 +1,5 @@
 import ChunkMesh
+import Dispatch
 import NIOConcurrencyHelpers
 import NIOCore
 import StreamIngest
@@ -163,6 +164,28 @@ final class IngestTests: XCTestCase {
         try Data(head + all[from...].flatMap(\.bytes)).write(to: late)
         XCTAssertEqual(try Media.decodeErrors(late.path), "")
         XCTAssertEqual(try Media.probe(late.path).codecs, ["h264", "aac"])
+    }
+
+    /// A remux that stops taking the stream (here its consumer blocks on the first fragment) fails the writes
+    /// past `RemuxSink.maxBehind` instead of holding the stream in memory.
+    func testARemuxThatFallsBehindFailsItsWritesAtACap() throws {
+        let chunks = try ingestAll(Media.sample)
+        let stuck = DispatchSemaphore(value: 0)
+        let sink = RemuxSink(fragmentedMP4: { _ in stuck.wait() }, onFragment: { _, _ in })
+        var written = 0
+        var failure: Error?
+        // Bounded: the sample again and again, to twice the cap at most.
+        while failure == nil, written <= 2 * RemuxSink.maxBehind {
+            for chunk in chunks {
+                do { try sink.write(chunk.payload) } catch { failure = error; break }
+                written += chunk.payload.readableBytes
+            }
+        }
+        let error = try XCTUnwrap(failure, "\(written) bytes taken by a stuck remux")
+        XCTAssertTrue("\(error)".contains("MiB behind the stream"), "\(error)")
+        XCTAssertLessThanOrEqual(written, RemuxSink.maxBehind + 8 << 20, "what the demuxer read before it stuck, and the cap")
+        stuck.signal()
+        try? sink.finish()
     }
 
     func testSinksReportUnwritableOutputs() throws {
