@@ -34,6 +34,9 @@ struct CheckCommand: ParsableCommand {
     @Option(help: "Seeds whose violations are open findings (comma list): reported, not failed; exit 1 once one passes, so the list is kept true.")
     var known = ""
 
+    @Flag(help: "Liveness asks for a chunk of every substream lately, not of any (a mute holding the origin's only unit of one starves it everywhere: an open finding).")
+    var everySubstream = false
+
     @Flag(help: "Print every core's decisions (one line an event) to stdout: for replaying one seed.")
     var trace = false
 
@@ -65,6 +68,7 @@ struct CheckCommand: ParsableCommand {
         var check = MeshCheck()
         check.peers = peers
         check.duration = duration
+        check.everySubstream = everySubstream
         if trace { check.trace = { print($0) } }
         let started = Date()
         var (runs, events, checks) = (0, 0, 0)
@@ -80,7 +84,7 @@ struct CheckCommand: ParsableCommand {
             if let violation = outcome.violation {
                 if known.contains(seed) { stillOpen += 1 } else { violations.append(violation) }
                 printErr("\(known.contains(seed) ? "KNOWN (open finding)" : "VIOLATION") \(violation)")
-                printErr("  replay: lsp2p-sim check --seeds \(seed) --peers \(peers) --duration \(duration) --trace")
+                printErr("  replay: lsp2p-sim check --seeds \(seed) --peers \(peers) --duration \(duration)\(everySubstream ? " --every-substream" : "") --trace")
             } else if known.contains(seed) {
                 fixed.append(seed)
                 printErr("seed \(seed) is listed in --known but holds every invariant now: take it off the list")

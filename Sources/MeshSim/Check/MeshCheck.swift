@@ -15,6 +15,10 @@ public struct MeshCheck {
     public var trace: ((String) -> Void)?
     /// Every peer's uplink times this (below 1, an audience that cannot feed itself: liveness must fail).
     public var uplinkScale = 1.0
+    /// Liveness asks for a chunk of every substream lately, not only of some: a mute that holds the origin's only
+    /// unit of a substream starves that substream everywhere, an open finding of issue 20 (off by default until the
+    /// core answers it; BENCHMARKS has the seeds).
+    public var everySubstream = false
 
     public init() {}
 
@@ -261,13 +265,13 @@ public struct MeshCheck {
             for id in sim.alive.sorted() where id != sim.origin && !mutes.contains(id) {
                 guard let parents = sim.withCore(id, { $0.parents }) else { continue }
                 outcome.checks += 1
-                // Any chunk lately. Not yet every substream: a mute that holds the origin's only unit of a substream
-                // starves that substream everywhere (an open finding of issue 20; see BENCHMARKS).
-                let fed = (sim.delivered[id] ?? [:]).keys.contains { $0 >= recent }
-                if !fed {
+                // A chunk lately: of every substream with `everySubstream`, else of any.
+                var fed = Set<Int>()
+                for seq in (sim.delivered[id] ?? [:]).keys where seq >= recent { fed.insert(sim.plan.substream(of: seq)) }
+                if let unfed = everySubstream ? sim.plan.all.first(where: { !fed.contains($0) }) : (fed.isEmpty ? 0 : nil) {
                     let missing = sim.plan.all.filter { parents[$0] == nil }
-                    fail(.liveness, "\(sim.name(id)) has had no chunk since seq \(recent), lacks parents for \(missing) "
-                                    + "\((end - lastFault) / 1000) ms after the last fault")
+                    fail(.liveness, "\(sim.name(id)) has had no chunk\(everySubstream ? " of substream \(unfed)" : "") since seq \(recent), lacks parents for "
+                                    + "\(missing) \((end - lastFault) / 1000) ms after the last fault")
                     break
                 }
             }
