@@ -44,22 +44,27 @@ public final class MP4Feed: TSFollower, @unchecked Sendable {
                 try sink?.write(bytes)
             } catch {
                 logger.warning("/stream.mp4: \(error); its viewers start again in \(Self.retryAfter / 1_000_000) s")
-                sink = nil
+                dropSink()
                 failedAt = monotonicMicros()
-                hub.reset()
             }
         }
     }
 
-    public func newRun() {
-        let old = lock.withLock { () -> RemuxSink? in
-            generation += 1
-            failedAt = nil
-            defer { sink = nil }
-            return sink
-        }
+    /// Under the lock: the remux goes (it may still be cutting its last fragments: they are not published), and its
+    /// viewers' responses end.
+    private func dropSink() {
+        generation += 1
+        let old = sink
+        sink = nil
         hub.reset()
         DispatchQueue.global().async { try? old?.finish() }
+    }
+
+    public func newRun() {
+        lock.withLock {
+            dropSink()
+            failedAt = nil
+        }
     }
 
     public func finish() {
@@ -75,11 +80,12 @@ public final class MP4Feed: TSFollower, @unchecked Sendable {
         }
     }
 
-    /// Under the lock.
+    /// Under the lock. What it cuts reaches the hub only while it is the current remux (checked and handed on
+    /// under the lock, so a reset cannot come in between).
     private func makeSink() -> RemuxSink {
         let mine = generation
-        let current = { [self] in lock.withLock { generation == mine } }
-        return RemuxSink(fragmentedMP4: { [hub] header in if current() { hub.setHeader(ByteBuffer(bytes: header)) } },
-                         onFragment: { [hub] bytes, key in if current() { hub.publish(ByteBuffer(bytes: bytes), randomAccess: key) } })
+        let ifCurrent = { [self] (publish: () -> Void) in lock.withLock { if generation == mine { publish() } } }
+        return RemuxSink(fragmentedMP4: { [hub] header in ifCurrent { hub.setHeader(ByteBuffer(bytes: header)) } },
+                         onFragment: { [hub] bytes, key in ifCurrent { hub.publish(ByteBuffer(bytes: bytes), randomAccess: key) } })
     }
 }

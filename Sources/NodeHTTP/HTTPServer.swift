@@ -149,9 +149,18 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerRemoved(context: ChannelHandlerContext) { deadline?.cancel() }
 
+    /// Each wait has its deadline, past which the connection is reset: for a whole request, and for a response to
+    /// be made and taken. None while it carries a stream.
     private func awaitRequest(context: ChannelHandlerContext) {
         deadline?.cancel()
-        deadline = context.eventLoop.scheduleTask(in: requestTimeout) { context.close(promise: nil) }
+        deadline = context.eventLoop.scheduleTask(in: requestTimeout) { abort(context.channel) }
+    }
+
+    private func startResponse(to request: HTTPRequestHead, context: ChannelHandlerContext) {
+        responding = true
+        deadline?.cancel()
+        deadline = context.eventLoop.scheduleTask(in: responseTimeout) { abort(context.channel) }
+        respond(to: request, context: context)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -161,13 +170,12 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         case .end:
             guard let head, streaming == nil else { return }
             self.head = nil
-            deadline?.cancel()
+            // NIO's pipeline handler passes one request on at a time already; this bounds it should that change.
             guard !responding else {
                 guard waiting.count < HTTPServer.maxPipelinedRequests else { return context.close(promise: nil) }
                 return waiting.append(head)
             }
-            responding = true
-            respond(to: head, context: context)
+            startResponse(to: head, context: context)
         }
     }
 
@@ -194,11 +202,12 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
                 context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))), promise: nil)
                 return end(request, context: context)
             }
-            guard hub.hasRoom else {
+            guard hub.hasRoom(for: context.channel) else {
                 return write(Page("text/plain", "too many players on this stream\n", status: .serviceUnavailable), to: request, context: context)
             }
             // No length: HTTP/1.1 sends it chunked, for as long as the stream lasts.
             streaming = hub
+            deadline?.cancel()
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))),
                                   promise: nil)
             hub.attach(context.channel)
@@ -233,26 +242,15 @@ private final class HTTPHandler: ChannelInboundHandler, @unchecked Sendable {
         end(request, context: context)
     }
 
-    /// Closes with a reset: what the client did not read is dropped at once, not kept by the kernel behind a FIN
-    /// it would never read either.
-    private static func abort(_ context: ChannelHandlerContext) {
-        guard let socket = context.channel as? SocketOptionProvider else { return context.close(promise: nil) }
-        socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in context.close(promise: nil) }
-    }
-
-    /// Ends a response, which must have gone within `responseTimeout` (else the connection closes): then the
-    /// connection closes, or answers the next request pipelined, or waits for one.
+    /// Ends a response, which must have gone within `responseTimeout` of its request: then the connection closes,
+    /// or answers the next request pipelined, or waits for one.
     private func end(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
         let keepAlive = request.isKeepAlive
-        let timeout = context.eventLoop.scheduleTask(in: responseTimeout) { Self.abort(context) }
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { [self] result in
-            timeout.cancel()
+            deadline?.cancel()
             responding = false
             guard case .success = result, keepAlive, context.channel.isActive else { return context.close(promise: nil) }
-            guard waiting.isEmpty else {
-                responding = true
-                return respond(to: waiting.removeFirst(), context: context)
-            }
+            guard waiting.isEmpty else { return startResponse(to: waiting.removeFirst(), context: context) }
             awaitRequest(context: context)
         }
     }

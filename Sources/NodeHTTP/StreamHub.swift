@@ -1,12 +1,16 @@
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// A live stream as served over HTTP (`/stream.ts` to local players, `/stream.mp4` to browsers): any number of
 /// clients, each given the header (if the format has one) and then the stream from its newest random-access
 /// part. Publishing never waits for a client: a client that has more than `maxBacklog` bytes it has not taken
 /// yet is dropped, and nobody else notices. All clients together hold `maxQueued` at most: past it, a client
-/// holding more than its share is dropped (so many slow clients cannot take `maxClients` x `maxBacklog`).
+/// holding more than its share (and more than a start's worth) is dropped, so many slow clients cannot take
+/// `maxClients` x `maxBacklog`. One address holds `maxPerAddress` clients at most. A client dropped, or ended by
+/// `finish` or `reset` that does not take the end within `endTimeout`, is reset (a stalled one would keep its
+/// connection and its backlog for good).
 public final class StreamHub: @unchecked Sendable {
     public struct Stats: Sendable, Equatable {
         /// Clients reading now.
@@ -19,6 +23,7 @@ public final class StreamHub: @unchecked Sendable {
 
     private final class Client {
         let channel: Channel
+        let address: String
         /// Waiting for a random-access chunk to start at.
         var started: Bool
         /// Bytes written and not yet taken by the socket (touched on the channel's loop only).
@@ -26,6 +31,7 @@ public final class StreamHub: @unchecked Sendable {
 
         init(_ channel: Channel, started: Bool) {
             self.channel = channel
+            self.address = channel.remoteAddress?.ipAddress ?? "?"
             self.started = started
         }
     }
@@ -36,6 +42,10 @@ public final class StreamHub: @unchecked Sendable {
     public let maxClients: Int
     /// Bytes all clients together may hold before a client past its share is dropped.
     public let maxQueued: Int
+    /// Clients from one address at once.
+    public let maxPerAddress: Int
+    /// How long an ended client has to take the end of its response.
+    static let endTimeout: TimeAmount = .seconds(5)
     /// Bytes held by all clients, and how many clients share `maxQueued`.
     private let held = NIOLockedValueBox((bytes: 0, clients: 0))
     /// The most kept from the newest random-access chunk on, for clients that come in between (well under
@@ -53,12 +63,13 @@ public final class StreamHub: @unchecked Sendable {
 
     /// `needsHeader`: clients wait for `setHeader` before anything is sent them.
     public init(contentType: String = "video/mp2t", needsHeader: Bool = false, maxBacklog: Int = 8 << 20, maxStart: Int = 4 << 20,
-                maxClients: Int = 64, maxQueued: Int = 64 << 20) {
+                maxClients: Int = 64, maxQueued: Int = 64 << 20, maxPerAddress: Int = 4) {
         self.contentType = contentType
         self.needsHeader = needsHeader
         self.maxBacklog = maxBacklog
         self.maxClients = maxClients
         self.maxQueued = maxQueued
+        self.maxPerAddress = maxPerAddress
         self.maxStart = maxStart
     }
 
@@ -116,8 +127,13 @@ public final class StreamHub: @unchecked Sendable {
         }
     }
 
-    /// Whether another client may come now.
-    var hasRoom: Bool { lock.withLock { clients.count < maxClients } }
+    /// Whether another client may come now from that channel's address.
+    func hasRoom(for channel: Channel) -> Bool {
+        let address = channel.remoteAddress?.ipAddress ?? "?"
+        return lock.withLock {
+            clients.count < maxClients && clients.values.reduce(0) { $0 + ($1.address == address ? 1 : 0) } < maxPerAddress
+        }
+    }
 
     func attach(_ channel: Channel) {
         // Not under the lock: ending the response may close the channel at once, and its detach takes the lock.
@@ -155,7 +171,11 @@ public final class StreamHub: @unchecked Sendable {
 
     private func end(_ channel: Channel) {
         channel.eventLoop.execute {
-            channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in channel.close(promise: nil) }
+            let timeout = channel.eventLoop.scheduleTask(in: Self.endTimeout) { abort(channel) }
+            channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in
+                timeout.cancel()
+                channel.close(promise: nil)
+            }
         }
     }
 
@@ -166,7 +186,7 @@ public final class StreamHub: @unchecked Sendable {
             guard client.channel.isActive else { return }
             guard client.queued + count <= maxBacklog else { return drop(client) }
             let overShare = held.withLockedValue { held -> Bool in
-                if held.bytes + count > maxQueued, client.queued + count > maxQueued / max(1, held.clients) { return true }
+                if held.bytes + count > maxQueued, client.queued + count > max(maxStart, maxQueued / max(1, held.clients)) { return true }
                 held.bytes += count
                 return false
             }
@@ -179,15 +199,14 @@ public final class StreamHub: @unchecked Sendable {
         }
     }
 
+    /// Called on the client's loop. Whether still a client or already ended, the connection is reset.
     private func drop(_ client: Client) {
-        let removed = lock.withLock {
-            let removed = clients.removeValue(forKey: ObjectIdentifier(client.channel)) != nil
-            if removed { stats.dropped += 1 }
+        lock.withLock {
+            if clients.removeValue(forKey: ObjectIdentifier(client.channel)) != nil { stats.dropped += 1 }
             stats.clients = clients.count
             held.withLockedValue { $0.clients = clients.count }
-            return removed
         }
-        if removed { client.channel.close(promise: nil) }
+        abort(client.channel)
     }
 }
 
@@ -203,4 +222,11 @@ extension StreamHub {
 
         """)
     }
+}
+
+/// Closes a connection with a reset: what the client did not take is dropped at once, not kept by the kernel behind
+/// a FIN it would not read either.
+func abort(_ channel: Channel) {
+    guard let socket = channel as? SocketOptionProvider else { return channel.close(promise: nil) }
+    socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
 }

@@ -128,7 +128,7 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
             var failure: Error?
             do { try remux() } catch { failure = error }
             pipe.condition.lock()
-            self.error = failure
+            self.error = failure ?? self.error
             pipe.closed = true // a failed remux stops taking bytes
             pipe.chunks.removeAll()
             pipe.queued = 0
@@ -139,17 +139,24 @@ public final class RemuxSink: MediaSink, @unchecked Sendable {
         thread.start()
     }
 
-    /// The most the remux may fall behind what it is given: past that a write fails (a stream it reads far slower
-    /// than it comes, or a remux stuck in a write) rather than hold the stream in memory.
+    /// The most fragmented MP4's remux may fall behind what it is given: past that a write fails and the remux
+    /// stops (a stream it reads far slower than it comes, or a consumer stuck) rather than hold the stream in
+    /// memory. A file's remux waits for its disk as long as it takes.
     public static let maxBehind = 32 << 20
 
     public func write(_ bytes: ByteBuffer) throws {
         pipe.condition.lock()
         defer { pipe.condition.unlock() }
         if let error { throw error }
-        guard bytes.readableBytes > 0 else { return }
-        guard pipe.queued + bytes.readableBytes <= Self.maxBehind else {
-            throw MediaError("\(name): the remux is \(pipe.queued >> 20) MiB behind the stream")
+        guard bytes.readableBytes > 0, !pipe.closed else { return }
+        if case .fragments = target, pipe.queued + bytes.readableBytes > Self.maxBehind {
+            let behind = MediaError("\(name): the remux is \(pipe.queued >> 20) MiB behind the stream")
+            error = behind
+            pipe.closed = true // the remux reads to the end of what it has, and stops
+            pipe.chunks.removeAll()
+            pipe.queued = 0
+            pipe.condition.signal()
+            throw behind
         }
         pipe.chunks.append(bytes)
         pipe.queued += bytes.readableBytes

@@ -127,7 +127,7 @@ final class StreamHubTests: XCTestCase {
     /// Slow clients together hold `maxQueued` at most: each is dropped at its share, long before its own backlog
     /// limit, and a client that reads gets every byte.
     func testSlowClientsTogetherHoldNoMoreThanTheHubsCap() throws {
-        try serve(StreamHub(maxBacklog: 8 << 20, maxQueued: 1 << 20))
+        try serve(StreamHub(maxBacklog: 8 << 20, maxStart: 64 << 10, maxQueued: 1 << 20))
         let reader = try StreamReader.open(server.address, group: group)
         let stalled = try (0..<2).map { _ in try StalledClient(host: server.address.host, port: server.address.port, path: "/stream.ts") }
         try waitFor("three clients are attached") { self.hub.currentStats.clients == 3 }
@@ -136,6 +136,28 @@ final class StreamHubTests: XCTestCase {
         XCTAssertEqual(hub.currentStats.dropped, 2, "both stalled clients dropped after \(sent.count) bytes")
         XCTAssertEqual(reader.bytes, sent)
         withExtendedLifetime(stalled) {}
+    }
+
+    /// One address holds `maxPerAddress` clients of a stream; another address still gets one.
+    func testOneAddressCannotTakeEveryPlaceOnAStream() throws {
+        try serve(StreamHub(maxPerAddress: 2))
+        let readers = try (0..<2).map { _ in try StreamReader.open(server.address, group: group) }
+        try waitFor("two clients are attached") { self.hub.currentStats.clients == 2 }
+        XCTAssertEqual(try fetch(server.address, method: .GET, path: "/stream.ts", group: group).status, .serviceUnavailable)
+        let other = try StalledClient(host: "127.0.0.1", port: server.address.port, path: "/stream.ts", from: "127.0.0.2")
+        try waitFor("a client from another address is attached") { self.hub.currentStats.clients == 3 }
+        withExtendedLifetime((readers, other)) {}
+    }
+
+    /// A client that stopped reading, ended by a reset (a new run), is reset within `endTimeout`: it cannot keep its
+    /// connection and backlog for good.
+    func testAStalledClientEndedByAResetIsClosed() throws {
+        try serve(StreamHub())
+        let stalled = try StalledClient(host: "127.0.0.1", port: server.address.port, path: "/stream.ts")
+        try waitFor("the client is attached") { self.hub.currentStats.clients == 1 }
+        for n in 0..<64 { hub.publish(chunk(UInt8(n), size: 64 << 10), randomAccess: n == 0) } // 4 MiB it does not read
+        hub.reset()
+        try waitFor("the stalled client is reset") { stalled.hungUp }
     }
 
     func testClientsPastTheLimitAreTurnedAway() throws {
