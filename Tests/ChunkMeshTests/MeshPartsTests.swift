@@ -29,6 +29,20 @@ final class MeshPartsTests: XCTestCase {
         XCTAssertFalse(window.isFarAhead(27))
     }
 
+    /// How far a substream lags the others here: a peer whose parent there passes nothing on (a mute above it)
+    /// sees it grow, and stops telling a delay for it.
+    func testHowFarASubstreamIsBehindTheOthers() {
+        var window = ChunkWindow(capacity: 64)
+        XCTAssertEqual(window.behind(in: 1), 0, "nothing held yet")
+        for seq: UInt64 in 10..<30 where seq % 4 != 1 { window.insert(chunk(seq), substream: Int(seq % 4)) }
+        XCTAssertEqual(window.behind(in: 0), 0, "28, the newest, is substream 0's")
+        XCTAssertEqual(window.behind(in: 2), 2, "26 held")
+        XCTAssertEqual(window.behind(in: 1), 18, "never had: counted from the first chunk held (10)")
+        window.insert(chunk(29), substream: 1)
+        XCTAssertEqual(window.behind(in: 1), 0)
+        XCTAssertEqual(window.behind(in: 0), 1)
+    }
+
     func testANewcomersBacklogStartsAtTheNewestRandomAccessChunk() {
         var window = ChunkWindow(capacity: 32, horizon: 4)
         for seq in 0..<20 { window.insert(chunk(UInt64(seq), randomAccess: seq % 5 == 0), substream: 0) }
@@ -109,6 +123,23 @@ final class MeshPartsTests: XCTestCase {
         let picked = children.weaker(than: "asker:1", askerSched: 34_000, in: 1, now: 1_000_000, keepingEach: true, sched: { sched[$0] })
         XCTAssertEqual(picked, "relay:1", "a holder as strong as it keeps 0")
         XCTAssertEqual(children.preempt("relay:1", for: "asker:1", in: 1, now: 1_000_000, keepingEach: true, sched: { sched[$0] }), 0)
+    }
+
+    /// A full origin asked for a substream it feeds to one child frees a unit of one it feeds to three, so a sole
+    /// holder that passes nothing on (a mute) is not the only way into the mesh.
+    func testTheOriginFreesAUnitForASecondHolderOfASubstream() {
+        var children = ChildSet()
+        children.add("mute:1", [1])
+        children.add("a:1", [0, 2])
+        children.add("b:1", [0, 3])
+        children.add("c:1", [2, 3])
+        let sched: [PeerID: Int64] = ["mute:1": 10_000, "a:1": 50_000, "b:1": 60_000, "c:1": 70_000, "d:1": 20_000]
+        XCTAssertNil(children.weakest(keepingEach: true, sparing: 3, excluding: "asker:1", now: 0, sched: { sched[$0] }),
+                     "each substream twice at most: nothing to spare for a second holder of 1")
+        children.add("d:1", [0])
+        let freed = children.weakest(keepingEach: true, sparing: 3, excluding: "asker:1", now: 0, sched: { sched[$0] })
+        XCTAssertEqual(freed?.substream, 0, "0 is fed three times")
+        XCTAssertEqual(freed?.child, "b:1", "the weakest of 0's holders (c:1, weaker, holds nothing to spare)")
     }
 
     func testTheOnlyChildOfASubstreamIsShedLast() {

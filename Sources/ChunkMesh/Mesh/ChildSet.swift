@@ -58,8 +58,10 @@ struct ChildSet {
     /// origin): never a substream's last unit here, for a substream the origin feeds nobody cannot be had at all
     /// (a mass kill left an origin that had shed its only child of one substream refusing everyone that asked).
     /// `excluding`: never that peer's (the asker's); `now`: never a child evicted within `preemptProtection`.
-    func weakest(keepingEach: Bool = false, excluding: PeerID? = nil, now: Int64? = nil, sched: (PeerID) -> Int64?) -> (child: PeerID, substream: Int)? {
-        let spare: (Int) -> Bool = { !keepingEach || self.isShared($0) }
+    /// `sparing`: with `keepingEach`, only a unit of a substream that many children here take, or more.
+    func weakest(keepingEach: Bool = false, sparing: Int = 2, excluding: PeerID? = nil, now: Int64? = nil,
+                 sched: (PeerID) -> Int64?) -> (child: PeerID, substream: Int)? {
+        let spare: (Int) -> Bool = { !keepingEach || self.fanOut(of: $0) >= max(2, sparing) }
         let candidates = substreams.filter { c in
             c.key != excluding && c.value.contains(where: spare) && now.map { !isProtected(c.key, now: $0) } ?? true
         }
@@ -152,8 +154,6 @@ struct ChildSet {
     /// Whether a child was evicted within `preemptProtection`.
     private func isProtected(_ child: PeerID, now: Int64) -> Bool { preemptedAt[child].map { now - $0 < Self.preemptProtection } ?? false }
 
-    /// Whether more than one child takes that substream here (one of them may go and it is still fed from here).
-    private func isShared(_ substream: Int) -> Bool { fanOut(of: substream) > 1 }
 
     /// Whether `child` may give its unit of `substream` up at the origin: another child takes it too, and one at
     /// least as strong (its sched no longer). A relay gave the origin's unit of substream 0 up to a stronger asker

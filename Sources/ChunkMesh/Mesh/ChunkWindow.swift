@@ -30,6 +30,13 @@ struct ChunkWindow {
     /// The newest seq held of a substream.
     func last(of substream: Int) -> UInt64? { lastOf[substream] }
 
+    /// How many seqs the newest chunk held is past the newest of `substream` (past the first chunk, for a substream
+    /// never had): how long this peer has had the others and not this one. 0 before any chunk.
+    func behind(in substream: Int) -> UInt64 {
+        guard let newest, let first else { return 0 }
+        return newest - max(first, lastOf[substream] ?? first)
+    }
+
     /// Too far ahead to be taken unsigned: more than a window past the newest.
     func isFarAhead(_ seq: UInt64) -> Bool { newest.map { seq > $0 &+ UInt64(capacity) } ?? false }
 

@@ -288,6 +288,9 @@ public struct MeshPeer {
         // A parent that has lost that substream itself passes on no delay, however it says it is fed otherwise.
         guard let p = parentSet[substream], let k = members[p], k.info.epoch >= epoch,
               substream < k.info.delays.count, let d = k.info.delays[substream] else { return nil }
+        // Nor does one that has had the other substreams and not this one for two parent timeouts: whatever its
+        // parent says, it passes nothing on (under a mute, every peer has a parent there and nothing to give).
+        if store.behind(in: substream) > UInt64(2 * config.parentTimeout / max(1, config.chunkDuration)) { return nil }
         // A retired parent's sched says "uploads nothing", not how late its chunks come: while it still feeds this
         // peer (its hand-off), its delay is what it was, or this peer's whole subtree would see 60 s and move too.
         let sched = k.info.scheduleDelay >= WireLimits.maxDelay ? 0 : k.info.scheduleDelay
@@ -650,12 +653,14 @@ public struct MeshPeer {
                 out.append(.send(weaker, .refuse([lost])))
                 granted.append(s)
                 added += 1 // the unit just freed is this one's
-            } else if config.isOrigin, !childSet.serves(s), childSet.mayPreempt(for: child, now: lastNow),
-                      let (weakest, spare) = childSet.weakest(keepingEach: true, excluding: child, now: lastNow,
-                                                              sched: { members[$0]?.info.scheduleDelay }) {
-                // The origin feeds every substream: a full origin asked for one it feeds nobody gives it a unit of a
-                // substream it feeds twice (the weakest child's), whoever asks, as a preemption is spaced: an asker
-                // once in `preemptSpacing`, a child evicted once in `preemptProtection`.
+            } else if config.isOrigin, childSet.fanOut(of: s) < 2, childSet.mayPreempt(for: child, now: lastNow),
+                      let (weakest, spare) = childSet.weakest(keepingEach: true, sparing: childSet.fanOut(of: s) + 2, excluding: child,
+                                                              now: lastNow, sched: { members[$0]?.info.scheduleDelay }) {
+                // The origin feeds every substream, to two children where its units allow: a full origin asked for one
+                // it feeds to nobody or one gives it a unit of a substream it feeds to two more (the weakest child's),
+                // whoever asks, as a preemption is spaced: an asker once in `preemptSpacing`, a child evicted once in
+                // `preemptProtection`. A sole holder may be a mute that passes nothing on: its substream then is
+                // nowhere else, and the peers it starved ask here.
                 childSet.preempt(weakest, for: child, in: spare, now: lastNow)
                 out.append(.send(weakest, .refuse([spare])))
                 granted.append(s)
