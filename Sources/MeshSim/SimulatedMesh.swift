@@ -75,10 +75,14 @@ public final class SimulatedMesh {
         var transmission = 0
     }
 
-    /// A link between two peers, either way round.
+    /// A link between two peers, either way round. Hashed as `PeerID` is (its numbers mixed with the table's seed,
+    /// no SipHash): looked up for every message, it was 2 % of a checker's run.
     private struct Link: Hashable {
         let a: PeerID, b: PeerID
         init(_ x: PeerID, _ y: PeerID) { (a, b) = x < y ? (x, y) : (y, x) }
+        func _rawHashValue(seed: Int) -> Int {
+            Int(truncatingIfNeeded: SplitMixRandom.mix(SplitMixRandom.mix(a.number ^ UInt64(truncatingIfNeeded: seed)) ^ b.number))
+        }
     }
 
     public private(set) var now: Int64 = 0
@@ -364,7 +368,7 @@ public final class SimulatedMesh {
                                   flags: nextSeq % 5 == 0 ? .randomAccess : [], payload: payload)
                 nextSeq += 1
                 handle(origin, .chunk(from: nil, chunk))
-            } else if let e = queue.pop()?.event {
+            } else if let e = queue.pop() {
                 guard alive.contains(e.target), let box = boxes[e.target] else { continue }
                 guard let event = e.event else {
                     uplinkDone(e.target, box, transmission: e.transmission)
@@ -526,21 +530,30 @@ public final class SimulatedMesh {
 
     public var producedSeqs: UInt64 { nextSeq }
 
-    /// A cycle in some substream's parent graph among live peers, if any.
+    /// A cycle in some substream's parent graph among live peers, if any: the walk up that closed it, its last peer
+    /// the one it came back to. (Live peers by their place in `tickOrder`, marked unseen, on this walk or clear: a
+    /// set a walk made this a tenth of the checker's run.)
     public func loop() -> [PeerID]? {
+        var place: [PeerID: Int] = [:]
+        place.reserveCapacity(tickOrder.count)
+        for (i, id) in tickOrder.enumerated() { place[id] = i }
+        let parents = tickOrder.map { boxes[$0]?.core.parents ?? [:] }
+        var up = [Int](repeating: -1, count: tickOrder.count)
+        var mark = [UInt8](repeating: 0, count: tickOrder.count)
+        var walk: [Int] = []
         for s in plan.all {
-            var clear: Set<PeerID> = [] // peers whose path up is known to end without a cycle
-            for start in tickOrder {
-                var path: [PeerID] = [start]
-                var onPath: Set<PeerID> = [start]
+            for i in up.indices { up[i] = parents[i][s].flatMap { place[$0] } ?? -1 }
+            for i in mark.indices { mark[i] = 0 }
+            for start in up.indices where mark[start] == 0 {
+                walk.removeAll(keepingCapacity: true)
                 var at = start
-                while let p = boxes[at]?.core.parents[s], alive.contains(p), !clear.contains(p) {
-                    if onPath.contains(p) { return path + [p] }
-                    path.append(p)
-                    onPath.insert(p)
-                    at = p
+                while at >= 0, mark[at] == 0 {
+                    mark[at] = 1
+                    walk.append(at)
+                    at = up[at]
                 }
-                clear.formUnion(path)
+                if at >= 0, mark[at] == 1 { return (walk + [at]).map { tickOrder[$0] } }
+                for i in walk { mark[i] = 2 }
             }
         }
         return nil

@@ -43,6 +43,17 @@ final class MeshPartsTests: XCTestCase {
         XCTAssertEqual(window.behind(in: 0), 1)
     }
 
+    /// A substream never had resumes after the first chunk held, not after the newest: the origin reads from it
+    /// how long an asker has gone without (a mute sole holder), and the parent sends no more than its horizon back.
+    func testASubstreamNeverHadResumesAfterTheFirstChunkHeld() {
+        var window = ChunkWindow(capacity: 64)
+        XCTAssertEqual(window.resumeSeq(for: [1]), 0, "a newcomer")
+        for seq: UInt64 in 10..<30 where seq % 4 != 1 { window.insert(chunk(seq), substream: Int(seq % 4)) }
+        XCTAssertEqual(window.resumeSeq(for: [1]), 11, "never had: after the first chunk held (10)")
+        XCTAssertEqual(window.resumeSeq(for: [0, 1]), 11, "the one behind decides")
+        XCTAssertEqual(window.resumeSeq(for: [0, 2]), 27, "after 26, the newest of substream 2")
+    }
+
     func testANewcomersBacklogStartsAtTheNewestRandomAccessChunk() {
         var window = ChunkWindow(capacity: 32, horizon: 4)
         for seq in 0..<20 { window.insert(chunk(UInt64(seq), randomAccess: seq % 5 == 0), substream: 0) }
@@ -70,6 +81,38 @@ final class MeshPartsTests: XCTestCase {
     }
 
     // MARK: ChildSet
+
+    /// The origin's sole holder of a substream gives its unit up once three askers were refused it within the
+    /// window (each asker once), and not again within `preemptProtection`; never while another child takes it.
+    func testASoleHolderGivesItsUnitUpToTheThirdStarvedAsker() {
+        var children = ChildSet()
+        children.add("mute:1", [0, 1])
+        children.add("relay:1", [1])
+        let t: Int64 = 100_000_000
+        XCTAssertNil(children.replaceSoleHolder(of: 1, for: "a:1", now: t), "two take substream 1")
+        XCTAssertNil(children.replaceSoleHolder(of: 0, for: "a:1", now: t))
+        XCTAssertNil(children.replaceSoleHolder(of: 0, for: "a:1", now: t + 1), "the same asker again")
+        XCTAssertNil(children.replaceSoleHolder(of: 0, for: "a:2", now: t + 2))
+        XCTAssertEqual(children.replaceSoleHolder(of: 0, for: "a:3", now: t + 3), "mute:1")
+        XCTAssertEqual(children.substreams["mute:1"], [1], "its unit of substream 0 is gone")
+        XCTAssertEqual(children.fanOut(of: 0), 0, "the asker takes it (the caller adds it)")
+        children.add("a:3", [0])
+        for (i, asker) in ["b:1", "b:2", "b:3", "b:4"].enumerated() {
+            XCTAssertNil(children.replaceSoleHolder(of: 0, for: PeerID(stringLiteral: asker), now: t + 4 + Int64(i)),
+                         "not again within the protection")
+        }
+        // Past the protection, and the askers refused during it gone from the window.
+        let later = t + max(ChildSet.preemptProtection, ChildSet.doubtWindow) + 10
+        XCTAssertNil(children.replaceSoleHolder(of: 0, for: "c:1", now: later))
+        XCTAssertNil(children.replaceSoleHolder(of: 0, for: "c:2", now: later))
+        XCTAssertEqual(children.replaceSoleHolder(of: 0, for: "c:3", now: later), "a:3")
+        // Askers refused long ago do not count.
+        var fresh = ChildSet()
+        fresh.add("h:1", [2])
+        XCTAssertNil(fresh.replaceSoleHolder(of: 2, for: "d:1", now: t))
+        XCTAssertNil(fresh.replaceSoleHolder(of: 2, for: "d:2", now: t))
+        XCTAssertNil(fresh.replaceSoleHolder(of: 2, for: "d:3", now: t + ChildSet.doubtWindow + 1), "two of three too old")
+    }
 
     func testALinkCarriesAChunkOnceAndRepairsComeFromABudget() {
         var children = ChildSet()
@@ -164,7 +207,7 @@ final class MeshPartsTests: XCTestCase {
         }
         XCTAssertEqual(sent(0), [true, true], "the first record goes to every link")
         XCTAssertNil(sent(500_000), "the same news goes nowhere")
-        XCTAssertNil(news.wakeup(urgent: false), "and nothing waits")
+        XCTAssertNil(news.wakeup, "and nothing waits")
         me.delays = [105_000, 100_000]
         XCTAssertNil(sent(600_000), "a drift within the hysteresis is no news")
         // A drift beyond it: children at once, the others when `briefSpacing` has passed since they last heard.
@@ -172,7 +215,7 @@ final class MeshPartsTests: XCTestCase {
         XCTAssertEqual(sent(1_000_000), [true, false])
         XCTAssertFalse(news.mustSend(now: 1_500_000))
         XCTAssertTrue(news.mustSend(now: Announcer.briefSpacing))
-        XCTAssertEqual(news.wakeup(urgent: false), Announcer.briefSpacing)
+        XCTAssertEqual(news.wakeup, Announcer.briefSpacing)
         XCTAssertEqual(sent(Announcer.briefSpacing), [false, true], "the held-back drift")
         // Room gone is urgent: to every link at once, once the spacing since the last news allows.
         me.residualUnits = 0
@@ -180,7 +223,7 @@ final class MeshPartsTests: XCTestCase {
         XCTAssertTrue(news.urgent(hasRoom: false, epoch: 1, substreams: 2) { _ in true })
         XCTAssertNil(sent(Announcer.briefSpacing + 10_000), "inside the spacing: held back")
         XCTAssertTrue(news.isDue)
-        XCTAssertEqual(news.wakeup(urgent: false), Announcer.briefSpacing + Announcer.downstreamSpacing)
+        XCTAssertEqual(news.wakeup, Announcer.briefSpacing + Announcer.downstreamSpacing)
         XCTAssertEqual(sent(Announcer.briefSpacing + Announcer.downstreamSpacing), [true, true])
     }
 
@@ -197,7 +240,7 @@ final class MeshPartsTests: XCTestCase {
         XCTAssertTrue(news.mayAnnounceChange(now: Announcer.urgentSpacing, urgent: true))
         XCTAssertFalse(news.mayAnnounceChange(now: Announcer.urgentSpacing, urgent: false))
         XCTAssertTrue(news.mayAnnounceChange(now: Announcer.changeSpacing, urgent: false))
-        XCTAssertEqual(news.wakeup(urgent: true), Announcer.urgentSpacing)
+        XCTAssertEqual(news.urgentWakeup, Announcer.urgentSpacing, "urgent news may go a spacing after the last")
     }
 
     // MARK: ParentSet and Penalties

@@ -41,4 +41,16 @@ final class MeshCheckTests: XCTestCase {
             XCTAssertNil(outcome.violation.map { "\($0)" }, "seed \(seed)")
         }
     }
+
+    /// A mute holding the origin's only unit of a substream, with the origin too full to free another: every peer
+    /// went without that substream to the end (`--every-substream`, 100 peers, 45 s). The origin now gives the
+    /// sole holder's unit to the third asker that has gone without it for two parent timeouts.
+    func testAMuteSoleHolderOfASubstreamIsReplaced() {
+        for seed: UInt64 in [70] {
+            var strict = check(peers: 100, duration: 45)
+            strict.everySubstream = true
+            let outcome = strict.run(seed: seed)
+            XCTAssertNil(outcome.violation.map { "\($0)" }, "seed \(seed)")
+        }
+    }
 }

@@ -48,15 +48,18 @@ struct Announcer {
             || (0..<substreams).contains { has($0) != (last.delays[$0] != nil) }
     }
 
-    /// When a wake-up is wanted for news (`urgent`: urgent news waits), if one is.
-    func wakeup(urgent: Bool) -> Int64? {
+    /// When a wake-up is wanted for news held back, if one is.
+    var wakeup: Int64? {
         var at: Int64?
         func take(_ t: Int64) { at = min(at ?? t, t) }
         if isDue { take(lastDownstream + Self.downstreamSpacing) }
         if briefDue { take(max(lastBrief + Self.briefSpacing, lastDownstream + Self.downstreamSpacing)) }
-        if urgent { take(lastDownstream + Self.urgentSpacing) }
         return at
     }
+
+    /// When urgent news (`urgent`) may go out: the peer asks whether it has some only when that is sooner than its
+    /// other wake-ups (weighing it after every event was a tenth of a core's time in the checker).
+    var urgentWakeup: Int64 { lastDownstream + Self.urgentSpacing }
 
     /// Whether `downstreamSpacing` holds news back now (it is then due at the next wake-up): ask before computing
     /// the record for `decide`.

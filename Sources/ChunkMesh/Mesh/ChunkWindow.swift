@@ -3,7 +3,7 @@
 struct ChunkWindow {
     /// Seqs kept; it follows the repair horizon, which follows the chunks' duration.
     var capacity: Int
-    private var chunks: [UInt64: Chunk] = [:]
+    private var chunks: [SeqKey: Chunk] = [:]
     /// Nothing below this seq is held any more.
     private(set) var low: UInt64 = 0
     private(set) var newest: UInt64?
@@ -11,7 +11,7 @@ struct ChunkWindow {
     private(set) var first: UInt64?
     private var lastOf: [Int: UInt64] = [:]
     /// When each missing chunk was last asked for, and how many times.
-    private var asked: [UInt64: (at: Int64, tries: Int)] = [:]
+    private var asked: [SeqKey: (at: Int64, tries: Int)] = [:]
     /// Where the next repair scan starts: every chunk before it is held (or out of reach).
     private var scanFrom: UInt64 = 0
     /// How far behind the newest a missing chunk is still worth a repair, in chunks.
@@ -22,10 +22,10 @@ struct ChunkWindow {
         self.horizon = horizon
     }
 
-    subscript(seq: UInt64) -> Chunk? { chunks[seq] }
+    subscript(seq: UInt64) -> Chunk? { chunks[SeqKey(seq)] }
 
     /// Whether this peer asked a parent to repair that seq (its answer is taken from any parent).
-    func wasAsked(_ seq: UInt64) -> Bool { asked[seq] != nil }
+    func wasAsked(_ seq: UInt64) -> Bool { asked[SeqKey(seq)] != nil }
 
     /// The newest seq held of a substream.
     func last(of substream: Int) -> UInt64? { lastOf[substream] }
@@ -43,8 +43,8 @@ struct ChunkWindow {
     /// Keeps a chunk; the oldest go past `capacity`. True when the window's low end moved.
     @discardableResult
     mutating func insert(_ chunk: Chunk, substream: Int) -> Bool {
-        chunks[chunk.seq] = chunk
-        asked.removeValue(forKey: chunk.seq)
+        chunks[SeqKey(chunk.seq)] = chunk
+        asked.removeValue(forKey: SeqKey(chunk.seq))
         newest = max(newest ?? chunk.seq, chunk.seq)
         first = min(first ?? chunk.seq, chunk.seq)
         lastOf[substream] = max(lastOf[substream] ?? chunk.seq, chunk.seq)
@@ -52,12 +52,12 @@ struct ChunkWindow {
         guard chunks.count > capacity, let high = newest else { return false }
         let newLow = high >= UInt64(capacity) ? high - UInt64(capacity) + 1 : 0
         if newLow - low < UInt64(chunks.count) {
-            for seq in low..<newLow { chunks.removeValue(forKey: seq) }
+            for seq in low..<newLow { chunks.removeValue(forKey: SeqKey(seq)) }
         } else {
-            chunks = chunks.filter { $0.key >= newLow }
+            chunks = chunks.filter { $0.key.seq >= newLow }
         }
         low = newLow
-        if !asked.isEmpty { asked = asked.filter { $0.key >= low } }
+        if !asked.isEmpty { asked = asked.filter { $0.key.seq >= low } }
         return true
     }
 
@@ -65,18 +65,18 @@ struct ChunkWindow {
     private mutating func advanceScan() {
         let reach = newest.map { $0 > horizon ? $0 - horizon : 0 } ?? 0
         scanFrom = max(scanFrom, low, first ?? 0, reach)
-        while chunks[scanFrom] != nil { scanFrom += 1 }
+        while chunks[SeqKey(scanFrom)] != nil { scanFrom += 1 }
     }
 
     /// A new run: nothing held is of use.
     mutating func reset() { self = ChunkWindow(capacity: capacity, horizon: horizon) }
 
-    /// Where a (re)subscription to these substreams should start: just after what is held of them, or after the
-    /// newest chunk (0 for a newcomer).
+    /// Where a (re)subscription to these substreams should start: just after what is held of them, a substream never
+    /// had just after the first chunk of the run (0 for a newcomer). A parent sends no more than its horizon back, and
+    /// the origin reads how long the asker has gone without (`behind(in:)`).
     func resumeSeq(for substreams: Set<Int>) -> UInt64 {
-        let last = substreams.compactMap { lastOf[$0] }
-        guard last.count == substreams.count, let lowest = last.min() else { return newest.map { $0 + 1 } ?? 0 }
-        return lowest + 1
+        guard let newest, let first else { return 0 }
+        return substreams.map { max(first, lastOf[$0] ?? first) }.min().map { $0 + 1 } ?? newest + 1
     }
 
     /// What a new child is sent first, in seq order: from `fromSeq`, or for a newcomer (0) from the newest
@@ -85,7 +85,7 @@ struct ChunkWindow {
         let newestRandomAccess = chunks.values.filter(\.isRandomAccess).map(\.seq).max() ?? .max
         let floor = (newest ?? 0) > horizon ? newest! - horizon : 0
         let start = fromSeq > 0 ? max(fromSeq, floor) : newestRandomAccess
-        return chunks.keys.filter { $0 >= start && substream($0) }.sorted().map { chunks[$0]! }
+        return chunks.keys.filter { $0.seq >= start && substream($0.seq) }.sorted().map { chunks[$0]! }
     }
 
     /// A chunk missing behind the newest of its substream (`k` substreams): the repair scan has work.
@@ -104,13 +104,13 @@ struct ChunkWindow {
         // Everything before the first gap is held: the next scan starts there.
         var complete = true
         while seq + UInt64(k) <= high, due.count < limit {
-            if chunks[seq] != nil {
+            if chunks[SeqKey(seq)] != nil {
                 if complete { scanFrom = seq + 1 }
             } else {
                 complete = false
-                if asked[seq].map({ now - $0.at > retryAfter }) ?? true {
-                    let tries = (asked[seq]?.tries ?? 0) + 1
-                    asked[seq] = (now, tries)
+                if asked[SeqKey(seq)].map({ now - $0.at > retryAfter }) ?? true {
+                    let tries = (asked[SeqKey(seq)]?.tries ?? 0) + 1
+                    asked[SeqKey(seq)] = (now, tries)
                     due.append((seq, tries))
                 }
             }

@@ -124,8 +124,9 @@ public struct Egress: Sendable {
     mutating func release(now: Int64) -> [MeshAction] {
         guard !queue.isEmpty else { return [] }
         let before = queue.count
-        let tooOld = queue.filter { now - $0.queuedAt > maxQueueDelay }
-        if !tooOld.isEmpty {
+        // Looked for before it is gathered: nothing is too old at most wake-ups.
+        if queue.contains(where: { now - $0.queuedAt > maxQueueDelay }) {
+            let tooOld = queue.filter { now - $0.queuedAt > maxQueueDelay }
             queue.removeAll { now - $0.queuedAt > maxQueueDelay }
             dropped += before - queue.count
             droppedLive += tooOld.filter(\.live).count

@@ -129,10 +129,13 @@ struct Membership {
         let old = news[info.id]
         let changed = old?.info != info
         if changed { version += 1 }
-        news[info.id] = News(info: info, linkDelay: old?.linkDelay ?? measured[info.id]?.delay)
+        let linkDelay = old?.linkDelay ?? measured[info.id]?.delay
+        // The same news again (most announces: a peer's news goes to every link when any of them needs it) keeps
+        // its record.
+        if changed || old?.linkDelay != linkDelay { news[info.id] = News(info: info, linkDelay: linkDelay) }
         heardAt[info.id] = now
-        handedOut.removeValue(forKey: info.id)
-        if info.residualUnits > 0 { refusedAt.removeValue(forKey: info.id) }
+        if !handedOut.isEmpty { handedOut.removeValue(forKey: info.id) }
+        if info.residualUnits > 0, !refusedAt.isEmpty { refusedAt.removeValue(forKey: info.id) }
         return changed
     }
 

@@ -665,6 +665,13 @@ public struct MeshPeer {
                 out.append(.send(weakest, .refuse([spare])))
                 granted.append(s)
                 added += 1
+            } else if config.isOrigin, childSet.fanOut(of: s) == 1, isStarved(child, resumingAt: fromSeq),
+                      let holder = childSet.replaceSoleHolder(of: s, for: child, now: lastNow) {
+                // Askers fed elsewhere that have had nothing of this substream for long keep coming for one the
+                // origin feeds to one child: that child's subtree passes nothing on, and its unit goes to the asker.
+                out.append(.send(holder, .refuse([s])))
+                granted.append(s)
+                added += 1
             }
         }
         let refused = valid.filter { !granted.contains($0) }
@@ -681,6 +688,15 @@ public struct MeshPeer {
             out += sendChunk(chunk, to: child)
         }
         return out
+    }
+
+    /// Whether an asker is fed (its news tells a delay in some substream) and asks to resume a substream it has had
+    /// nothing of for two parent timeouts: it cannot find it anywhere (a peer the mesh feeds well asks for what it
+    /// just lost, a newcomer for the newest chunks).
+    private func isStarved(_ asker: PeerID, resumingAt fromSeq: UInt64) -> Bool {
+        guard fromSeq > 0, let newest = store.newest, members[asker]?.info.delays.contains(where: { $0 != nil }) == true else { return false }
+        let bound = UInt64(max(0, 2 * config.parentTimeout / max(1, config.chunkDuration)))
+        return newest >= bound && fromSeq <= newest - bound
     }
 
     /// Children this peer takes in one substream: as many as its uplink sends a chunk to within `fanOutBudget` (they
@@ -914,17 +930,20 @@ public struct MeshPeer {
     private func wakeup() -> Int64 {
         var at = min(nextHousekeeping, nextGossip)
         if let paced = egress.nextWakeup { at = min(at, paced) }
-        if let news = announcer.wakeup(urgent: urgentNews) { at = min(at, news) }
-        if config.isOrigin { return max(at, lastNow + 1) }
-        // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
-        if !hasAllParents || !parentSet.pending.isEmpty || store.hasGap(substreams: config.plan.count) {
-            at = min(at, lastNow + 100_000)
+        if let news = announcer.wakeup { at = min(at, news) }
+        if !config.isOrigin {
+            // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
+            if !hasAllParents || !parentSet.pending.isEmpty || store.hasGap(substreams: config.plan.count) {
+                at = min(at, lastNow + 100_000)
+            }
+            for p in parentSet.pending.values { at = min(at, pendingDeadline(p)) }
+            if hasAllParents { at = min(at, nextImprovement) }
+            if members.hasProbeCandidates { at = min(at, nextProbe) }
+            if let starving = parentSet.nextStarvation(timeout: config.parentTimeout) { at = min(at, starving) }
+            if !movingFrom.isEmpty { at = min(at, nextMoveTry) }
         }
-        for p in parentSet.pending.values { at = min(at, pendingDeadline(p)) }
-        if hasAllParents { at = min(at, nextImprovement) }
-        if members.hasProbeCandidates { at = min(at, nextProbe) }
-        if let starving = parentSet.nextStarvation(timeout: config.parentTimeout) { at = min(at, starving) }
-        if !movingFrom.isEmpty { at = min(at, nextMoveTry) }
+        // Urgent news waits on its spacing: weighed last, and only when it would wake this peer sooner.
+        if announcer.urgentWakeup < at, urgentNews { at = announcer.urgentWakeup }
         return max(at, lastNow + 1)
     }
 
@@ -1244,14 +1263,14 @@ public struct MeshPeer {
 
     // MARK: candidates
 
-    private func candidate(_ id: PeerID) -> CandidateParent? {
-        guard !isAvoided(id), !movingFrom.contains(id) else { return nil }
+    private func candidate(_ id: PeerID, _ known: Membership.News? = nil) -> CandidateParent? {
+        guard !isAvoided(id), !movingFrom.contains(id), let news = known ?? members[id], news.info.epoch >= epoch else { return nil }
         let k = config.plan.count
         // What it refused lately is not asked of it again (it may feed the rest).
         let refused = members.refusedLately(id, now: lastNow)
-        var delays = news(of: id, k: k)
+        var delays = news.info.delays.count > k ? Array(news.info.delays.prefix(k)) : news.info.delays
         for s in refused where s < delays.count { delays[s] = nil }
-        guard let news = members[id], news.info.epoch >= epoch, delays.contains(where: { $0 != nil }) else { return nil }
+        guard delays.contains(where: { $0 != nil }) else { return nil }
         var c = CandidateParent(id: id, delays: delays,
                                 linkDelay: news.linkDelay ?? members.typicalLinkDelay, scheduleDelay: news.info.scheduleDelay,
                                 residualUnits: news.info.residualUnits, ancestors: news.info.ancestors)
@@ -1263,17 +1282,11 @@ public struct MeshPeer {
         return c
     }
 
-    /// A peer's delays in the first `k` substreams, as it last told them.
-    private func news(of id: PeerID, k: Int) -> [Int64?] {
-        guard let delays = members[id]?.info.delays else { return [] }
-        return delays.count > k ? Array(delays.prefix(k)) : delays
-    }
-
     /// Candidates with a unit to spare: only those can take a substream. With `measuredOnly`, only those whose link
     /// delay is known.
     private func candidates(measuredOnly: Bool = false) -> [CandidateParent] {
-        members.news.compactMap { id, k in k.info.residualUnits > 0 && (!measuredOnly || k.linkDelay != nil) ? id : nil }.sorted().compactMap { id in
-            candidate(id).map { var c = $0; c.residualUnits = max(1, c.residualUnits); return c }
+        members.news.lazy.filter { _, k in k.info.residualUnits > 0 && (!measuredOnly || k.linkDelay != nil) }.sorted { $0.key < $1.key }.compactMap { id, k in
+            candidate(id, k).map { var c = $0; c.residualUnits = max(1, c.residualUnits); return c }
         }
     }
 

@@ -2,20 +2,30 @@
 /// `MeshPeer`.
 struct ParentSet {
     let count: Int
-    private(set) var parents: [Int: PeerID] = [:]
+    private(set) var parents: [Int: PeerID] = [:] {
+        didSet {
+            for s in bySubstream.indices { bySubstream[s] = nil }
+            for (s, p) in parents where has(s) { bySubstream[s] = p }
+        }
+    }
+    /// `parents` in an array by substream: read after every event, where a dictionary lookup each was most of this
+    /// part's cost.
+    private var bySubstream: [PeerID?]
     /// Substreams asked of a peer, not answered yet, since when.
     private(set) var pending: [Int: (peer: PeerID, since: Int64)] = [:]
     /// Substreams to ask a peer for once a link to it comes up.
     private(set) var awaitingLink: [PeerID: Set<Int>] = [:]
+    // What follows is kept per substream, in arrays of `count` (read after every event: hashing substreams into
+    // dictionaries was most of the time spent here).
     /// When each substream last brought a new chunk from its parent. A substream whose parent forwards nothing
     /// (a peer gone mute, or a loop cut off from the source) is re-parented; repairs do not count.
-    private var lastFed: [Int: Int64] = [:]
+    private var lastFed: [Int64?]
     /// Substreams whose parent has delivered a chunk since it took them on.
-    private var fedByParent: Set<Int> = []
+    private var fedByParent: [Bool]
     /// Per substream, the newest seq its parent delivered, and whether each of its recent slots came: the last
     /// `count` (at most `fedLogLength`) slots, newest in the low bit, 1 for one that came.
-    private var lastFromParent: [Int: UInt64] = [:]
-    private var fedLog: [Int: (bits: UInt16, count: Int)] = [:]
+    private var lastFromParent: [UInt64?]
+    private var fedLog: [(bits: UInt16, count: Int)]
     /// A parent is lossy when more than `fedLogMisses` of the last `fedLogLength` slots of a substream never came
     /// (two in ten: an honest parent that re-parents sends its backlog in order, so it misses none).
     static let fedLogLength = 10
@@ -23,17 +33,37 @@ struct ParentSet {
     /// Per substream, how late its parent's newest chunks come: arrival minus ingest, smoothed (the offset between
     /// this peer's clock and the origin's is the same in every substream, so only differences count), and how many
     /// were weighed since the parent took it on.
-    private var lag: [Int: (value: Double, count: Int)] = [:]
+    private var lag: [(value: Double, count: Int)?]
     static let lagSamples = 4
 
-    init(count: Int) { self.count = count }
+    init(count: Int) {
+        self.count = count
+        bySubstream = Array(repeating: nil, count: count)
+        lastFed = Array(repeating: nil, count: count)
+        fedByParent = Array(repeating: false, count: count)
+        lastFromParent = Array(repeating: nil, count: count)
+        fedLog = Array(repeating: (0, 0), count: count)
+        lag = Array(repeating: nil, count: count)
+    }
+
+    /// A substream of this plan (the per-substream arrays are read only with one).
+    private func has(_ s: Int) -> Bool { s >= 0 && s < count }
+
+    /// Its parent's slots and lateness start again.
+    private mutating func resetTally(_ s: Int) {
+        lastFromParent[s] = nil
+        lag[s] = nil
+        fedLog[s] = (0, 0)
+    }
 
     var isComplete: Bool { parents.count == count }
     var isEmpty: Bool { parents.isEmpty }
-    subscript(substream: Int) -> PeerID? { parents[substream] }
-    func isParent(_ peer: PeerID) -> Bool { parents.values.contains(peer) }
+    subscript(substream: Int) -> PeerID? { has(substream) ? bySubstream[substream] : nil }
+    func isParent(_ peer: PeerID) -> Bool { bySubstream.contains(peer) }
     /// The substreams a peer feeds here.
-    func substreams(from peer: PeerID) -> [Int] { (0..<count).filter { parents[$0] == peer } }
+    func substreams(from peer: PeerID) -> [Int] {
+        bySubstream.indices.filter { bySubstream[$0] == peer }
+    }
     /// Each parent once, by id.
     var distinct: [PeerID] { Set(parents.values).sorted() }
     /// Every peer named here (`MeshPeer.referencedPeers`).
@@ -44,13 +74,13 @@ struct ParentSet {
     }
 
     /// Substreams with neither a parent nor an ask out.
-    var needed: [Int] { (0..<count).filter { parents[$0] == nil && pending[$0] == nil } }
+    var needed: [Int] { (0..<count).filter { bySubstream[$0] == nil && pending[$0] == nil } }
     /// Peers this peer waits on or is fed by.
     var involved: Set<PeerID> { Set(parents.values).union(pending.values.map(\.peer)).union(awaitingLink.keys) }
     /// The peers `involved` names, some perhaps more than once, without hashing them into a set.
     var involvedPeers: [PeerID] { Array(parents.values) + pending.values.map(\.peer) + awaitingLink.keys }
     func involves(_ peer: PeerID) -> Bool {
-        awaitingLink[peer] != nil || parents.values.contains(peer) || pending.values.contains { $0.peer == peer }
+        awaitingLink[peer] != nil || bySubstream.contains(peer) || pending.values.contains { $0.peer == peer }
     }
 
     /// Substreams asked of `peer`; true when a link to it must be opened first.
@@ -73,13 +103,12 @@ struct ParentSet {
         pending.removeValue(forKey: substream)
         let old = parents[substream]
         parents[substream] = peer
+        guard has(substream) else { return (true, old == peer ? nil : old) }
         lastFed[substream] = now
-        fedByParent.remove(substream)
+        fedByParent[substream] = false
         // Its slots count from the first chunk it sends: that is its newest (live chunks go before a backlog), and the
         // older ones it sends after are the backlog, not slots of its own.
-        lastFromParent.removeValue(forKey: substream)
-        lag.removeValue(forKey: substream)
-        fedLog.removeValue(forKey: substream)
+        resetTally(substream)
         return (true, old == peer ? nil : old)
     }
 
@@ -95,11 +124,10 @@ struct ParentSet {
     mutating func orphan(_ substreams: [Int]) {
         for s in substreams {
             parents.removeValue(forKey: s)
-            lastFed.removeValue(forKey: s)
-            fedByParent.remove(s)
-            lastFromParent.removeValue(forKey: s)
-            fedLog.removeValue(forKey: s)
-            lag.removeValue(forKey: s)
+            guard has(s) else { continue }
+            lastFed[s] = nil
+            fedByParent[s] = false
+            resetTally(s)
         }
     }
 
@@ -118,25 +146,28 @@ struct ParentSet {
 
     /// Its parent brought a new chunk of `substream`.
     mutating func fed(_ substream: Int, now: Int64) {
+        guard has(substream) else { return }
         lastFed[substream] = now
-        fedByParent.insert(substream)
+        fedByParent[substream] = true
     }
 
     /// Substreams whose parent has sent nothing new for `timeout`.
     func starved(now: Int64, timeout: Int64) -> [Int] {
-        parents.keys.filter { now - (lastFed[$0] ?? now) > timeout }.sorted()
+        bySubstream.indices.filter { bySubstream[$0] != nil && now - (lastFed[$0] ?? now) > timeout }
     }
 
     /// Some substream brought a chunk within `timeout`: the stream flows.
-    func flowing(now: Int64, timeout: Int64) -> Bool { lastFed.values.contains { now - $0 <= timeout } }
+    func flowing(now: Int64, timeout: Int64) -> Bool { lastFed.contains { $0.map { now - $0 <= timeout } ?? false } }
 
     /// None of these substreams brought a chunk from its parent since it took them on.
-    func neverFed(_ substreams: [Int]) -> Bool { fedByParent.isDisjoint(with: substreams) }
+    func neverFed(_ substreams: [Int]) -> Bool { !substreams.contains { has($0) && fedByParent[$0] } }
 
     /// When the next substream starves, if none brings a chunk.
     func nextStarvation(timeout: Int64) -> Int64? {
         var first: Int64?
-        for s in parents.keys { if let fed = lastFed[s], fed < first ?? .max { first = fed } }
+        for (s, p) in bySubstream.enumerated() where p != nil {
+            if let fed = lastFed[s], fed < first ?? .max { first = fed }
+        }
         return first.map { $0 + timeout + 1 }
     }
 
@@ -150,16 +181,15 @@ struct ParentSet {
     /// A new run: slots of the old one are void, and asks of peers not on the new one (`onNewRun`). Parents stay
     /// until their news shows the run.
     mutating func newRun(now: Int64, onNewRun: (PeerID) -> Bool) {
-        lastFromParent.removeAll()
-        lag.removeAll()
-        fedLog.removeAll()
+        for s in 0..<count { resetTally(s) }
         pending = pending.filter { onNewRun($0.value.peer) }
-        for s in parents.keys { lastFed[s] = now }
+        for s in bySubstream.indices where bySubstream[s] != nil { lastFed[s] = now }
     }
 
     /// The newest chunk of a substream came from its parent `delay` after it was cut (on this peer's clock against
     /// the origin's).
     mutating func noteLag(_ substream: Int, _ delay: Int64) {
+        guard has(substream) else { return }
         let d = Double(delay)
         let old = lag[substream] ?? (d, 0)
         lag[substream] = (old.value + (d - old.value) / 4, old.count + 1)
@@ -168,23 +198,31 @@ struct ParentSet {
     /// A substream whose parent's chunks come more than `margin` later than another parent's do (each weighed a
     /// few times since it took its substream): the latest such.
     func late(margin: Int64) -> Int? {
-        let weighed = lag.filter { parents[$0.key] != nil && $0.value.count >= Self.lagSamples }
-        guard weighed.count >= 2, let best = weighed.values.map(\.value).min(),
-              let worst = weighed.max(by: { ($0.value.value, $1.key) < ($1.value.value, $0.key) }),
-              worst.value.value - best > Double(margin) else { return nil }
-        return worst.key
+        // The latest, the lowest substream among equals.
+        var weighed = 0
+        var best = Double.infinity
+        var worst: (s: Int, value: Double)?
+        for (s, l) in lag.enumerated() {
+            guard let l, l.count >= Self.lagSamples, bySubstream[s] != nil else { continue }
+            weighed += 1
+            best = min(best, l.value)
+            if l.value > worst?.value ?? -.infinity { worst = (s, l.value) }
+        }
+        guard weighed >= 2, let worst, worst.value - best > Double(margin) else { return nil }
+        return worst.s
     }
 
     /// Counts a chunk its parent sent in a substream, and the substream's slots it skipped since the last one.
     /// True when too many of the recent slots never came from the parent.
     mutating func tally(_ seq: UInt64, substream s: Int) -> Bool {
         let k = UInt64(count)
+        guard has(s) else { return false }
         defer { lastFromParent[s] = max(lastFromParent[s] ?? seq, seq) }
         guard let last = lastFromParent[s] else { return false }
         guard seq > last else { return false } // a repair or a resend: not a slot of its own
         // The slots skipped since the last one that came never came; then this one did.
         let slots = max(1, Int(min((seq - last) / k, UInt64(Self.fedLogLength))))
-        var log = fedLog[s] ?? (0, 0)
+        var log = fedLog[s]
         log.bits = UInt16(truncatingIfNeeded: (UInt32(log.bits) << slots) | 1) & (1 << Self.fedLogLength - 1)
         log.count = min(Self.fedLogLength, log.count + slots)
         fedLog[s] = log

@@ -23,6 +23,16 @@ public struct PeerID: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 }
 
+/// A chunk's seq as a key of the core's tables, hashed as `PeerID` is (mixed with the table's seed, no SipHash: that
+/// was a tenth of the simulator's time). Seqs come from the wire, but a table's seed is not known outside the
+/// process, and the tables that hold seqs are bounded by the window.
+struct SeqKey: Hashable, Comparable {
+    let seq: UInt64
+    init(_ seq: UInt64) { self.seq = seq }
+    static func < (a: SeqKey, b: SeqKey) -> Bool { a.seq < b.seq }
+    func _rawHashValue(seed: Int) -> Int { Int(truncatingIfNeeded: SplitMixRandom.mix(seq ^ UInt64(truncatingIfNeeded: seed))) }
+}
+
 /// The names of the peers a driver hands its core, and their numbers (`PeerID`). A name's number is a keyed hash of
 /// it (the next free one in the rare case of a clash), so a name forgotten and met again gets its number back.
 /// Names come from the wire, so the table is kept to what the core still refers to (`keep(only:)`). A node keys its

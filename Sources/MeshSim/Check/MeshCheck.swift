@@ -133,11 +133,23 @@ public struct MeshCheck {
         }
         if let trace { sim.logDecisions(trace) }
         let traced = sim.trace
-        // Each peer's parents after its last event: what they were when the next one came.
-        var parentsBefore: [PeerID: [Int: PeerID]] = [:]
-        // Since when each peer has had no parent in a substream (joiners from their start).
-        var orphaned: [PeerID: [Int: Int64]] = [:]
-        var playedRun: [PeerID: UInt64] = [:]
+        // What is kept of each peer between its events (one lookup an event: a dictionary each was a tenth of the
+        // checker's own time).
+        final class Watch {
+            /// Its parents after its last event: what they were when the next one came.
+            var parents: [Int: PeerID] = [:]
+            /// Since when it has had no parent in a substream (a joiner from its start).
+            var orphaned: [Int: Int64] = [:]
+            /// The newest run it played from.
+            var playedRun: UInt64 = 0
+        }
+        var watches: [PeerID: Watch] = [:]
+        func watch(_ id: PeerID) -> Watch {
+            if let known = watches[id] { return known }
+            let new = Watch()
+            watches[id] = new
+            return new
+        }
         sim.trace = { now, id, event, actions in
             traced?(now, id, event, actions)
             outcome.events += 1
@@ -154,22 +166,24 @@ public struct MeshCheck {
                 (parents: core.parents, substreams: core.config.plan.count, maxLinks: core.config.maxLinks,
                  children: core.children.count, roles: settles && links > Self.linkBound * core.config.maxLinks ? core.linksWithARole : 0,
                  units: core.retired || !settles ? 0 : core.usedUnits,
-                 bears: max(core.config.capacityUnits, core.bearableUnits))
+                 // What the uplink bears is weighed only past the units configured (most events).
+                 bears: core.usedUnits <= core.config.capacityUnits ? core.config.capacityUnits : max(core.config.capacityUnits, core.bearableUnits))
             }) else { return }
-            let before = parentsBefore[id] ?? [:]
-            parentsBefore[id] = seen.parents
+            let peer = watch(id)
+            let before = peer.parents
+            peer.parents = seen.parents
             for case .parentsChanged(let map) in actions {
                 for s in 0..<seen.substreams {
-                    if map[s] == nil { orphaned[id, default: [:]][s] = orphaned[id]?[s] ?? now } else { orphaned[id]?[s] = nil }
+                    if map[s] == nil { peer.orphaned[s] = peer.orphaned[s] ?? now } else { peer.orphaned[s] = nil }
                 }
             }
             for case .deliver(let chunk) in actions {
                 outcome.checks += 1
                 // A peer plays what is left of the old run until it learns of the new one, never after.
-                if chunk.epoch < playedRun[id] ?? 0 {
-                    fail(.deliveredOnce, "\(sim.name(id)) played seq \(chunk.seq) of run \(chunk.epoch) after run \(playedRun[id]!)")
+                if chunk.epoch < peer.playedRun {
+                    fail(.deliveredOnce, "\(sim.name(id)) played seq \(chunk.seq) of run \(chunk.epoch) after run \(peer.playedRun)")
                 }
-                playedRun[id] = max(playedRun[id] ?? 0, chunk.epoch)
+                peer.playedRun = max(peer.playedRun, chunk.epoch)
                 if chunk.epoch == sim.epoch, sim.delivered[id]?[chunk.seq] != nil {
                     fail(.deliveredOnce, "\(sim.name(id)) played seq \(chunk.seq) twice")
                 }
@@ -200,7 +214,7 @@ public struct MeshCheck {
                 let name = { (i: Int) in names[i] }
                 switch script[next].step {
                 case .join(let i):
-                    orphaned[sim.id(name(i))] = Dictionary(uniqueKeysWithValues: sim.plan.all.map { ($0, sim.now) })
+                    watch(sim.id(name(i))).orphaned = Dictionary(uniqueKeysWithValues: sim.plan.all.map { ($0, sim.now) })
                     let streams = uplinkScale * (chance(0.2) ? uniform(0.3, 0.9) : chance(0.6) ? uniform(1, 3) : uniform(3, 6))
                     let bootstrap = chance(0.5) || sim.alive.count < 2 ? nil : sim.livePeer(rng.next())
                     if chance(0.05) {
@@ -246,8 +260,8 @@ public struct MeshCheck {
             if sim.overran { fail(.withinCaps, "the simulation overran its event budget (a message storm)") }
             if sim.now >= lastFault + Self.livenessBound {
                 outcome.checks += 1
-                for id in orphaned.keys.sorted() where sim.alive.contains(id) && !mutes.contains(id) {
-                    if let (s, since) = orphaned[id]!.min(by: { ($0.value, $0.key) < ($1.value, $1.key) }), sim.now - max(since, lastFault) > Self.orphanBound {
+                for id in watches.keys.sorted() where sim.alive.contains(id) && !mutes.contains(id) {
+                    if let (s, since) = watches[id]!.orphaned.min(by: { ($0.value, $0.key) < ($1.value, $1.key) }), sim.now - max(since, lastFault) > Self.orphanBound {
                         fail(.liveness, "\(sim.name(id)) has had no parent for substream \(s) since \(Double(since / 1000) / 1000) s "
                                         + "(the last fault was at \(Double(lastFault / 1000) / 1000) s)")
                         break
