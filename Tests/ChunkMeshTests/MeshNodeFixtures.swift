@@ -26,6 +26,9 @@ class MeshNodeTestCase: XCTestCase {
         var config = MeshNode.Configuration(listen: HostPort(host: "127.0.0.1", port: 0), key: key, isOrigin: origin,
                                             bootstrap: bootstrap, capacityUnits: units, scheduleDelay: 1_000, seed: seed)
         config.faults = faults
+        // Each node's lines say whose they are (MESH_LOG=1), by the seed the test gave it.
+        var logger = logger
+        logger[metadataKey: "node"] = "\(seed)"
         let node = MeshNode(configuration: config,
                             group: group, logger: logger,
                             onEvent: { event in

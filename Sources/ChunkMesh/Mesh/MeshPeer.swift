@@ -1121,6 +1121,13 @@ public struct MeshPeer {
         for s in needed where plan[s] == nil && now - (fruitlessSince ?? now) >= Self.fullAskAfter {
             plan[s] = askFull(for: s, now: now)
         }
+        // No full peer left to ask either: a peer avoided for a fault, the least punished, rather than none. A parent
+        // blamed for a loss (maybe one above it: a leaf fed by a liar passes its gaps on) still feeds most; on a
+        // loaded machine a leaf that had blamed every peer with room went 9 s without (CI, stop 30).
+        let bare = needed.filter { plan[$0] == nil }
+        if !bare.isEmpty, now - (fruitlessSince ?? now) >= Self.fullAskAfter {
+            plan.merge(lastResort(for: bare), uniquingKeysWith: { chosen, _ in chosen })
+        }
         fruitlessSearch = plan.isEmpty ? (members.version, needed, now) : nil
         pendingCause = .select
         return ask(plan, now: now)
@@ -1134,6 +1141,15 @@ public struct MeshPeer {
         guard let nearest = full.min(by: { ($0.delayVia(s), $0.id) < ($1.delayVia(s), $1.id) }) else { return nil }
         members.askedFull(nearest.id, now: now)
         return nearest.id
+    }
+
+    /// Parents for `needed` among the avoided peers with room, those with the fewest offences only; empty if none.
+    private func lastResort(for needed: [Int]) -> [Int: PeerID] {
+        let avoided = members.news.filter { $0.value.info.residualUnits > 0 && isAvoided($0.key) }
+        guard let fewest = avoided.keys.map(penalties.offenses).min() else { return [:] }
+        let pool = avoided.filter { penalties.offenses($0.key) == fewest }.sorted { $0.key < $1.key }
+            .compactMap { candidate($0.key, $0.value, evenAvoided: true) }
+        return ParentSelector.select(needed: needed, from: pool, me: config.me)
     }
 
     /// The substreams of a leaving parent, asked of others while it still feeds them: the new parent's yes
@@ -1238,12 +1254,13 @@ public struct MeshPeer {
     /// A restarted origin: what is held of the old run is dropped, and so are parents still on it.
     private mutating func newEpoch(_ new: UInt64, now: Int64) -> [MeshAction] {
         guard !config.isOrigin, new > epoch else { return [] }
+        // Peers that starved or failed in the outage were not to blame for it. A joiner's first chunk ends no outage:
+        // a mute parent it dropped before that chunk stays dropped (clearing it, a leaf took it back in 3 s).
+        if epoch != 0 { penalties.clear() }
         startRun(new)
         // A joiner's first chunk starts its first run: its asks of peers already on that run stand (voiding them
         // turned their yeses away and lost the backlog they carried).
         parentSet.newRun(now: now, onNewRun: { (self.members[$0]?.info.epoch ?? 0) >= new })
-        // Peers that starved or failed in the outage were not to blame for it.
-        penalties.clear()
         var out: [MeshAction] = []
         let stale = parents.filter { (members[$0.value]?.info.epoch ?? 0) < new }
         for (parent, substreams) in Dictionary(grouping: stale.keys, by: { stale[$0]! }).sorted(by: { $0.key < $1.key }) {
@@ -1263,8 +1280,8 @@ public struct MeshPeer {
 
     // MARK: candidates
 
-    private func candidate(_ id: PeerID, _ known: Membership.News? = nil) -> CandidateParent? {
-        guard !isAvoided(id), !movingFrom.contains(id), let news = known ?? members[id], news.info.epoch >= epoch else { return nil }
+    private func candidate(_ id: PeerID, _ known: Membership.News? = nil, evenAvoided: Bool = false) -> CandidateParent? {
+        guard evenAvoided || !isAvoided(id), !movingFrom.contains(id), let news = known ?? members[id], news.info.epoch >= epoch else { return nil }
         let k = config.plan.count
         // What it refused lately is not asked of it again (it may feed the rest).
         let refused = members.refusedLately(id, now: lastNow)

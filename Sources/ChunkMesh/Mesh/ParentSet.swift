@@ -238,6 +238,9 @@ struct Penalties {
 
     func isAvoided(_ peer: PeerID, now: Int64) -> Bool { until[peer].map { $0 > now } ?? false }
 
+    /// How many times it was punished (while remembered).
+    func offenses(_ peer: PeerID) -> Int { offenses[peer] ?? 0 }
+
     /// Not a parent for a while, without counting as an offence (a failed connect).
     mutating func avoid(_ peer: PeerID, until time: Int64) { until[peer] = time }
 

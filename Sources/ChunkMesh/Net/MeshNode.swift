@@ -423,6 +423,12 @@ public final class MeshNode: @unchecked Sendable {
             guard let wire = try? message.renamed({ try names.named($0) }) else {
                 return logger.debug("not sent to \(id): it names a peer forgotten")
             }
+            // Who asked whom for what, and the answers (MESH_LOG=1): how a stuck peer got stuck. Not the news,
+            // gossip or repairs, which come many times a second.
+            switch message {
+            case .subscribe, .unsubscribe, .accept, .refuse, .leaving: logger.debug("to \(id): \(wire)")
+            case .announce, .peers, .repair, .viewRequest, .view: break
+            }
             channel.writeAndFlush(EncodedMessage(.mesh(wire)), promise: nil)
         case .sendChunk(let number, let chunk):
             guard let id = names.name(number) else { return reportSent(chunk.wireBytes, on: number) }
