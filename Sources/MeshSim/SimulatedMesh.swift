@@ -161,6 +161,8 @@ public final class SimulatedMesh {
     /// Hostile peers that pass for the origin: each relays the origin's proof to every peer it links with, which
     /// then takes it for the origin (`.originIs` after the link is up), as a real node does on a relayed welcome.
     public var passesForTheOrigin: Set<PeerID> = []
+    /// The origin publishes nothing before this time (a source that starts after its viewers came), then from seq 0.
+    public var publishFrom: Int64 = 0
     public let origin: PeerID
     public let chunkDuration: Int64
     /// The stream's rate: chunks carry its bytes, which the peers' uplinks must carry.
@@ -363,7 +365,7 @@ public final class SimulatedMesh {
             }
             if t == nextChunkAt {
                 nextChunkAt += chunkDuration
-                guard alive.contains(origin) else { continue }
+                guard alive.contains(origin), now >= publishFrom else { continue }
                 let chunk = Chunk(seq: nextSeq, epoch: epoch, ingestTime: now, pts: 0, duration: chunkDuration,
                                   flags: nextSeq % 5 == 0 ? .randomAccess : [], payload: payload)
                 nextSeq += 1

@@ -312,8 +312,9 @@ final class MeshPeerTests: XCTestCase {
         assertDroppedForGood(retaking(), sim)
     }
 
-    /// A peer whose only candidates with room are peers it punished takes the least punished back rather than go
-    /// without: a lossy parent still feeds part of the stream, none feeds nothing (for the 30 s of the penalty).
+    /// A peer whose only candidate with room is one it punished takes it back rather than go without: a parent blamed
+    /// for a spell of silence (an overloaded machine, a loss above it) feeds again; none feeds nothing for the 30 s
+    /// of the penalty.
     func testAnAvoidedPeerWithRoomIsBetterThanNoParent() {
         let sim = SimulatedMesh(originUnits: 4)
         sim.join("relay", units: 16, seed: 66)
@@ -321,12 +322,52 @@ final class MeshPeerTests: XCTestCase {
         sim.join("me", units: 0, seed: 67)
         sim.run(for: 4_000_000)
         XCTAssertEqual(Set(sim.peers["me"]!.parents.values), ["relay"], sim.peers["me"]!.debugState)
-        // Two chunks in three lost on the way: "me" drops it as lossy, and the full origin will not take a leaf.
-        sim.dropChunk = { from, to, seq in from == "relay" && to == "me" && seq % 3 != 0 }
+        // Silent towards "me" just long enough to be dropped as starving; the full origin will not take a leaf.
+        let spellEnd = sim.now + sim.peers["me"]!.config.parentTimeout + 300_000
+        sim.dropChunk = { [unowned sim] from, to, _ in from == "relay" && to == "me" && sim.now < spellEnd }
         sim.run(for: 15_000_000)
-        XCTAssertGreaterThan(sim.peers["me"]!.changeCauses[.lossy] ?? 0, 0, sim.peers["me"]!.debugState)
-        let recent = sim.delivered["me"]!.keys.filter { $0 >= sim.producedSeqs - 40 }
-        XCTAssertFalse(recent.isEmpty, "fed by the peer it blamed, for want of another: \(sim.peers["me"]!.debugState)")
+        XCTAssertGreaterThan(sim.peers["me"]!.changeCauses[.starved] ?? 0, 0, sim.peers["me"]!.debugState)
+        let recent = Set(sim.delivered["me"]!.keys.filter { $0 >= sim.producedSeqs - 10 }.map { sim.plan.substream(of: $0) })
+        XCTAssertEqual(recent, Set(sim.plan.all), "fed by the peer it blamed, for want of another: \(sim.peers["me"]!.debugState)")
+    }
+
+    /// The last resort is a second chance, not a loop: a mute, the only peer with room, is taken back once after it
+    /// starved this peer, and never again once it starved it twice (the full origin and no parent beat a third try).
+    func testAMuteTheOnlyPeerWithRoomGetsOneSecondChanceNotMore() {
+        let sim = SimulatedMesh(originUnits: 4)
+        sim.join("mute", units: 16, seed: 68)
+        sim.run(for: 3_000_000)
+        sim.dropChunk = { from, to, _ in from == "mute" && to == "me" }
+        var takes = 0, had = false
+        let me = sim.id("me"), mute = sim.id("mute")
+        sim.trace = { _, id, _, actions in
+            guard id == me else { return }
+            for case .parentsChanged(let map) in actions {
+                let has = map.values.contains(mute)
+                if has, !had { takes += 1 }
+                had = has
+            }
+        }
+        sim.join("me", units: 0, seed: 69)
+        sim.run(for: 25_000_000)
+        XCTAssertEqual(takes, 2, "taken first, then once as a last resort: \(sim.peers["me"]!.debugState)")
+    }
+
+    /// Viewers that came before the source started blamed every parent for feeding nothing; the run's first chunk,
+    /// younger than they are, clears that (a joiner into a run under way keeps its penalties, above).
+    func testPeersEarlyForTheSourceForgiveTheParentsThatHadNothing() {
+        let sim = SimulatedMesh(originUnits: 8)
+        sim.publishFrom = 8_000_000
+        for i in 0..<6 { sim.join("r\(i)", units: 8, seed: UInt64(70 + i)) }
+        sim.run(for: 7_900_000)
+        XCTAssertEqual(sim.producedSeqs, 0)
+        XCTAssertGreaterThan(sim.peers["r0"]!.changeCauses[.starved] ?? 0, 0, "blamed a parent: \(sim.peers["r0"]!.debugState)")
+        sim.run(for: 10_000_000)
+        let upTo = sim.producedSeqs - 10
+        for i in 0..<6 {
+            XCTAssertTrue(sim.peers["r\(i)"]!.debugState.contains("avoid []"), sim.peers["r\(i)"]!.debugState)
+            XCTAssertEqual(gaps(sim, "r\(i)", upTo: upTo), [], "r\(i): \(sim.peers["r\(i)"]!.debugState)")
+        }
     }
 
     func testAParentThatLosesMostOfWhatItTookOnIsDropped() {

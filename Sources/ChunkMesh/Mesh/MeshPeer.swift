@@ -206,6 +206,8 @@ public struct MeshPeer {
     private var movingSince: Int64?
     /// The time of the event being handled.
     private var lastNow: Int64 = 0
+    /// When it handled its first event.
+    private var startedAt: Int64?
 
     // Timers: each is a time the core wants to be woken at (`nextWakeup`).
     private var nextImprovement: Int64 = 0
@@ -380,6 +382,7 @@ public struct MeshPeer {
 
     public mutating func handle(_ event: MeshEvent, now: Int64) -> [MeshAction] {
         lastNow = now
+        if startedAt == nil { startedAt = now }
         defer { nextWakeup = wakeup() }
         switch event {
         // What changes this peer's own record is met where it happens (a parent's news, a chunk of a new run).
@@ -802,7 +805,7 @@ public struct MeshPeer {
         if chunk.epoch > epoch {
             // A restarted origin, proven by its signature: what is held of the old run goes.
             if let from { members.setEpoch(of: from, chunk.epoch) }
-            out += newEpoch(chunk.epoch, now: now)
+            out += newEpoch(chunk.epoch, firstSeq: chunk.seq, duration: chunk.duration, now: now)
         }
         if let from, parentSet[s] == from {
             parentSet.fed(s, now: now)
@@ -1121,9 +1124,9 @@ public struct MeshPeer {
         for s in needed where plan[s] == nil && now - (fruitlessSince ?? now) >= Self.fullAskAfter {
             plan[s] = askFull(for: s, now: now)
         }
-        // No full peer left to ask either: a peer avoided for a fault, the least punished, rather than none. A parent
-        // blamed for a loss (maybe one above it: a leaf fed by a liar passes its gaps on) still feeds most; on a
-        // loaded machine a leaf that had blamed every peer with room went 9 s without (CI, stop 30).
+        // No full peer left to ask either: a peer avoided for one fault rather than none. A parent blamed for a loss
+        // (maybe one above it: a leaf fed by a liar passes its gaps on) still feeds most; on a loaded machine a leaf
+        // that had blamed every peer with room went 9 s without (CI, stop 30).
         let bare = needed.filter { plan[$0] == nil }
         if !bare.isEmpty, now - (fruitlessSince ?? now) >= Self.fullAskAfter {
             plan.merge(lastResort(for: bare), uniquingKeysWith: { chosen, _ in chosen })
@@ -1143,13 +1146,16 @@ public struct MeshPeer {
         return nearest.id
     }
 
-    /// Parents for `needed` among the avoided peers with room, those with the fewest offences only; empty if none.
-    private func lastResort(for needed: [Int]) -> [Int: PeerID] {
-        let avoided = members.news.filter { $0.value.info.residualUnits > 0 && isAvoided($0.key) }
+    /// Parents for `needed` among the avoided peers with room, those with the fewest offences, each taken back once
+    /// an avoidance (a mute that starves it again is not retried) and none merely unreachable; empty if none.
+    private mutating func lastResort(for needed: [Int]) -> [Int: PeerID] {
+        let avoided = members.news.filter { $0.value.info.residualUnits > 0 && penalties.mayReprieve($0.key, now: lastNow) }
         guard let fewest = avoided.keys.map(penalties.offenses).min() else { return [:] }
         let pool = avoided.filter { penalties.offenses($0.key) == fewest }.sorted { $0.key < $1.key }
             .compactMap { candidate($0.key, $0.value, evenAvoided: true) }
-        return ParentSelector.select(needed: needed, from: pool, me: config.me)
+        let plan = ParentSelector.select(needed: needed, from: pool, me: config.me)
+        for peer in Set(plan.values) { penalties.reprieve(peer) }
+        return plan
     }
 
     /// The substreams of a leaving parent, asked of others while it still feeds them: the new parent's yes
@@ -1176,7 +1182,8 @@ public struct MeshPeer {
         nextImprovement = now + jittered(improvementPeriod)
         guard hasAllParents, parentSet.pending.isEmpty else { return [] }
         improvementPeriod = min(2 * improvementPeriod, Self.maxImprovementBackoff * config.improvementPeriod)
-        let current = Dictionary(uniqueKeysWithValues: parents.compactMap { s, p in candidate(p).map { (s, $0) } })
+        // A parent taken as a last resort is avoided, and is weighed all the same: a better one may turn up.
+        let current = Dictionary(uniqueKeysWithValues: parents.compactMap { s, p in candidate(p, evenAvoided: true).map { (s, $0) } })
         guard current.count == parents.count else { return [] }
         // Candidates with room, whose link delay was measured: a move is made on a known delay, not on a guess the
         // next ping undoes. Not full ones: asking them to evict a weaker child moved whole subtrees for a few
@@ -1252,11 +1259,13 @@ public struct MeshPeer {
     }
 
     /// A restarted origin: what is held of the old run is dropped, and so are parents still on it.
-    private mutating func newEpoch(_ new: UInt64, now: Int64) -> [MeshAction] {
+    private mutating func newEpoch(_ new: UInt64, firstSeq: UInt64, duration: Int64, now: Int64) -> [MeshAction] {
         guard !config.isOrigin, new > epoch else { return [] }
-        // Peers that starved or failed in the outage were not to blame for it. A joiner's first chunk ends no outage:
-        // a mute parent it dropped before that chunk stays dropped (clearing it, a leaf took it back in 3 s).
-        if epoch != 0 { penalties.clear() }
+        // Peers that starved or failed in the outage were not to blame for it, nor were those that fed nothing before
+        // the run began (a joiner early for the origin's start). A joiner that came into a run under way blamed them
+        // rightly: a mute parent it dropped before its first chunk stays dropped (cleared, a leaf took it back in 3 s).
+        let runAge = Double(firstSeq) * Double(max(1, duration > 0 ? duration : config.chunkDuration))
+        if epoch != 0 || runAge < Double(now - (startedAt ?? now)) { penalties.clear() }
         startRun(new)
         // A joiner's first chunk starts its first run: its asks of peers already on that run stand (voiding them
         // turned their yeses away and lost the backlog they carried).

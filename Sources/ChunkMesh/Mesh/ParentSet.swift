@@ -235,11 +235,21 @@ struct ParentSet {
 struct Penalties {
     private var until: [PeerID: Int64] = [:]
     private var offenses: [PeerID: Int] = [:]
+    /// Avoided peers taken back as a last resort: once an avoidance.
+    private var reprieved: Set<PeerID> = []
 
     func isAvoided(_ peer: PeerID, now: Int64) -> Bool { until[peer].map { $0 > now } ?? false }
 
     /// How many times it was punished (while remembered).
     func offenses(_ peer: PeerID) -> Int { offenses[peer] ?? 0 }
+
+    /// Avoided for an offence (not merely unreachable) and not yet taken back during this avoidance.
+    func mayReprieve(_ peer: PeerID, now: Int64) -> Bool {
+        isAvoided(peer, now: now) && offenses[peer] != nil && !reprieved.contains(peer)
+    }
+
+    /// Taken back as a last resort: not again until its avoidance has ended (an offence meanwhile lengthens it).
+    mutating func reprieve(_ peer: PeerID) { reprieved.insert(peer) }
 
     /// Not a parent for a while, without counting as an offence (a failed connect).
     mutating func avoid(_ peer: PeerID, until time: Int64) { until[peer] = time }
@@ -257,12 +267,14 @@ struct Penalties {
     mutating func clear() {
         until.removeAll()
         offenses.removeAll()
+        reprieved.removeAll()
     }
 
     /// Ended avoidances go; offences are remembered while a peer is avoided or still heard of, so memory stays
     /// bounded under churn.
     mutating func prune(now: Int64, heardOf: (PeerID) -> Bool) {
         if !until.isEmpty { until = until.filter { $0.value > now } }
+        if !reprieved.isEmpty { reprieved = reprieved.filter { until[$0] != nil } }
         if offenses.count > until.count { offenses = offenses.filter { until[$0.key] != nil || heardOf($0.key) } }
     }
 
@@ -270,6 +282,7 @@ struct Penalties {
     mutating func rename(_ old: PeerID, to new: PeerID) {
         if let time = until.removeValue(forKey: old) { until[new] = max(time, until[new] ?? time) }
         if let count = offenses.removeValue(forKey: old) { offenses[new, default: 0] += count }
+        if reprieved.remove(old) != nil { reprieved.insert(new) }
     }
 
     var avoided: [PeerID] { until.keys.sorted() }
@@ -277,5 +290,6 @@ struct Penalties {
     func collectPeers(into all: inout Set<PeerID>) {
         all.formUnion(until.keys)
         all.formUnion(offenses.keys)
+        all.formUnion(reprieved)
     }
 }
