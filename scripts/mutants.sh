@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Mutation proofs for `lsp2p-sim check` (issue 20): each of the checker's invariants must fail when the core rule
+# that keeps it is taken out. For each mutant the rule is edited out of a copy of the sources, `lsp2p-sim` is built
+# in release, and a sweep must exit 1 naming that invariant, with a replay line. A few minutes a mutant on 2 cores
+# (a release build each); not part of `scripts/test.sh`.
+#
+#   scripts/mutants.sh              every mutant
+#   scripts/mutants.sh loop caps    the ones named
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+work="${MUTANTS_DIR:-$root/.build-mutants}"
+seeds="${MUTANTS_SEEDS:-1-20}"
+peer=Sources/ChunkMesh/Mesh/MeshPeer.swift
+all=(once parent caps loop liveness)
+
+# The invariant each mutant must break.
+invariant() {
+    case "$1" in
+        once) echo "delivered once, runs in order" ;;
+        parent) echo "played only from a parent" ;;
+        caps) echo "within its caps" ;;
+        loop) echo "no lasting parent loop" ;;
+        liveness) echo "every live peer fed again" ;;
+    esac
+}
+
+# The edits that take its rule out: a line as written (found exactly once) and what it becomes.
+edits() {
+    case "$1" in
+        once) # a chunk held already is played again
+            mutate $peer 'guard chunk.epoch > epoch || store[chunk.seq] == nil else { return out }' 'guard true else { return out }' ;;
+        parent) # a chunk from anyone is taken
+            mutate $peer 'guard !config.isOrigin, parentSet[s] == from || asked else { return [] }' 'guard !config.isOrigin else { return [] }' ;;
+        caps) # a subscribe is granted past the units the uplink bears
+            mutate $peer '} else if !crowded, added + 1 + unservedSubstreams(besides: granted + [s]) <= residualUnits {' '} else if true {' ;;
+        loop) # ancestry is ignored: in the choice of a parent, in a subscribe, and when news shows a loop. A loop
+            # is fed nothing from the source, so its members also starve and leave it within the parent timeout
+            # (2.4 s, under the 3 s a loop may stand): with ancestry alone ignored, 20 seeds pass. The timeout goes too.
+            timeout_edit
+            mutate Sources/ChunkMesh/Mesh/ParentSelector.swift \
+                'id != me && delay(in: substream) != nil && !(substream < ancestors.count && ancestors[substream].contains(me))' \
+                'id != me && delay(in: substream) != nil'
+            mutate $peer 'for s in valid where delay(of: s) != nil && !ancestors(of: s).contains(child) {' 'for s in valid where delay(of: s) != nil {'
+            mutate $peer \
+                'let looped = parentSet.substreams(from: peer).filter { s in s < info.ancestors.count && info.ancestors[s].contains(config.me) }' \
+                'let looped: [Int] = []' ;;
+        liveness) # a search that found no parent is never made again for the same substreams
+            mutate $peer 'now - last.at < Self.searchSpacing || (last.version == members.version && now - last.at < 1_000_000) { return [] }' \
+                'true { return [] }' ;;
+    esac
+}
+
+timeout_edit() {
+    mutate $peer 'self.parentTimeout = max(2_000_000, 3 * Int64(plan.count) * chunkDuration)' 'self.parentTimeout = 600_000_000'
+}
+
+# Replaces the one place that holds the rule; fails if it is not there once (the rule moved: update `edits`).
+mutate() {
+    python3 -c '
+import sys
+path, old, new = sys.argv[1:4]
+text = open(path).read()
+if text.count(old) != 1:
+    sys.exit(f"{path}: the rule is not found once: {old}")
+open(path, "w").write(text.replace(old, new))
+' "$work/src/$1" "$2" "$3"
+}
+
+failed=0
+mkdir -p "$work"
+for name in "${@:-${all[@]}}"; do
+    want="$(invariant "$name")"
+    [ -n "$want" ] || { echo "no mutant named $name (mutants: ${all[*]})" >&2; exit 2; }
+    rm -rf "$work/src" && mkdir -p "$work/src"
+    cp -r "$root/Package.swift" "$root/Sources" "$root/Tests" "$work/src/"
+    [ ! -f "$root/Package.resolved" ] || cp "$root/Package.resolved" "$work/src/"
+    edits "$name"
+    echo "mutant $name: building" >&2
+    (cd "$work/src" && swift build -c release --product lsp2p-sim --scratch-path "$work/build" >/dev/null)
+    set +e
+    # Bounded: a mutant may also make the core wake itself every microsecond.
+    out="$(timeout 600 "$work/build/release/lsp2p-sim" check --seeds "$seeds" --peers 100 --duration 45 -q 2>&1)"
+    status=$?
+    set -e
+    if [ $status -eq 1 ] && grep -qF "$want" <<<"$out" && grep -q "replay: lsp2p-sim check --seeds" <<<"$out"; then
+        echo "mutant $name: killed: $(grep -F "$want" <<<"$out" | head -1 | cut -c1-200)"
+    else
+        echo "mutant $name: SURVIVED (exit $status, wanted 1 with \"$want\"): $(tail -2 <<<"$out")"
+        failed=1
+    fi
+done
+exit $failed
