@@ -149,23 +149,27 @@ public struct TokenBucket: Sendable {
         self.tokens = burst
     }
 
-    /// Takes `bytes` if the bucket holds them at `now` (microseconds), and `keep` bytes more besides;
-    /// otherwise takes nothing. `keep` lets what can wait (repairs, a joiner's backlog) yield to what cannot.
+    /// Takes `bytes` if the bucket holds them at `now` (microseconds), and `keep` bytes more besides (a full bucket
+    /// will do); otherwise takes nothing. `keep` lets what can wait (repairs, a joiner's backlog) yield to what cannot.
     public mutating func take(_ bytes: Int, now: Int64, keep: Double = 0) -> Bool {
         if let last { tokens = min(burst, tokens + Double(max(0, now - last)) * rate / 1e6) }
         last = now
-        guard tokens >= min(Double(bytes), burst) + keep else { return false }
+        guard tokens >= needed(bytes, keep: keep) else { return false }
         // More than a whole burst goes once the bucket is full, and is paid for after.
         tokens -= Double(bytes)
         return true
     }
 
-    /// µs until `bytes` (or a full bucket, for more than a burst) can be taken, from `now`.
-    public func wait(for bytes: Int, now: Int64) -> Int64 {
+    /// µs until `take(bytes, keep:)` can succeed, from `now`: 0 only if it can now. (It used to leave `keep` out, so
+    /// an egress holding a repair back asked to be woken again at once, every microsecond, for up to a second.)
+    public func wait(for bytes: Int, keep: Double = 0, now: Int64) -> Int64 {
         let have = last.map { min(burst, tokens + Double(max(0, now - $0)) * rate / 1e6) } ?? tokens
-        let need = min(Double(bytes), burst) - have
+        let need = needed(bytes, keep: keep) - have
         return need <= 0 ? 0 : Int64((need / rate * 1e6).rounded(.up)) + 1
     }
+
+    /// What the bucket must hold for `bytes` to go with `keep` left: never more than a full bucket, which always may.
+    private func needed(_ bytes: Int, keep: Double) -> Double { min(Double(bytes) + max(0, keep), burst) }
 }
 
 /// Wall clock in microseconds since the Unix epoch: the one clock reading drivers pass into pure code.

@@ -59,6 +59,26 @@ final class ContractsTests: XCTestCase {
         XCTAssertFalse(bucket.take(1, now: 10_000_000))
     }
 
+    /// What can wait (`keep` left for what cannot) is told how long it will be held, never "now" while it is held:
+    /// an egress woke itself every microsecond on that. And it goes once the bucket is full, even where it and what
+    /// is kept are more than a bucket.
+    func testTokenBucketWaitCountsWhatIsKeptForWhatCannotWait() {
+        var bucket = TokenBucket(bytesPerSecond: 1000, burst: 500)
+        XCTAssertTrue(bucket.take(300, now: 0)) // 200 left: 100 bytes could go, not with 250 kept
+        XCTAssertFalse(bucket.take(100, now: 0, keep: 250))
+        let wait = bucket.wait(for: 100, keep: 250, now: 0)
+        XCTAssertGreaterThan(wait, 0, "held back: not to be tried again at once")
+        XCTAssertFalse(bucket.take(100, now: wait - 2, keep: 250))
+        XCTAssertTrue(bucket.take(100, now: wait, keep: 250))
+
+        var big = TokenBucket(bytesPerSecond: 1000, burst: 500)
+        XCTAssertTrue(big.take(500, now: 0))
+        let full = big.wait(for: 400, keep: 250, now: 0)
+        XCTAssertEqual(full, 500_001, "a full bucket: half a second")
+        XCTAssertFalse(big.take(400, now: full - 2, keep: 250))
+        XCTAssertTrue(big.take(400, now: full, keep: 250), "400 + 250 is more than the bucket holds: a full one lets it go")
+    }
+
     func testChurnListsParseKindsTimesAndDowntimes() {
         XCTAssertEqual(ChurnList.parse("off"), [])
         XCTAssertEqual(ChurnList.parse("relays:10s:3,players:20"),

@@ -148,10 +148,11 @@ public struct Egress: Sendable {
                     break pass
                 }
                 if var bucket = pacer {
-                    let ok = bucket.take(item.bytes, now: now, keep: live ? 0 : bucket.burst / 2)
+                    let keep = live ? 0 : bucket.burst / 2
+                    let ok = bucket.take(item.bytes, now: now, keep: keep)
                     pacer = bucket
                     guard ok else {
-                        pacedUntil = now + bucket.wait(for: item.bytes, now: now)
+                        pacedUntil = now + bucket.wait(for: item.bytes, keep: keep, now: now)
                         full = true
                         break pass
                     }

@@ -41,7 +41,8 @@ public struct MeshCheck {
         case deliveredOnce = "delivered once, runs in order"
         /// A peer plays a chunk only from a peer that is its parent.
         case fromAParent = "played only from a parent"
-        /// A peer holds no more units than its uplink bears (the origin included), and a bounded number of links.
+        /// A peer holds no more units than its uplink bears (the origin included) and a bounded number of links, and
+        /// asks to be woken a bounded number of times a second.
         case withinCaps = "within its caps"
         /// No cycle in a substream's parent graph lasts (moves made at once on stale news may close one briefly).
         case noLastingLoop = "no lasting parent loop"
@@ -64,6 +65,9 @@ public struct MeshCheck {
     /// Links without a role a peer may hold, in multiples of `maxLinks` (others open the rest). Links to children,
     /// parents and peers asked to be one are bounded apart: children by the units the uplink bears, the rest by k.
     public static let linkBound = 2
+    /// Wake-ups a peer may ask for in one simulated second (8 a second is usual at 1,000 peers): a core that asks to
+    /// be woken again at once, for a deadline already past, would burn a node's CPU.
+    public static let wakeupBound = 1_000
 
     let rate = BitRate(bitsPerSecond: 1_100_000)
 
@@ -144,6 +148,8 @@ public struct MeshCheck {
             var orphaned: [Int: Int64] = [:]
             /// The newest run it played from.
             var playedRun: UInt64 = 0
+            /// Its wake-ups in the simulated second from `since`.
+            var wakeups = (since: Int64(0), count: 0)
         }
         var watches: [PeerID: Watch] = [:]
         func watch(_ id: PeerID) -> Watch {
@@ -161,6 +167,14 @@ public struct MeshCheck {
             switch event {
             case .chunk, .sent: settles = false
             default: settles = true
+            }
+            if case .tick = event {
+                let peer = watch(id)
+                if now - peer.wakeups.since >= 1_000_000 { peer.wakeups = (now, 0) }
+                peer.wakeups.count += 1
+                if peer.wakeups.count > Self.wakeupBound {
+                    fail(.withinCaps, "\(sim.name(id)) woke \(peer.wakeups.count) times within a second")
+                }
             }
             let links = sim.linkCount(of: id)
             guard let seen = sim.withCore(id, { core in
