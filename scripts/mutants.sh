@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Mutation proofs for `lsp2p-sim check` (issue 20): each of the checker's invariants must fail when the core rule
 # that keeps it is taken out. For each mutant the rule is edited out of a copy of the sources, `lsp2p-sim` is built
-# in release, and a sweep must exit 1 naming that invariant, with a replay line. A few minutes a mutant on 2 cores
-# (a release build each); not part of `scripts/test.sh`.
+# in release, and a sweep must exit 1 naming that invariant (and the check of it that the rule keeps), with a replay
+# line. About a minute a mutant on 2 cores after the first (a release build each); not part of `scripts/test.sh`.
+# Exit 0: every mutant killed; 1: one survived; 2: a mutant could not be made (its rule moved, or it did not build).
 #
 #   scripts/mutants.sh              every mutant
 #   scripts/mutants.sh loop caps    the ones named
@@ -12,16 +13,17 @@ root="$PWD"
 work="${MUTANTS_DIR:-$root/.build-mutants}"
 seeds="${MUTANTS_SEEDS:-1-20}"
 peer=Sources/ChunkMesh/Mesh/MeshPeer.swift
-all=(once parent caps loop liveness)
+all=(once parent caps loop liveness wakeup)
 
-# The invariant each mutant must break.
+# The invariant each mutant must break, and words of the violation that say which of its checks.
 invariant() {
     case "$1" in
-        once) echo "delivered once, runs in order" ;;
-        parent) echo "played only from a parent" ;;
-        caps) echo "within its caps" ;;
-        loop) echo "no lasting parent loop" ;;
-        liveness) echo "every live peer fed again" ;;
+        once) echo "delivered once, runs in order|twice" ;;
+        parent) echo "played only from a parent|not a parent" ;;
+        caps) echo "within its caps|units, its uplink bears" ;;
+        loop) echo "no lasting parent loop| for " ;;
+        liveness) echo "every live peer fed again|has had no parent" ;;
+        wakeup) echo "within its caps|times within a second" ;;
     esac
 }
 
@@ -36,7 +38,8 @@ edits() {
             mutate $peer '} else if !crowded, added + 1 + unservedSubstreams(besides: granted + [s]) <= residualUnits {' '} else if true {' ;;
         loop) # ancestry is ignored: in the choice of a parent, in a subscribe, and when news shows a loop. A loop
             # is fed nothing from the source, so its members also starve and leave it within the parent timeout
-            # (2.4 s, under the 3 s a loop may stand): with ancestry alone ignored, 20 seeds pass. The timeout goes too.
+            # (2.4 s, under the 3 s a loop may stand): with ancestry alone ignored, 20 seeds pass. So the timeout goes
+            # too (and with it the cut-offs measured in it: how far behind a peer may be and still offer a substream).
             timeout_edit
             mutate Sources/ChunkMesh/Mesh/ParentSelector.swift \
                 'id != me && delay(in: substream) != nil && !(substream < ancestors.count && ancestors[substream].contains(me))' \
@@ -48,6 +51,9 @@ edits() {
         liveness) # a search that found no parent is never made again for the same substreams
             mutate $peer 'now - last.at < Self.searchSpacing || (last.version == members.version && now - last.at < 1_000_000) { return [] }' \
                 'true { return [] }' ;;
+        wakeup) # the pace's wait for a repair leaves out what is kept for live chunks (the bug the bound found)
+            mutate Sources/ChunkMesh/Mesh/Egress.swift 'pacedUntil = now + bucket.wait(for: item.bytes, keep: keep, now: now)' \
+                'pacedUntil = now + bucket.wait(for: item.bytes, now: now)' ;;
     esac
 }
 
@@ -60,33 +66,41 @@ mutate() {
     python3 -c '
 import sys
 path, old, new = sys.argv[1:4]
-text = open(path).read()
+text = open(path, encoding="utf-8").read()
 if text.count(old) != 1:
     sys.exit(f"{path}: the rule is not found once: {old}")
-open(path, "w").write(text.replace(old, new))
-' "$work/src/$1" "$2" "$3"
+open(path, "w", encoding="utf-8").write(text.replace(old, new))
+' "$work/src/$1" "$2" "$3" || exit 2
 }
 
+names=("${@:-${all[@]}}")
+for name in "${names[@]}"; do
+    [ -n "$(invariant "$name")" ] || { echo "no mutant named $name (mutants: ${all[*]})" >&2; exit 2; }
+done
 failed=0
 mkdir -p "$work"
-for name in "${@:-${all[@]}}"; do
-    want="$(invariant "$name")"
-    [ -n "$want" ] || { echo "no mutant named $name (mutants: ${all[*]})" >&2; exit 2; }
+for name in "${names[@]}"; do
+    IFS='|' read -r want detail <<<"$(invariant "$name")"
     rm -rf "$work/src" && mkdir -p "$work/src"
     cp -r "$root/Package.swift" "$root/Sources" "$root/Tests" "$work/src/"
     [ ! -f "$root/Package.resolved" ] || cp "$root/Package.resolved" "$work/src/"
     edits "$name"
     echo "mutant $name: building" >&2
-    (cd "$work/src" && swift build -c release --product lsp2p-sim --scratch-path "$work/build" >/dev/null)
+    if ! (cd "$work/src" && swift build -c release --product lsp2p-sim --scratch-path "$work/build" > "$work/build.log" 2>&1); then
+        grep -E "error:" "$work/build.log" | head -5 >&2
+        echo "mutant $name: did not build (the whole log: $work/build.log)" >&2
+        exit 2
+    fi
     set +e
     # Bounded: a mutant may also make the core wake itself every microsecond.
     out="$(timeout 600 "$work/build/release/lsp2p-sim" check --seeds "$seeds" --peers 100 --duration 45 -q 2>&1)"
     status=$?
     set -e
-    if [ $status -eq 1 ] && grep -qF "$want" <<<"$out" && grep -q "replay: lsp2p-sim check --seeds" <<<"$out"; then
-        echo "mutant $name: killed: $(grep -F "$want" <<<"$out" | head -1 | cut -c1-200)"
+    found="$(grep -F "VIOLATION" <<<"$out" | grep -F "$want" | grep -F -- "$detail" | head -1)"
+    if [ $status -eq 1 ] && [ -n "$found" ] && grep -q "replay: lsp2p-sim check --seeds" <<<"$out"; then
+        echo "mutant $name: killed: $(cut -c1-200 <<<"$found")"
     else
-        echo "mutant $name: SURVIVED (exit $status, wanted 1 with \"$want\"): $(tail -2 <<<"$out")"
+        echo "mutant $name: SURVIVED (exit $status, wanted 1 with \"$want\" and \"$detail\"): $(tail -2 <<<"$out")"
         failed=1
     fi
 done
