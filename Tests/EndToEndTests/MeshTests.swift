@@ -12,8 +12,10 @@ final class MeshTests: ChannelTestCase {
         defer { relays.forEach { $0.signal(SIGKILL) } }
         for relay in relays { XCTAssertNotNil(relay.waitForLine(containing: "joined"), relay.stderr) }
         let players = try (0..<4).map {
+            // Debug logs (parents, subscribes, chunks given up): a miss once in about 12 runs, at the start, is not
+            // yet understood (issue 20), and a failure shows them.
             try Proc("lsp2p-play", [source.url, "--output", path("p\($0).ts"), "--duration", "16", "--report", path("p\($0).json"),
-                                    "--quiet"], in: dir, name: "player\($0)")
+                                    "--quiet", "--log-level", "debug"], in: dir, name: "player\($0)")
         }
         for player in players { XCTAssertNotNil(player.waitForLine(containing: "joined"), player.stderr) }
         try waitForMesh(source.url, "all 16 peers fed in every substream") { Self.fed($0) >= 16 }
@@ -28,7 +30,8 @@ final class MeshTests: ChannelTestCase {
             XCTAssertGreaterThan(report.chunksExpected, 50, "player \(i)")
             XCTAssertLessThanOrEqual(Double(report.chunksMissing), 0.01 * Double(report.chunksExpected),
                                      "player \(i): \(report.chunksMissing) of \(report.chunksExpected) missing at \(report.missingAtS ?? []) s, "
-                                        + "parents \(report.parents.suffix(6).map { "\($0.atS) s: \($0.parents)" })")
+                                        + "parents \(report.parents.suffix(6).map { "\($0.atS) s: \($0.parents)" }); its log:\n"
+                                        + players[i].stderr.split(separator: "\n").prefix(60).joined(separator: "\n"))
             let probe = try Media.probe(path("p\(i).ts"))
             XCTAssertEqual(probe.codecs, ["h264", "aac"])
             XCTAssertGreaterThan(probe.duration, 12)
