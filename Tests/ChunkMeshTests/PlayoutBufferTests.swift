@@ -39,6 +39,33 @@ final class PlayoutBufferTests: XCTestCase {
         XCTAssertEqual(buffer.stats.received, 1)
     }
 
+    func testWhatCameBeforeAnOlderRandomAccessChunkIsPlayedAfterIt() {
+        // A newcomer's parents each send from their own newest random-access chunk: the one that starts further back
+        // (its chunk 10) may come after the other's 11 and 13. The node holds those and never asks for them again.
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        XCTAssertEqual(buffer.receive(chunk(11, at: 200_000), now: 300_000), .beforeStart)
+        XCTAssertEqual(buffer.receive(chunk(13, at: 600_000), now: 700_000), .beforeStart)
+        XCTAssertEqual(buffer.receive(chunk(9, at: 0), now: 700_000), .beforeStart)
+        XCTAssertEqual(buffer.receive(chunk(10, at: 0, ra: true), now: 800_000), .onTime)
+        XCTAssertEqual(seqs(buffer.pull(now: 800_000)), ["10", "11"])
+        XCTAssertEqual(buffer.receive(chunk(12, at: 400_000), now: 900_000), .onTime)
+        XCTAssertEqual(seqs(buffer.pull(now: 900_000)), ["12", "13"])
+        XCTAssertEqual(buffer.receive(chunk(11, at: 200_000), now: 900_000), .duplicate, "held, then played")
+        XCTAssertEqual(seqs(buffer.pull(now: 10_000_000)), [])
+        XCTAssertEqual([buffer.stats.received, buffer.stats.onTime, buffer.stats.missing, buffer.stats.duplicates], [4, 4, 0, 1])
+        XCTAssertEqual(buffer.startSeq, 10)
+    }
+
+    func testWhatComesBeforeAStartIsHeldWithinABound() {
+        var buffer = PlayoutBuffer(playoutDelay: delay)
+        for seq in UInt64(101)...400 { _ = buffer.receive(chunk(seq, at: Int64(seq) * 200_000), now: 0) }
+        XCTAssertEqual(buffer.receive(chunk(100, at: 20_000_000, ra: true), now: 0), .onTime)
+        // Only the newest `maxEarly` were kept: 101 ... 336 are gone, and skipped once 337 is due.
+        XCTAssertEqual(seqs(buffer.pull(now: 0)), ["100"])
+        XCTAssertEqual(seqs(buffer.pull(now: 337 * 200_000 + delay)).prefix(2), ["skip101-336", "337"])
+        XCTAssertEqual(buffer.stats.received, 1 + PlayoutBuffer.maxEarly)
+    }
+
     func testReordersWithinTheDeadline() {
         var buffer = PlayoutBuffer(playoutDelay: delay)
         _ = buffer.receive(chunk(0, at: 0, ra: true), now: 0)

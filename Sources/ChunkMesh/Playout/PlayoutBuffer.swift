@@ -21,7 +21,8 @@ public struct PlayoutBuffer {
         case duplicate
         /// Arrived after it was skipped.
         case tooLate
-        /// Before the first random-access chunk: a receiver cannot start there.
+        /// Before the first random-access chunk: a receiver cannot start there. Before playback starts such a chunk is
+        /// held, and played if an older random-access chunk comes to start at.
         case beforeStart
         /// From an origin run that has been replaced by a newer one.
         case oldRun
@@ -68,6 +69,12 @@ public struct PlayoutBuffer {
 
     private var next: UInt64?
     private var pending: [UInt64: (chunk: Chunk, arrival: Int64)] = [:]
+    /// Chunks that came before any random-access chunk (the newest `maxEarly`). Parents send a newcomer their backlog
+    /// each from its own newest random-access chunk, and the one that starts further back may come last: what came
+    /// first is played after it. The node holds those chunks and never asks for them again, so dropping them here
+    /// lost them (a player missed the chunks just after its start).
+    private var early: [UInt64: (chunk: Chunk, arrival: Int64)] = [:]
+    public static let maxEarly = 64
     /// Gaps given up on lately (the newest `maxSkipped`), and seqs that came after all.
     private var skipped: [ClosedRange<UInt64>] = []
     private var cameAfterSkip = Set<UInt64>()
@@ -97,7 +104,11 @@ public struct PlayoutBuffer {
         }
         epoch = chunk.epoch
         if next == nil {
-            guard chunk.isRandomAccess else { return .beforeStart }
+            guard chunk.isRandomAccess else {
+                early[chunk.seq] = (chunk, now)
+                if early.count > Self.maxEarly { early.removeValue(forKey: early.keys.min()!) }
+                return .beforeStart
+            }
             if now.saturatingSubtract(deadline(of: chunk)) > staleAfter {
                 let since = staleSince ?? now
                 staleSince = since
@@ -106,6 +117,11 @@ public struct PlayoutBuffer {
             staleSince = nil
             next = chunk.seq
             startSeq = chunk.seq
+            for (seq, held) in early where seq > chunk.seq && seq - chunk.seq <= UInt64(capacity) {
+                pending[seq] = held
+                count(held.chunk, now: held.arrival)
+            }
+            early.removeAll()
         }
         guard let next, chunk.seq >= startSeq! else { return .beforeStart }
         guard chunk.seq < next || chunk.seq - next <= UInt64(capacity) else {
@@ -145,6 +161,7 @@ public struct PlayoutBuffer {
         next = nil
         startSeq = nil
         pending.removeAll()
+        early.removeAll()
         skipped.removeAll()
         cameAfterSkip.removeAll()
     }
