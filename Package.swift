@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "lsp2p-relay-node", targets: ["lsp2p-relay-node"]),
         .executable(name: "lsp2p-sim", targets: ["lsp2p-sim"]),
         .library(name: "ChunkMesh", targets: ["ChunkMesh"]),
+        .library(name: "MeshCore", targets: ["MeshCore"]),
         .library(name: "StreamIngest", targets: ["StreamIngest"]),
     ],
     dependencies: [
@@ -28,19 +29,30 @@ let package = Package(
             providers: [.apt(["libavformat-dev", "libavcodec-dev", "libavutil-dev",
                               "libavdevice-dev", "libswscale-dev", "libswresample-dev"])]
         ),
-        /// Chunks, wire, crypto, playout and the NIO drivers. No FFmpeg.
+        /// The sans-IO core: chunks, wire, crypto, the mesh protocol, playout. No sockets, no clock, no FFmpeg: the
+        /// simulator and the fuzzers run it as the relays do.
+        .target(
+            name: "MeshCore",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            // The core's small accessors inlined where the simulator and the driver read them after every event.
+            swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+        ),
+        /// The core's NIO drivers: links, the node, the observer's view. Re-exports MeshCore.
         .target(
             name: "ChunkMesh",
             dependencies: [
+                "MeshCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
-            // The core's small accessors inlined where the simulator and the driver read them after every event.
             swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
         /// FFmpeg: open, pace, transcode, mux MPEG-TS, cut chunks; remux at the receiver. No networking.
@@ -56,7 +68,7 @@ let package = Package(
         /// The simulator: the real mesh core on a simulated network, the baselines, and the packet-level model.
         // The simulator's dynamic exclusivity checks (its peers are class boxes read from closures) were 7 % of a
         // `lsp2p-sim check` run; the core it drives keeps them.
-        .target(name: "MeshSim", dependencies: ["ChunkMesh", "Plots", .product(name: "NIOCore", package: "swift-nio")],
+        .target(name: "MeshSim", dependencies: ["MeshCore", "Plots", .product(name: "NIOCore", package: "swift-nio")],
                 swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]),
         /// The HTTP pieces every node shares: the status page and `/status.json`, `/metrics`, and the served stream.
         .target(
@@ -125,7 +137,7 @@ let package = Package(
         .testTarget(
             name: "ChunkMeshTests",
             dependencies: [
-                "ChunkMesh", "MeshSim",
+                "ChunkMesh", "MeshCore", "MeshSim",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),

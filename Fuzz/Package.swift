@@ -3,11 +3,11 @@
 // Build and run through ../scripts/fuzz.sh (no argument lists the targets).
 import PackageDescription
 
-let fuzzDependencies: [Target.Dependency] = [
+/// The sans-IO core alone: what decodes wire bytes and what the mesh makes of them, no sockets linked.
+let coreDependencies: [Target.Dependency] = [
     "FuzzDriver",
-    .product(name: "ChunkMesh", package: "lsp2p"),
+    .product(name: "MeshCore", package: "lsp2p"),
     .product(name: "NIOCore", package: "swift-nio"),
-    .product(name: "NIOEmbedded", package: "swift-nio"),
 ]
 
 let package = Package(
@@ -19,10 +19,12 @@ let package = Package(
     targets: [
         .target(name: "FuzzDriver"),
         /// The frame decoder and the join handshake, as either side, fed any bytes.
-        .executableTarget(name: "FuzzFrames", dependencies: fuzzDependencies),
+        .executableTarget(name: "FuzzFrames", dependencies: coreDependencies + [
+            .product(name: "ChunkMesh", package: "lsp2p"), .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         /// `Message.decode`, and what it decodes must encode back to itself.
-        .executableTarget(name: "FuzzMessages", dependencies: fuzzDependencies),
+        .executableTarget(name: "FuzzMessages", dependencies: coreDependencies),
         /// `Message.decode` → `MeshPeer.handle` over a scripted little mesh.
-        .executableTarget(name: "FuzzPeer", dependencies: fuzzDependencies),
+        .executableTarget(name: "FuzzPeer", dependencies: coreDependencies),
     ]
 )

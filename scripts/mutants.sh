@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 root="$PWD"
 work="${MUTANTS_DIR:-$root/.build-mutants}"
 seeds="${MUTANTS_SEEDS:-1-20}"
-peer=Sources/ChunkMesh/Mesh/MeshPeer.swift
+peer=Sources/MeshCore/Mesh/MeshPeer.swift
 all=(once parent caps loop liveness wakeup)
 
 # The invariant each mutant must break, and words of the violation that say which of its checks.
@@ -41,7 +41,7 @@ edits() {
             # (2.4 s, under the 3 s a loop may stand): with ancestry alone ignored, 20 seeds pass. So the timeout goes
             # too (and with it the cut-offs measured in it: how far behind a peer may be and still offer a substream).
             timeout_edit
-            mutate Sources/ChunkMesh/Mesh/ParentSelector.swift \
+            mutate Sources/MeshCore/Mesh/ParentSelector.swift \
                 'id != me && delay(in: substream) != nil && !(substream < ancestors.count && ancestors[substream].contains(me))' \
                 'id != me && delay(in: substream) != nil'
             mutate $peer 'for s in valid where delay(of: s) != nil && !ancestors(of: s).contains(child) {' 'for s in valid where delay(of: s) != nil {'
@@ -52,7 +52,7 @@ edits() {
             mutate $peer 'now - last.at < Self.searchSpacing || (last.version == members.version && now - last.at < 1_000_000) { return [] }' \
                 'true { return [] }' ;;
         wakeup) # the pace's wait for a repair leaves out what is kept for live chunks (the bug the bound found)
-            mutate Sources/ChunkMesh/Mesh/Egress.swift 'pacedUntil = now + bucket.wait(for: item.bytes, keep: keep, now: now)' \
+            mutate Sources/MeshCore/Mesh/Egress.swift 'pacedUntil = now + bucket.wait(for: item.bytes, keep: keep, now: now)' \
                 'pacedUntil = now + bucket.wait(for: item.bytes, now: now)' ;;
     esac
 }

@@ -1,4 +1,4 @@
-import ChunkMesh
+import MeshCore
 import NIOCore
 
 /// The node that held the most links, at the moment it did: what those links were for.

@@ -1,4 +1,5 @@
 @testable import ChunkMesh
+@testable import MeshCore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix

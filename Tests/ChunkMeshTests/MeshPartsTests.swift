@@ -1,4 +1,5 @@
 @testable import ChunkMesh
+@testable import MeshCore
 import NIOCore
 import XCTest
 

@@ -1,4 +1,4 @@
-import ChunkMesh
+import MeshCore
 
 /// `lsp2p-sim check`: deterministic simulation testing of the real core (after FoundationDB's simulator and
 /// TigerBeetle's VOPR). Each seed draws a scenario (an audience, uneven uplinks with some peers claiming four times

@@ -1,4 +1,4 @@
-import ChunkMesh
+import MeshCore
 import Foundation
 import Plots
 

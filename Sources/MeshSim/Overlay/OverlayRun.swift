@@ -1,4 +1,4 @@
-import ChunkMesh
+import MeshCore
 import Foundation
 
 /// What one algorithm achieved on a scenario, over the measured window (after the warm-up, to a deadline before

@@ -1,4 +1,4 @@
-import ChunkMesh
+import MeshCore
 
 /// The overlay algorithms compared (issue 5): the real Fast-Mesh core, and three baselines built with full knowledge.
 public enum OverlayAlgorithm: String, CaseIterable, Codable, Sendable {

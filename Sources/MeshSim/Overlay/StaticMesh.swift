@@ -1,4 +1,4 @@
-import ChunkMesh
+import MeshCore
 
 /// The baselines (`centralized`, `random`, `tree`): meshes built with full knowledge of every peer, repaired at
 /// once when a peer goes (an upper bound on what they could do: no detection time, no lost chunks).

@@ -1,4 +1,4 @@
-import ChunkMesh
+import MeshCore
 
 /// A seeded model of a wide-area network: hosts at random on a plane (a continent, crossed in
 /// `crossing` µs one way, corner to corner about 1.4 × that) plus an access delay of each host's last mile.

@@ -1,4 +1,4 @@
-import ChunkMesh
+import MeshCore
 
 /// The packet-level model (the LSP2P paper's simulation side): nodes at random in a unit square, linked when
 /// within `radius`; each node keeps distance-vector routes to the receivers; data items wander across the area

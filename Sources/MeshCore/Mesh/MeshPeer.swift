@@ -236,8 +236,8 @@ public struct MeshPeer {
     /// Linked peers with no parent, child or pending role, since when.
     private var idleSince: [PeerID: Int64] = [:]
 
-    static let maxKnown = Membership.maxHearsay
-    static let maxUnaskedPeers = Membership.maxUnaskedPeers
+    package static let maxKnown = Membership.maxHearsay
+    package static let maxUnaskedPeers = Membership.maxUnaskedPeers
     static let searchSpacing: Int64 = 100_000
     static let moveSpacing: Int64 = 250_000
     static let moveFullAskAfter: Int64 = 1_000_000
@@ -250,7 +250,7 @@ public struct MeshPeer {
     /// A link without a role this long is not a joiner still asking (it subscribes or probes within a second or
     /// two): past `maxLinks` idle links it goes before a newcomer. 32 links that announced and then did nothing kept
     /// every joiner out of the origin; a flash crowd's joiners, all young, are answered and let go as before.
-    static let idleGrace: Int64 = 5_000_000
+    package static let idleGrace: Int64 = 5_000_000
 
     public init(config: MeshPeerConfig) {
         self.config = config
@@ -349,9 +349,9 @@ public struct MeshPeer {
     }
 
     /// Peers whose news is kept (bounded: `maxKnown` hearsay and the links).
-    var knownCount: Int { members.count }
+    package var knownCount: Int { members.count }
     /// Hearsay kept: news of peers not linked (bounded by `maxKnown`).
-    var hearsayCount: Int { members.hearsayCount }
+    package var hearsayCount: Int { members.hearsayCount }
 
     /// What the peer holds, for a failing test's message; peers named by `name`.
     public func debugState(_ name: (PeerID) -> String) -> String {

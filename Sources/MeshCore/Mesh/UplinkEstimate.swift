@@ -42,14 +42,14 @@ public struct UplinkEstimate: Sendable {
     }
 
     /// Where the estimate starts, while nothing is measured yet (the stream's rate became known, say).
-    mutating func start(at initial: Double) {
+    package mutating func start(at initial: Double) {
         guard samples == 0 else { return }
         rate = min(initial, cap ?? .infinity)
     }
 
     /// A hand-out to a link: `idle` says how long that link's socket had to drain since its last bytes went, so
     /// the part of this hand-out it takes at once is known.
-    mutating func handedOut(bytes: Int, linkIdleFor idle: Int64, now: Int64) {
+    package mutating func handedOut(bytes: Int, linkIdleFor idle: Int64, now: Int64) {
         if busySince == nil { busySince = now }
         if windowStart == nil { windowStart = now }
         let room = min(Double(absorbed), rate * Double(max(0, idle)) / 1e6)
@@ -58,7 +58,7 @@ public struct UplinkEstimate: Sendable {
 
     /// Bytes left; `idle` is true when nothing more is on its way. Returns true when the estimate changed.
     @discardableResult
-    mutating func drained(bytes sent: Int, idle: Bool, now: Int64) -> Bool {
+    package mutating func drained(bytes sent: Int, idle: Bool, now: Int64) -> Bool {
         bytes += sent
         if idle, let since = busySince {
             busy += now - since

@@ -171,7 +171,7 @@ extension MeshMessageOf where Name == String {
 
     private enum Tag: UInt8 { case announce = 1, peers, subscribe, unsubscribe, accept, refuse, repair, leaving, viewRequest, view }
 
-    func write(to out: inout ByteBuffer) {
+    package func write(to out: inout ByteBuffer) {
         func substreams(_ tag: Tag, _ list: [Int]) {
             out.writeInteger(tag.rawValue)
             out.writeInteger(UInt8(clamping: list.count))

@@ -75,7 +75,7 @@ public struct Egress: Sendable {
     public var queued: Int { queue.count }
 
     /// A chunk for a link; `live` ones go before the others (repairs, a joiner's backlog).
-    mutating func enqueue(_ chunk: Chunk, to peer: PeerID, live: Bool, now: Int64) {
+    package mutating func enqueue(_ chunk: Chunk, to peer: PeerID, live: Bool, now: Int64) {
         guard queue.count < Self.maxQueued else {
             dropped += 1
             return
@@ -85,7 +85,7 @@ public struct Egress: Sendable {
 
     /// The driver says `bytes` of the chunk on this link have left (all of it, or a part). True when the estimate
     /// of the uplink moved.
-    mutating func sent(_ bytes: Int, on peer: PeerID, now: Int64) -> Bool {
+    package mutating func sent(_ bytes: Int, on peer: PeerID, now: Int64) -> Bool {
         guard var item = onLink[peer] else { return false }
         let done = min(max(0, bytes), item.left)
         item.left -= done
@@ -121,7 +121,7 @@ public struct Egress: Sendable {
     }
 
     /// Hands out what may go now, live chunks first, in the order they came; drops what waited too long.
-    mutating func release(now: Int64) -> [MeshAction] {
+    package mutating func release(now: Int64) -> [MeshAction] {
         guard !queue.isEmpty else { return [] }
         let before = queue.count
         // Looked for before it is gathered: nothing is too old at most wake-ups.
@@ -186,12 +186,12 @@ public struct Egress: Sendable {
     }
 
     /// Links whose chunk has not left within `stallTimeout`.
-    func stalled(now: Int64) -> [PeerID] {
+    package func stalled(now: Int64) -> [PeerID] {
         onLink.filter { now - $0.value.since > stallTimeout }.keys.sorted()
     }
 
     /// When the pace lets the next chunk go, if it holds one back.
-    var nextWakeup: Int64? { queue.isEmpty ? nil : pacedUntil }
+    package var nextWakeup: Int64? { queue.isEmpty ? nil : pacedUntil }
 
     /// Every peer named here (`MeshPeer.referencedPeers`).
     func collectPeers(into all: inout Set<PeerID>) {
