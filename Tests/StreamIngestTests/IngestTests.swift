@@ -93,6 +93,15 @@ final class IngestTests: XCTestCase {
         XCTAssertThrowsError(try Ingest(options: IngestOptions(input: InputSpec(location: garbage.path)))) {
             XCTAssertTrue("\($0)".hasPrefix("cannot open \(garbage.path): ") || "\($0)".hasPrefix("cannot read \(garbage.path): "), "\($0)")
         }
+        // The random bytes above were once taken for H.263 with no picture size (a CI run), and the error named libx264.
+        // One picture start code that FFmpeg cannot parse does the same every time.
+        var h263 = Data(count: 100_000)
+        h263.replaceSubrange(0..<6, with: [0x00, 0x00, 0x80, 0x02, 0x1E, 0x00])
+        let unreadable = dir.appendingPathComponent("unsized.bin")
+        try h263.write(to: unreadable)
+        XCTAssertThrowsError(try Ingest(options: IngestOptions(input: InputSpec(location: unreadable.path)))) {
+            XCTAssertEqual("\($0)", "cannot read \(unreadable.path): only h263 without a picture size (not a media file?)")
+        }
         XCTAssertThrowsError(try Ingest(options: IngestOptions(input: InputSpec(location: "x", format: "nosuchformat")))) {
             XCTAssertEqual("\($0)", "unknown input format 'nosuchformat' (see `ffmpeg -formats`)")
         }
