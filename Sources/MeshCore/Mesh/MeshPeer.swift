@@ -773,6 +773,9 @@ public struct MeshPeer {
         return config.plan.all.filter { s in !taken.contains(s) && !childSet.serves(s) }.count
     }
 
+    /// How long an asked repair is waited for before it is asked again (of the next parent).
+    private var repairRetry: Int64 { 2 * config.chunkDuration }
+
     private var repairHorizonChunks: UInt64 { UInt64(config.repairHorizon / max(1, config.chunkDuration)) }
 
     private mutating func receive(_ chunk: Chunk, from: PeerID?, now: Int64) -> [MeshAction] {
@@ -935,9 +938,19 @@ public struct MeshPeer {
         if let paced = egress.nextWakeup { at = min(at, paced) }
         if let news = announcer.wakeup { at = min(at, news) }
         if !config.isOrigin {
-            // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
-            if !hasAllParents || !parentSet.pending.isEmpty || store.hasGap(substreams: config.plan.count) {
-                at = min(at, lastNow + 100_000)
+            // Every wait has its own deadline (no pace in busy states): a search, a probe or an exploring link, the
+            // bootstrap, an ask for peers, a subscribe's answer, a repair.
+            if let search = nextSearch { at = min(at, search) }
+            if !hasAllParents {
+                at = min(at, nextProbe)
+                if let bootstrap = config.bootstrap, !members.isLinked(bootstrap) { at = min(at, nextBootstrapTry) }
+            }
+            if !hasAllParents || !movingFrom.isEmpty, !members.linked.isEmpty { at = min(at, nextPeerAsk) }
+            // A chunk missing behind its substream's newest is often on its way still (a move's backlog): the first
+            // ask waits a tick.
+            if !parentSet.isEmpty, let repair = store.nextRepair(substreams: config.plan.count, retryAfter: repairRetry,
+                                                                 firstAsk: lastNow + Self.searchSpacing) {
+                at = min(at, repair)
             }
             for p in parentSet.pending.values { at = min(at, pendingDeadline(p)) }
             if hasAllParents { at = min(at, nextImprovement) }
@@ -948,6 +961,14 @@ public struct MeshPeer {
         // Urgent news waits on its spacing: weighed last, and only when it would wake this peer sooner.
         if announcer.urgentWakeup < at, urgentNews { at = announcer.urgentWakeup }
         return max(at, lastNow + 1)
+    }
+
+    /// When a search for parents may find what the last one did not (`selectParents`' spacing): a tick after news,
+    /// a second without it; nil with nothing to search for.
+    private var nextSearch: Int64? {
+        guard !config.isOrigin, !leaving, !parentSet.isComplete, !parentSet.needed.isEmpty else { return nil }
+        guard let last = fruitlessSearch else { return lastNow + Self.searchSpacing }
+        return last.at + (last.version == members.version ? 1_000_000 : Self.searchSpacing)
     }
 
     /// A link to open, and why (for the report's counts).
@@ -1098,7 +1119,7 @@ public struct MeshPeer {
     private mutating func repair(now: Int64) -> [MeshAction] {
         guard !parentSet.isEmpty else { return [] }
         // Worth pulling: the chunks of the last `repairHorizon` (past that a playout deadline has surely gone by).
-        let due = store.repairsDue(now: now, substreams: config.plan.count, retryAfter: 2 * config.chunkDuration)
+        let due = store.repairsDue(now: now, substreams: config.plan.count, retryAfter: repairRetry)
         guard !due.isEmpty else { return [] }
         let sources = parentSet.distinct
         // Each try asks the next parent: the one asked first may be the one that lost it.
