@@ -61,6 +61,11 @@ public final class Ingest: @unchecked Sendable {
                 routes[index] = Route(input: stream, output: out, transcoder: nil)
                 streamSummary.append("\(name) (copy)")
             } else {
+                // A stream to transcode needs what FFmpeg found of it: no encoder opens without a picture size, and
+                // garbage probed as some format has none (random bytes taken for H.263). Copied streams need nothing.
+                if par.codec_type == AVMEDIA_TYPE_VIDEO, par.width <= 0 || par.height <= 0 {
+                    throw MediaError("cannot read \(options.input.location): \(name) without a picture size (not a media file?)")
+                }
                 let transcoder = try Transcoder(stream: stream)
                 let out = try muxer.addEncoded(by: transcoder.encoder.pointer, like: stream)
                 routes[index] = Route(input: stream, output: out, transcoder: transcoder)

@@ -106,30 +106,14 @@ final class MediaInput {
 
     func stream(_ index: Int) -> UnsafeMutablePointer<AVStream> { context.pointee.streams[index]! }
 
-    /// The best video and best audio stream, whichever exist and FFmpeg could describe: a picture size, a sample
-    /// rate and channels. Garbage probed as some format (random bytes taken for H.263 at a low score) has streams
-    /// without them, which no encoder opens.
+    /// The best video and best audio stream, whichever exist.
     func selectedStreams() throws -> [Int] {
         var picked: [Int] = []
-        var undescribed: [String] = []
         for type in [AVMEDIA_TYPE_VIDEO, AVMEDIA_TYPE_AUDIO] {
             let index = av_find_best_stream(context, type, -1, -1, nil, 0)
-            guard index >= 0 else { continue }
-            let par = stream(Int(index)).pointee.codecpar.pointee
-            let described = type == AVMEDIA_TYPE_VIDEO ? par.width > 0 && par.height > 0
-                : par.sample_rate > 0 && par.ch_layout.nb_channels > 0
-            if described {
-                picked.append(Int(index))
-            } else {
-                undescribed.append("\(String(cString: avcodec_get_name(par.codec_id))) \(type == AVMEDIA_TYPE_VIDEO ? "without a picture size" : "without a sample rate")")
-            }
+            if index >= 0 { picked.append(Int(index)) }
         }
-        guard !picked.isEmpty else {
-            if !undescribed.isEmpty {
-                throw MediaError("cannot read \(spec.location): only \(undescribed.joined(separator: " and ")) (not a media file?)")
-            }
-            throw MediaError("\(spec.location) has no audio or video stream")
-        }
+        guard !picked.isEmpty else { throw MediaError("\(spec.location) has no audio or video stream") }
         return picked
     }
 

@@ -100,7 +100,7 @@ final class IngestTests: XCTestCase {
         let unreadable = dir.appendingPathComponent("unsized.bin")
         try h263.write(to: unreadable)
         XCTAssertThrowsError(try Ingest(options: IngestOptions(input: InputSpec(location: unreadable.path)))) {
-            XCTAssertEqual("\($0)", "cannot read \(unreadable.path): only h263 without a picture size (not a media file?)")
+            XCTAssertEqual("\($0)", "cannot read \(unreadable.path): h263 without a picture size (not a media file?)")
         }
         XCTAssertThrowsError(try Ingest(options: IngestOptions(input: InputSpec(location: "x", format: "nosuchformat")))) {
             XCTAssertEqual("\($0)", "unknown input format 'nosuchformat' (see `ffmpeg -formats`)")

@@ -103,8 +103,7 @@ struct ChunkWindow {
         var seq = max(low, first ?? 0, high > horizon ? high - horizon : 0, scanFrom)
         while seq + UInt64(k) <= high {
             if chunks[SeqKey(seq)] == nil {
-                guard let ask = asked[SeqKey(seq)] else { return firstAsk }
-                at = min(at ?? .max, ask.at + retryAfter + 1)
+                at = min(at ?? .max, asked[SeqKey(seq)].map { $0.at + retryAfter + 1 } ?? firstAsk)
             }
             seq += 1
         }

@@ -242,6 +242,8 @@ public struct MeshPeer {
     static let moveSpacing: Int64 = 250_000
     static let moveFullAskAfter: Int64 = 1_000_000
     static let peerAskSpacing: Int64 = 300_000
+    /// The bootstrap dialled again while short of parents and not linked to it.
+    static let bootstrapRetry: Int64 = 2_000_000
     static let probePeriod: Int64 = 1_000_000
     /// Links to peers that are neither parent, child, being asked nor the bootstrap close after this long (after
     /// `crowdedIdleTimeout` past `maxLinks`), so links do not pile up over a long run.
@@ -395,7 +397,10 @@ public struct MeshPeer {
         case .start:
             nextImprovement = now + jittered(config.improvementPeriod)
             nextGossip = now + jittered(config.gossipPeriod)
-            if let bootstrap = config.bootstrap, bootstrap != config.me { out.append(dial(bootstrap)) }
+            if let bootstrap = config.bootstrap, bootstrap != config.me {
+                out.append(dial(bootstrap))
+                nextBootstrapTry = now + Self.bootstrapRetry
+            }
         case .connected(let peer):
             members.link(peer)
             // A bootstrap that answers again (a restarted origin) is a candidate again at once.
@@ -867,7 +872,7 @@ public struct MeshPeer {
             out += probe()
         }
         if !hasAllParents, let bootstrap = config.bootstrap, !members.isLinked(bootstrap), now >= nextBootstrapTry {
-            nextBootstrapTry = now + 2_000_000
+            nextBootstrapTry = now + Self.bootstrapRetry
             out.append(dial(bootstrap, for: .bootstrap))
         }
         // A substream whose parent stays connected but forwards nothing is as good as orphaned.
@@ -966,8 +971,11 @@ public struct MeshPeer {
     /// When a search for parents may find what the last one did not (`selectParents`' spacing): a tick after news,
     /// a second without it; nil with nothing to search for.
     private var nextSearch: Int64? {
-        guard !config.isOrigin, !leaving, !parentSet.isComplete, !parentSet.needed.isEmpty else { return nil }
-        guard let last = fruitlessSearch else { return lastNow + Self.searchSpacing }
+        guard !config.isOrigin, !leaving, !parentSet.isComplete else { return nil }
+        let needed = parentSet.needed
+        guard !needed.isEmpty else { return nil }
+        // A search with other needs (an ask dropped with its link) is made at once.
+        guard let last = fruitlessSearch, last.needed == needed else { return lastNow + Self.searchSpacing }
         return last.at + (last.version == members.version ? 1_000_000 : Self.searchSpacing)
     }
 

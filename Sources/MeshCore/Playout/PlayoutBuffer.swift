@@ -105,7 +105,7 @@ public struct PlayoutBuffer {
         epoch = chunk.epoch
         if next == nil {
             guard chunk.isRandomAccess else {
-                early[chunk.seq] = (chunk, now)
+                if early[chunk.seq] == nil { early[chunk.seq] = (chunk, now) }
                 if early.count > Self.maxEarly { early.removeValue(forKey: early.keys.min()!) }
                 return .beforeStart
             }
