@@ -67,18 +67,14 @@ final class MeshPartsTests: XCTestCase {
         var window = ChunkWindow(capacity: 64, horizon: 100)
         for seq: UInt64 in [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11] { window.insert(chunk(seq), substream: Int(seq % 4)) }
         XCTAssertTrue(window.hasGap(substreams: 4))
-        XCTAssertEqual(window.nextRepair(substreams: 4, retryAfter: 400_000, firstAsk: 900_000), 900_000, "4 never asked")
         let first = window.repairsDue(now: 1_000_000, substreams: 4, retryAfter: 400_000)
         XCTAssertEqual(first.map(\.seq), [4])
         XCTAssertEqual(first.map(\.tries), [1])
         XCTAssertTrue(window.wasAsked(4))
-        // The peer sleeps until the ask may be made again, not a tick at a time.
-        XCTAssertEqual(window.nextRepair(substreams: 4, retryAfter: 400_000, firstAsk: 1_100_000), 1_400_001)
         XCTAssertEqual(window.repairsDue(now: 1_200_000, substreams: 4, retryAfter: 400_000).map(\.seq), [], "asked lately")
-        XCTAssertEqual(window.repairsDue(now: 1_400_001, substreams: 4, retryAfter: 400_000).map(\.tries), [2])
+        XCTAssertEqual(window.repairsDue(now: 1_500_000, substreams: 4, retryAfter: 400_000).map(\.tries), [2])
         window.insert(chunk(4), substream: 0)
         XCTAssertFalse(window.hasGap(substreams: 4))
-        XCTAssertNil(window.nextRepair(substreams: 4, retryAfter: 400_000, firstAsk: 1_500_000), "nothing missing")
         XCTAssertFalse(window.wasAsked(4))
         // 12 is not missing yet: 13-15 may still be on their way from other parents.
         window.insert(chunk(16), substream: 0)

@@ -95,21 +95,6 @@ struct ChunkWindow {
         return scanFrom + UInt64(k) <= high
     }
 
-    /// When `repairsDue` next has a chunk to ask for: `firstAsk` for a missing one never asked, else when the first
-    /// ask may be made again; nil without a gap.
-    func nextRepair(substreams k: Int, retryAfter: Int64, firstAsk: Int64) -> Int64? {
-        guard hasGap(substreams: k), let high = newest, high > UInt64(k) else { return nil }
-        var at: Int64?
-        var seq = max(low, first ?? 0, high > horizon ? high - horizon : 0, scanFrom)
-        while seq + UInt64(k) <= high {
-            if chunks[SeqKey(seq)] == nil {
-                at = min(at ?? .max, asked[SeqKey(seq)].map { $0.at + retryAfter + 1 } ?? firstAsk)
-            }
-            seq += 1
-        }
-        return at
-    }
-
     /// Missing chunks to ask for now (at most `limit`), with how often each was asked before: those behind the
     /// newest of their substream, within `horizon` chunks of the newest, not asked within `retryAfter`.
     mutating func repairsDue(now: Int64, substreams k: Int, retryAfter: Int64, limit: Int = 8) -> [(seq: UInt64, tries: Int)] {

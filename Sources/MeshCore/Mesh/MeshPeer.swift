@@ -242,8 +242,6 @@ public struct MeshPeer {
     static let moveSpacing: Int64 = 250_000
     static let moveFullAskAfter: Int64 = 1_000_000
     static let peerAskSpacing: Int64 = 300_000
-    /// The bootstrap dialled again while short of parents and not linked to it.
-    static let bootstrapRetry: Int64 = 2_000_000
     static let probePeriod: Int64 = 1_000_000
     /// Links to peers that are neither parent, child, being asked nor the bootstrap close after this long (after
     /// `crowdedIdleTimeout` past `maxLinks`), so links do not pile up over a long run.
@@ -397,10 +395,7 @@ public struct MeshPeer {
         case .start:
             nextImprovement = now + jittered(config.improvementPeriod)
             nextGossip = now + jittered(config.gossipPeriod)
-            if let bootstrap = config.bootstrap, bootstrap != config.me {
-                out.append(dial(bootstrap))
-                nextBootstrapTry = now + Self.bootstrapRetry
-            }
+            if let bootstrap = config.bootstrap, bootstrap != config.me { out.append(dial(bootstrap)) }
         case .connected(let peer):
             members.link(peer)
             // A bootstrap that answers again (a restarted origin) is a candidate again at once.
@@ -778,9 +773,6 @@ public struct MeshPeer {
         return config.plan.all.filter { s in !taken.contains(s) && !childSet.serves(s) }.count
     }
 
-    /// How long an asked repair is waited for before it is asked again (of the next parent).
-    private var repairRetry: Int64 { 2 * config.chunkDuration }
-
     private var repairHorizonChunks: UInt64 { UInt64(config.repairHorizon / max(1, config.chunkDuration)) }
 
     private mutating func receive(_ chunk: Chunk, from: PeerID?, now: Int64) -> [MeshAction] {
@@ -872,7 +864,7 @@ public struct MeshPeer {
             out += probe()
         }
         if !hasAllParents, let bootstrap = config.bootstrap, !members.isLinked(bootstrap), now >= nextBootstrapTry {
-            nextBootstrapTry = now + Self.bootstrapRetry
+            nextBootstrapTry = now + 2_000_000
             out.append(dial(bootstrap, for: .bootstrap))
         }
         // A substream whose parent stays connected but forwards nothing is as good as orphaned.
@@ -943,19 +935,9 @@ public struct MeshPeer {
         if let paced = egress.nextWakeup { at = min(at, paced) }
         if let news = announcer.wakeup { at = min(at, news) }
         if !config.isOrigin {
-            // Every wait has its own deadline (no pace in busy states): a search, a probe or an exploring link, the
-            // bootstrap, an ask for peers, a subscribe's answer, a repair.
-            if let search = nextSearch { at = min(at, search) }
-            if !hasAllParents {
-                at = min(at, nextProbe)
-                if let bootstrap = config.bootstrap, !members.isLinked(bootstrap) { at = min(at, nextBootstrapTry) }
-            }
-            if !hasAllParents || !movingFrom.isEmpty, !members.linked.isEmpty { at = min(at, nextPeerAsk) }
-            // A chunk missing behind its substream's newest is often on its way still (a move's backlog): the first
-            // ask waits a tick.
-            if !parentSet.isEmpty, let repair = store.nextRepair(substreams: config.plan.count, retryAfter: repairRetry,
-                                                                 firstAsk: lastNow + Self.searchSpacing) {
-                at = min(at, repair)
+            // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
+            if !hasAllParents || !parentSet.pending.isEmpty || store.hasGap(substreams: config.plan.count) {
+                at = min(at, lastNow + 100_000)
             }
             for p in parentSet.pending.values { at = min(at, pendingDeadline(p)) }
             if hasAllParents { at = min(at, nextImprovement) }
@@ -966,17 +948,6 @@ public struct MeshPeer {
         // Urgent news waits on its spacing: weighed last, and only when it would wake this peer sooner.
         if announcer.urgentWakeup < at, urgentNews { at = announcer.urgentWakeup }
         return max(at, lastNow + 1)
-    }
-
-    /// When a search for parents may find what the last one did not (`selectParents`' spacing): a tick after news,
-    /// a second without it; nil with nothing to search for.
-    private var nextSearch: Int64? {
-        guard !config.isOrigin, !leaving, !parentSet.isComplete else { return nil }
-        let needed = parentSet.needed
-        guard !needed.isEmpty else { return nil }
-        // A search with other needs (an ask dropped with its link) is made at once.
-        guard let last = fruitlessSearch, last.needed == needed else { return lastNow + Self.searchSpacing }
-        return last.at + (last.version == members.version ? 1_000_000 : Self.searchSpacing)
     }
 
     /// A link to open, and why (for the report's counts).
@@ -1127,7 +1098,7 @@ public struct MeshPeer {
     private mutating func repair(now: Int64) -> [MeshAction] {
         guard !parentSet.isEmpty else { return [] }
         // Worth pulling: the chunks of the last `repairHorizon` (past that a playout deadline has surely gone by).
-        let due = store.repairsDue(now: now, substreams: config.plan.count, retryAfter: repairRetry)
+        let due = store.repairsDue(now: now, substreams: config.plan.count, retryAfter: 2 * config.chunkDuration)
         guard !due.isEmpty else { return [] }
         let sources = parentSet.distinct
         // Each try asks the next parent: the one asked first may be the one that lost it.
