@@ -68,12 +68,14 @@ public struct PlayoutBuffer {
     public private(set) var finished = false
 
     private var next: UInt64?
-    private var pending: [UInt64: (chunk: Chunk, arrival: Int64)] = [:]
+    /// A chunk waiting for its turn, and when it came.
+    private typealias Held = (chunk: Chunk, arrival: Int64)
+    private var pending: [UInt64: Held] = [:]
     /// Chunks that came before any random-access chunk (the newest `maxEarly`). Parents send a newcomer their backlog
     /// each from its own newest random-access chunk, and the one that starts further back may come last: what came
     /// first is played after it. The node holds those chunks and never asks for them again, so dropping them here
     /// lost them (a player missed the chunks just after its start).
-    private var early: [UInt64: (chunk: Chunk, arrival: Int64)] = [:]
+    private var early: [UInt64: Held] = [:]
     public static let maxEarly = 64
     /// Gaps given up on lately (the newest `maxSkipped`), and seqs that came after all.
     private var skipped: [ClosedRange<UInt64>] = []
