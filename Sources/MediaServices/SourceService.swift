@@ -123,21 +123,17 @@ public struct SourceService {
         }
         defer { ticker?.stop() }
 
-        var last: UInt64
         do {
             while true {
-                last = try ingest.run { chunk in
-                    origin.publish(chunk)
-                    // Stamped with the run as the mesh gets it: a new run's seqs start at 0 again.
-                    var stamped = chunk
-                    stamped.epoch = origin.epoch
-                    views?.add(stamped)
+                // The origin gives each chunk its identity (run, seq, signature): the views get them as the mesh does.
+                let cut = try ingest.run { chunk in
+                    if let stamped = origin.publish(chunk) { views?.add(stamped) }
                 }
                 guard reconnect, !stop.isRequested else { break }
-                logger.notice("the sender is gone after \(last) chunks; waiting for it to come back (--reconnect)")
-                let beat = Heartbeat(origin: origin, from: last, every: self.ingest.chunkDuration)
+                logger.notice("the sender is gone after \(cut) chunks; waiting for it to come back (--reconnect)")
+                let beat = Heartbeat(origin: origin, every: self.ingest.chunkDuration)
                 let next = waitForTheSender(stop: stop, logger: logger)
-                last = beat.stop()
+                beat.stop()
                 guard let next else { break }
                 ingest = next
                 origin.startNewRun()
@@ -147,7 +143,7 @@ public struct SourceService {
             origin.stop()
             throw RuntimeFailure("\(error)")
         }
-        origin.publish(.endOfStream(seq: last, ingestTime: wallClockMicros()))
+        let last = origin.endStream()
         views?.finish()
         logger.info("end of stream after \(last) chunks; waiting for peers to finish")
         // Peers leave once they have the end of stream; a stalled one is not waited for past 10 s.
@@ -182,22 +178,19 @@ extension SourceService {
 final class Heartbeat {
     private let queue = DispatchQueue(label: "lsp2p.heartbeat")
     private let timer: DispatchSourceTimer
-    private var next: UInt64
 
-    init(origin: MeshNode, from seq: UInt64, every period: Int64) {
-        next = seq
+    init(origin: MeshNode, every period: Int64) {
         timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now(), repeating: .microseconds(Int(max(20_000, period))))
-        timer.setEventHandler { [unowned self] in
-            origin.publish(Chunk(seq: next, ingestTime: wallClockMicros(), pts: 0, duration: 0, flags: [], payload: ByteBuffer()))
-            next += 1
+        timer.setEventHandler {
+            origin.publish(Chunk(seq: 0, ingestTime: wallClockMicros(), pts: 0, duration: 0, flags: [], payload: ByteBuffer()))
         }
         timer.resume()
     }
 
-    /// Stops, once no beat is under way; returns the seq the run would go on from.
-    func stop() -> UInt64 {
+    /// Stops, once no beat is under way.
+    func stop() {
         timer.cancel()
-        return queue.sync { next }
+        queue.sync {}
     }
 }

@@ -109,7 +109,8 @@ public final class SimulatedMesh {
     /// seconds, longer than anything is on its way.
     private var closedBy: [Link: (by: PeerID, at: Int64)] = [:]
     private var nextClosedPrune: Int64 = 0
-    private var nextSeq: UInt64 = 0
+    /// The origin's chunks get their run and seq here, as at a real origin (unsigned: no peer checks).
+    private var stamper = OriginStamper(epoch: 1)
     private var nextChunkAt: Int64 = 0
     /// The most links any peer held at once, over the whole run, and who held them then.
     public private(set) var maxLinks = 0
@@ -172,7 +173,7 @@ public final class SimulatedMesh {
     private let originScheduleDelay: Int64
     private let payload: ByteBuffer
     /// The origin's run: a restart starts a new one, from seq 0.
-    public private(set) var epoch: UInt64 = 1
+    public var epoch: UInt64 { stamper.epoch }
 
     public let plan: SubstreamPlan
 
@@ -222,8 +223,7 @@ public final class SimulatedMesh {
     public func restartOrigin(after downtime: Int64) {
         kill(origin)
         run(for: downtime)
-        epoch += 1
-        nextSeq = 0
+        stamper.newRun(startedAt: 0)
         delivered.removeAll()
         startOrigin()
     }
@@ -366,9 +366,9 @@ public final class SimulatedMesh {
             if t == nextChunkAt {
                 nextChunkAt += chunkDuration
                 guard alive.contains(origin), now >= publishFrom else { continue }
-                let chunk = Chunk(seq: nextSeq, epoch: epoch, ingestTime: now, pts: 0, duration: chunkDuration,
-                                  flags: nextSeq % 5 == 0 ? .randomAccess : [], payload: payload)
-                nextSeq += 1
+                let cut = Chunk(seq: 0, ingestTime: now, pts: 0, duration: chunkDuration,
+                                flags: stamper.nextSeq % 5 == 0 ? .randomAccess : [], payload: payload)
+                guard let chunk = stamper.stamp(cut) else { continue }
                 handle(origin, .chunk(from: nil, chunk))
             } else if let e = queue.pop() {
                 guard alive.contains(e.target), let box = boxes[e.target] else { continue }
@@ -530,7 +530,7 @@ public final class SimulatedMesh {
     /// frame's header and the message type (`LinkCipher`, `Frame`).
     static let frameOverhead = 8 + 16 + 8 + 1
 
-    public var producedSeqs: UInt64 { nextSeq }
+    public var producedSeqs: UInt64 { stamper.nextSeq }
 
     /// A cycle in some substream's parent graph among live peers, if any: the walk up that closed it, its last peer
     /// the one it came back to. (Live peers by their place in `tickOrder`, marked unseen, on this walk or clear: a

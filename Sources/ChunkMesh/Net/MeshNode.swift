@@ -161,8 +161,9 @@ public final class MeshNode: @unchecked Sendable {
     private var streamKnown = false
     private var wakeAt: Int64 = .max
     /// The origin's run, stamped on every chunk it publishes (its start time, µs); 0 at a joiner.
-    public var epoch: UInt64 { run.withLockedValue { $0 } }
-    private let run: NIOLockedValueBox<UInt64>
+    public var epoch: UInt64 { stamper.withLockedValue { $0.epoch } }
+    /// At the origin, what gives each published chunk its run, seq and signature.
+    private let stamper: NIOLockedValueBox<OriginStamper>
     private var stopped = false
     /// The origin's key as this node holds it (given, or named by its bootstrap); chunks wait for it.
     private var originKey: OriginPublicKey?
@@ -190,8 +191,9 @@ public final class MeshNode: @unchecked Sendable {
         self.logger = logger
         self.onEvent = onEvent
         self.onDeliver = onDeliver
-        self.run = NIOLockedValueBox(configuration.isOrigin ? UInt64(wallClockMicros()) : 0)
-        self.signer = configuration.isOrigin ? configuration.originSigner ?? OriginSigningKey() : nil
+        let signer = configuration.isOrigin ? configuration.originSigner ?? OriginSigningKey() : nil
+        self.signer = signer
+        self.stamper = NIOLockedValueBox(OriginStamper(epoch: configuration.isOrigin ? UInt64(wallClockMicros()) : 0, signer: signer))
         self.originKey = configuration.originKey ?? signer?.publicKey
         if let real = configuration.faults.realUplink {
             faultBucket = TokenBucket(bytesPerSecond: real.bytesPerSecond, burst: real.bytesPerSecond)
@@ -241,20 +243,30 @@ public final class MeshNode: @unchecked Sendable {
     /// The origin's source starts again (a sender that came back): what is published next is a new run, from seq
     /// 0, and players start over at its first keyframe. Safe from any thread; call between two `publish`es.
     public func startNewRun() {
-        let new = run.withLockedValue { value -> UInt64 in
-            value = max(value + 1, UInt64(wallClockMicros()))
-            return value
+        let new = stamper.withLockedValue { stamper in
+            stamper.newRun(startedAt: UInt64(wallClockMicros()))
+            return stamper.epoch
         }
         loop.execute { [self] in handle(.newRun(epoch: new)) }
     }
 
-    /// The origin's input: a chunk from the local source. Safe from any thread.
-    public func publish(_ chunk: Chunk) {
-        var chunk = chunk
-        chunk.epoch = epoch
+    /// The origin's input: a chunk from the local source (its seq and epoch are not looked at), published as the
+    /// run's next. Returns it as the mesh gets it: stamped and signed; nil after the end of stream or at a joiner.
+    /// Safe from any thread.
+    @discardableResult
+    public func publish(_ cut: Chunk) -> Chunk? {
+        guard configuration.isOrigin else { return nil }
         // Signed on the caller's thread, not the loop's.
-        signer?.sign(&chunk)
+        guard let chunk = stamper.withLockedValue({ $0.stamp(cut) }) else { return nil }
         loop.execute { [self] in handle(.chunk(from: nil, chunk)) }
+        return chunk
+    }
+
+    /// Ends the run's stream: the marker after the last chunk published. Returns how many chunks the run had.
+    @discardableResult
+    public func endStream() -> UInt64 {
+        publish(.endOfStream(seq: 0, ingestTime: wallClockMicros()))
+        return stamper.withLockedValue { $0.nextSeq }
     }
 
     /// Leaves: children are told, then every link closes.
