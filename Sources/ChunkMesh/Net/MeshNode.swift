@@ -146,15 +146,12 @@ public final class MeshNode: @unchecked Sendable {
     /// Past this many names, the ones the core no longer refers to are forgotten.
     private var namesBound = MeshNode.minNamesBound
     static let minNamesBound = 4_096
-    private var links: [PeerName: Channel] = [:]
-    private var linkOpenedByMe: [PeerName: Bool] = [:]
-    /// When each link came up: only a link just opened can lose to one the other side opened at once.
-    private var linkSince: [PeerName: Int64] = [:]
+    private var links: LinkTable<Channel>
     private var serverChannel: Channel?
     private var tasks: [RepeatedTask] = []
     /// A lying node's real uplink (tests): what passes it is dropped, whatever the core hands out.
     private var faultBucket: TokenBucket?
-    private var encoded: (seq: UInt64, epoch: UInt64, message: EncodedMessage)?
+    private var encoding: ChunkEncoding
     public private(set) var id: PeerName = ""
     private var wakeTask: Scheduled<Void>?
     /// k is known: this is the origin, or its bootstrap's welcome told it.
@@ -169,14 +166,8 @@ public final class MeshNode: @unchecked Sendable {
     private var originKey: OriginPublicKey?
     /// What the origin signs with.
     private let signer: OriginSigningKey?
-    /// The linked peer that proved it is the origin.
-    private var originPeer: PeerName?
-    /// Where to dial a peer known by another name than its address (reached through a port forward).
-    private var dialAddress: [PeerName: PeerName] = [:]
-    /// Handshakes under way, by remote host.
-    private var pendingHandshakes: [String: Int] = [:]
-    private var pendingTotal = 0
-    private var observers = 0
+    /// Handshakes under way and observers: what strangers hold before they have proved anything.
+    private var admission: Admission
     /// The core's parent-change causes as last logged.
     private var loggedCauses: [ParentChange: Int] = [:]
     /// A hand-off under way (`retire`): completed by the core's `.handedOff`, or at its deadline.
@@ -195,6 +186,10 @@ public final class MeshNode: @unchecked Sendable {
         self.signer = signer
         self.stamper = NIOLockedValueBox(OriginStamper(epoch: configuration.isOrigin ? UInt64(wallClockMicros()) : 0, signer: signer))
         self.originKey = configuration.originKey ?? signer?.publicKey
+        encoding = ChunkEncoding(forgePayload: configuration.faults.forgePayload)
+        links = LinkTable(maxLinks: configuration.maxLinks, bootstrap: configuration.bootstrap?.description)
+        admission = Admission(maxPending: configuration.maxPendingHandshakes, maxPendingPerAddress: configuration.maxPendingPerAddress,
+                              maxObservers: configuration.maxObservers)
         if let real = configuration.faults.realUplink {
             faultBucket = TokenBucket(bytesPerSecond: real.bytesPerSecond, burst: real.bytesPerSecond)
         }
@@ -219,6 +214,7 @@ public final class MeshNode: @unchecked Sendable {
         let id = HostPort(host: config.advertise ?? config.listen.host, port: server.localAddress?.port ?? config.listen.port).description
         try loop.submit { [self] in
             self.id = id
+            links.me = id
             var core = MeshPeerConfig(me: names.id(id), isOrigin: config.isOrigin, bootstrap: config.bootstrap.map { names.id($0.description) },
                                       capacityUnits: config.capacityUnits, scheduleDelay: config.scheduleDelay, seed: config.seed,
                                       plan: SubstreamPlan(count: config.substreams), chunkDuration: config.chunkDuration)
@@ -233,7 +229,7 @@ public final class MeshNode: @unchecked Sendable {
             // The origin knows the stream's rate: it sizes itself from its uplink as joiners do after the welcome.
             if config.isOrigin, streamRate > 0 { handle(.stream(rate: streamRate, substreams: config.substreams)) }
             tasks.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
-                for channel in links.values { channel.writeAndFlush(EncodedMessage(.ping(monotonicMicros())), promise: nil) }
+                for channel in links.all { channel.writeAndFlush(EncodedMessage(.ping(monotonicMicros())), promise: nil) }
                 updateGauges()
             })
         }.wait()
@@ -276,8 +272,7 @@ public final class MeshNode: @unchecked Sendable {
             stopped = true
             for task in tasks { task.cancel() }
             wakeTask?.cancel()
-            for channel in links.values { channel.close(promise: nil) }
-            links.removeAll()
+            for channel in links.removeAll() { channel.close(promise: nil) }
         }.wait()
         try? serverChannel?.close().wait()
     }
@@ -316,7 +311,7 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     var debugState: String { (try? loop.submit { [self] in "\(peer.changeCauses) est \(Int(peer.egress.uplink.rate * 8)) samples \(peer.egress.uplink.samples) q \(peer.egress.queued) drop \(peer.egress.dropped)/\(peer.egress.droppedLive) sent \(peer.egress.bytesSent) " + peer.debugState(names.describe) }.wait()) ?? "" }
-    var linkNames: Set<PeerName> { (try? loop.submit { [self] in Set(links.keys) }.wait()) ?? [] }
+    var linkNames: Set<PeerName> { (try? loop.submit { [self] in links.names }.wait()) ?? [] }
     var hearsayCount: Int { (try? loop.submit { [self] in peer.hearsayCount }.wait()) ?? 0 }
     /// Names this node keeps for its core's numbers.
     var nameCount: Int { (try? loop.submit { [self] in names.count }.wait()) ?? 0 }
@@ -402,7 +397,7 @@ public final class MeshNode: @unchecked Sendable {
         switch action {
         case .connect(let number):
             guard let id = names.name(number) else { return handle(.connectFailed(number)) }
-            guard let address = HostPort(dialAddress[id] ?? id) else { return handle(.connectFailed(number)) }
+            guard let address = HostPort(links.dialAddress(of: id)) else { return handle(.connectFailed(number)) }
             let node = self
             ClientBootstrap(group: loop)
                 .connectTimeout(.seconds(3))
@@ -424,9 +419,7 @@ public final class MeshNode: @unchecked Sendable {
         case .disconnect(let number):
             guard let id = names.name(number) else { return }
             // The core has let it go already; its link closes without a word.
-            linkOpenedByMe.removeValue(forKey: id)
-            linkSince.removeValue(forKey: id)
-            links.removeValue(forKey: id)?.close(promise: nil)
+            links.remove(id)?.close(promise: nil)
             statsBox.withLockedValue { $0.links = links.count }
         case .send(let number, let message):
             guard let id = names.name(number), let channel = links[id] else { return }
@@ -446,17 +439,7 @@ public final class MeshNode: @unchecked Sendable {
             guard let id = names.name(number) else { return reportSent(chunk.wireBytes, on: number) }
             guard let channel = links[id] else { return reportSent(chunk.wireBytes, on: number) }
             if configuration.faults.mute { return reportSent(chunk.wireBytes, on: number) }
-            if encoded?.seq != chunk.seq || encoded?.epoch != chunk.epoch {
-                var chunk = chunk
-                if configuration.faults.forgePayload, chunk.payload.readableBytes > 0 {
-                    chunk.payload = ByteBuffer(bytes: [UInt8](repeating: 0x47, count: chunk.payload.readableBytes))
-                }
-                // A chunk that came off a link goes on as it came (one copy per hop: the cipher's); the origin's own
-                // chunks are encoded once for all links.
-                let asReceived = configuration.faults.forgePayload ? nil : chunk.wire
-                encoded = (chunk.seq, chunk.epoch, asReceived.map { EncodedMessage(bytes: $0) } ?? EncodedMessage(.chunk(chunk)))
-            }
-            let message = encoded!.message
+            let message = encoding.message(for: chunk)
             if var bucket = faultBucket {
                 let ok = bucket.take(message.bytes.readableBytes, now: monotonicMicros())
                 faultBucket = bucket
@@ -469,7 +452,7 @@ public final class MeshNode: @unchecked Sendable {
             // small buffer takes the rest as the first bytes go.
             let bytes = chunk.wireBytes
             channel.writeAndFlush(message).whenComplete { [self] _ in
-                guard let name = links.first(where: { $0.value === channel })?.key else { return }
+                guard let name = links.name(of: channel) else { return }
                 handle(name) { .sent($0, bytes: bytes) }
             }
         case .deliver(let chunk):
@@ -517,23 +500,11 @@ public final class MeshNode: @unchecked Sendable {
     /// False when the link must close: an inbound claim never replaces a link, never names the origin (which dials
     /// no one) or this node, and finds no room past `maxLinks`.
     func linkUp(_ channel: Channel, as id: PeerName, outbound: Bool, suite: CipherSuite) -> Bool {
-        if !outbound {
-            guard HostPort(id) != nil, id != self.id, id != originPeer, links.count < configuration.maxLinks || links[id] != nil else {
-                return false
-            }
+        switch links.add(channel, as: id, outbound: outbound, now: monotonicMicros()) {
+        case .refused: return false
+        case .replaced(let old): old.close(promise: nil)
+        case .added: break
         }
-        if let old = links[id], old !== channel {
-            // Two peers that dialled each other at once: both keep the link the smaller id opened. An inbound claim
-            // takes part only from the host its id names, and never against the origin's link.
-            let oldOpener = linkOpenedByMe[id] == true ? self.id : id
-            let newOpener = outbound ? self.id : id
-            let justOpened = monotonicMicros() - (linkSince[id] ?? 0) < Self.simultaneousDialWindow
-            guard newOpener < oldOpener, justOpened, id != originPeer else { return false }
-            old.close(promise: nil)
-        }
-        links[id] = channel
-        linkOpenedByMe[id] = outbound
-        linkSince[id] = monotonicMicros()
         statsBox.withLockedValue {
             $0.links = links.count
             $0.joined += 1
@@ -547,22 +518,10 @@ public final class MeshNode: @unchecked Sendable {
     /// buffer, the rest is its packets' overhead).
     static func socketBytes(_ sendBuffer: Int) -> Int { sendBuffer * 5 / 4 }
 
-    /// Two peers that dial each other at once see both links come up within this long.
-    static let simultaneousDialWindow: Int64 = 3_000_000
-
     /// The peer dialled as `old` calls itself `new` (a port forward, a NAT): the link is the new name's, and the
     /// old address is where to dial it again. False when this node is linked to `new` already: this link goes.
     func rename(_ channel: Channel, from old: PeerName, to new: PeerName) -> Bool {
-        // Once a link, never into the origin's name (unless this is the origin's link), the bootstrap's, or a name
-        // already reached another way.
-        guard links[old] === channel, links[new] == nil, HostPort(new) != nil, new != id, dialAddress[old] == nil,
-              new != originPeer || old == originPeer, new != configuration.bootstrap?.description, dialAddress[new] == nil
-        else { return false }
-        links[new] = links.removeValue(forKey: old)
-        linkOpenedByMe[new] = linkOpenedByMe.removeValue(forKey: old)
-        linkSince[new] = linkSince.removeValue(forKey: old)
-        dialAddress[new] = dialAddress[old] ?? old
-        if originPeer == old { originPeer = new }
+        guard links.rename(channel, from: old, to: new) else { return false }
         logger.info("\(old) is \(new)")
         handle(.renamed(from: names.id(old), to: names.id(new)))
         return true
@@ -575,28 +534,11 @@ public final class MeshNode: @unchecked Sendable {
     }
 
     /// Whether a new inbound connection may start a handshake: few at once, fewer from one address.
-    func admitHandshake(from host: String) -> Bool {
-        guard pendingTotal < configuration.maxPendingHandshakes,
-              pendingHandshakes[host, default: 0] < configuration.maxPendingPerAddress else { return false }
-        pendingTotal += 1
-        pendingHandshakes[host, default: 0] += 1
-        return true
-    }
-
-    func handshakeEnded(from host: String) {
-        pendingTotal -= 1
-        pendingHandshakes[host, default: 1] -= 1
-        if pendingHandshakes[host] == 0 { pendingHandshakes.removeValue(forKey: host) }
-    }
-
+    func admitHandshake(from host: String) -> Bool { admission.admitHandshake(from: host) }
+    func handshakeEnded(from host: String) { admission.handshakeEnded(from: host) }
     /// Whether one more observer may look in; `observerLeft` gives its place back.
-    func admitObserver() -> Bool {
-        guard observers < configuration.maxObservers else { return false }
-        observers += 1
-        return true
-    }
-
-    func observerLeft() { observers -= 1 }
+    func admitObserver() -> Bool { admission.admitObserver() }
+    func observerLeft() { admission.observerLeft() }
 
     func linkFailed(_ id: PeerName?, _ error: Error) {
         statsBox.withLockedValue { $0.linksFailed += 1 }
@@ -639,10 +581,7 @@ public final class MeshNode: @unchecked Sendable {
     var view: [PeerRecord] { peer.view.compactMap { try? $0.renamed { try names.named($0) } } }
 
     func linkDown(_ channel: Channel, id: PeerName?) {
-        guard let id, links[id] === channel else { return }
-        links.removeValue(forKey: id)
-        linkOpenedByMe.removeValue(forKey: id)
-        linkSince.removeValue(forKey: id)
+        guard links.down(channel, id: id), let id else { return }
         statsBox.withLockedValue { $0.links = links.count }
         onEvent(.linkDown(id))
         handle(id) { .disconnected($0) }
@@ -652,14 +591,14 @@ public final class MeshNode: @unchecked Sendable {
     /// from the stream rate and, if none was given, the origin's key.
     func welcome(from id: PeerName, _ welcome: Welcome, binding: [UInt8], rtt: Int64) {
         let receivedAt = wallClockMicros()
-        let fromBootstrap = (dialAddress[id] ?? id) == configuration.bootstrap?.description
+        let fromBootstrap = links.dialAddress(of: id) == configuration.bootstrap?.description
         if fromBootstrap, originKey == nil, let key = welcome.originKey {
             logger.notice("checking chunks against \(key) as named by \(id) (no origin key given)")
             originKey = key
             handle(.originKey(key))
         }
         if let key = originKey, let proof = welcome.originProof, key.verifiesLink(binding, proof: proof) {
-            originPeer = id
+            links.originPeer = id
             handle(id) { .originIs($0) }
         }
         if fromBootstrap {
