@@ -377,3 +377,42 @@ final class MeshPartsTests: XCTestCase {
         XCTAssertNil(limited.next(), "the limit is kept")
     }
 }
+
+/// The hand-off: make-before-break when this peer retires, and when its parents leave.
+final class HandOffTests: XCTestCase {
+    func testARetiringPeerSaysItsHandOffIsDoneOnceItsLastChildHasGone() {
+        var handOff = HandOff()
+        XCTAssertFalse(handOff.isDone(childless: true), "nothing to hand off before retiring")
+        XCTAssertTrue(handOff.retire())
+        XCTAssertFalse(handOff.retire(), "once")
+        XCTAssertTrue(handOff.retired)
+        XCTAssertFalse(handOff.isDone(childless: false))
+        XCTAssertTrue(handOff.isDone(childless: true))
+        XCTAssertFalse(handOff.isDone(childless: true), "said once")
+    }
+
+    func testALeavingParentsSubstreamsAreAskedOfOthersAtAPaceThenOfAFullPeer() {
+        var handOff = HandOff()
+        let a: PeerID = "a:1", b: PeerID = "b:1"
+        var parents: Set<PeerID> = [a, b]
+        XCTAssertNil(handOff.wakeup)
+        XCTAssertNil(handOff.round(now: 0) { parents.contains($0) }, "no round without a parent leaving")
+        handOff.parentLeaving(a, now: 1_000_000)
+        XCTAssertEqual(handOff.wakeup, 1_000_000, "at once")
+        XCTAssertEqual(handOff.round(now: 1_000_000) { parents.contains($0) }, false, "a peer with room first")
+        XCTAssertNil(handOff.round(now: 1_100_000) { parents.contains($0) }, "not before the spacing")
+        XCTAssertEqual(handOff.wakeup, 1_000_000 + HandOff.spacing)
+        XCTAssertEqual(handOff.round(now: 1_000_000 + HandOff.spacing) { parents.contains($0) }, false)
+        handOff.rename(a, to: "c:1")
+        parents = ["c:1", b]
+        XCTAssertTrue(handOff.isMovingFrom("c:1"))
+        XCTAssertEqual(handOff.round(now: 2_000_000) { parents.contains($0) }, true, "a second on: a full peer may be asked")
+        // The move is made (it is no parent any more): nothing left to do, and a new leaving starts its own clock.
+        parents = [b]
+        XCTAssertNil(handOff.round(now: 3_000_000) { parents.contains($0) })
+        XCTAssertFalse(handOff.isMoving)
+        XCTAssertNil(handOff.wakeup)
+        handOff.parentLeaving(b, now: 4_000_000)
+        XCTAssertEqual(handOff.round(now: 4_000_000) { parents.contains($0) }, false)
+    }
+}

@@ -192,18 +192,14 @@ public struct MeshPeer {
     static let allowancePause: Int64 = 4_000_000
     /// Links this peer opened, by why (to ask a parent, to probe, to explore, to reach its bootstrap).
     public private(set) var dialCauses: [Dial: Int] = [:]
-    public private(set) var leaving = false
+    /// This peer leaving or retiring, and its parents doing so (make-before-break both ways).
+    private var handOff = HandOff()
+    public var leaving: Bool { handOff.leaving }
     /// Its upload is spent: a leaf from now on (`retire`).
-    public private(set) var retired = false
-    /// Retired with children not yet gone: `.handedOff` goes out when the last has.
-    private var handingOff = false
-    /// Parents that are leaving or retiring: their substreams move to others before they go (make-before-break).
-    private var movingFrom: Set<PeerID> = []
-    private var nextMoveTry: Int64 = 0
+    public var retired: Bool { handOff.retired }
     /// A substream moves off a late parent at most this often (its lag is weighed afresh at the new one).
     private var nextLateMove: Int64 = 0
     static let lateMoveSpacing: Int64 = 2_000_000
-    private var movingSince: Int64?
     /// The time of the event being handled.
     private var lastNow: Int64 = 0
     /// When it handled its first event.
@@ -239,8 +235,6 @@ public struct MeshPeer {
     package static let maxKnown = Membership.maxHearsay
     package static let maxUnaskedPeers = Membership.maxUnaskedPeers
     static let searchSpacing: Int64 = 100_000
-    static let moveSpacing: Int64 = 250_000
-    static let moveFullAskAfter: Int64 = 1_000_000
     static let peerAskSpacing: Int64 = 300_000
     static let probePeriod: Int64 = 1_000_000
     /// Links to peers that are neither parent, child, being asked nor the bootstrap close after this long (after
@@ -366,7 +360,7 @@ public struct MeshPeer {
     public var referencedPeers: Set<PeerID> {
         var all: Set<PeerID> = [config.me]
         for id in [config.bootstrap, config.originID] { if let id { all.insert(id) } }
-        all.formUnion(movingFrom)
+        all.formUnion(handOff.movingFrom)
         all.formUnion(dialling.keys)
         all.formUnion(idleSince.keys)
         announcer.collectPeers(into: &all)
@@ -466,13 +460,11 @@ public struct MeshPeer {
         case .renamed(let old, let new):
             rename(old, to: new)
         case .leave:
-            leaving = true
+            handOff.leave()
             for child in childSet.ids.sorted() { out.append(.send(child, .leaving)) }
             for parent in parentSet.distinct { out.append(.send(parent, .unsubscribe(parentSet.substreams(from: parent)))) }
         case .retire:
-            guard !config.isOrigin, !retired else { break }
-            retired = true
-            handingOff = true
+            guard !config.isOrigin, handOff.retire() else { break }
             config.capacityUnits = 0
             for child in childSet.ids.sorted() { out.append(.send(child, .leaving)) }
             out += announceDownstream(now: now)
@@ -491,10 +483,7 @@ public struct MeshPeer {
     private mutating func release(after actions: [MeshAction], now: Int64) -> [MeshAction] {
         for case .disconnect(let peer) in actions { egress.forget(peer, now: lastNow) }
         var out = egress.release(now: now) + relievePressure(now: now)
-        if handingOff, childSet.ids.isEmpty {
-            handingOff = false
-            out.append(.handedOff)
-        }
+        if handOff.isDone(childless: childSet.ids.isEmpty) { out.append(.handedOff) }
         return out
     }
 
@@ -613,9 +602,7 @@ public struct MeshPeer {
             // Its substreams move elsewhere while it still feeds them; if it goes first, they are orphaned then.
             members.setRoom(of: peer, 0)
             if parentSet.isParent(peer) {
-                movingFrom.insert(peer)
-                movingSince = movingSince ?? now
-                nextMoveTry = now
+                handOff.parentLeaving(peer, now: now)
                 out += moveAway(now: now)
             }
         case .viewRequest, .view:
@@ -892,7 +879,7 @@ public struct MeshPeer {
         if now >= nextImprovement { out += improve(now: now) }
         // Short of parents, or moving off a leaving one: ask a linked peer for candidates more often than the gossip round does (the bootstrap
         // every other time), so a joiner walks the mesh until it finds room.
-        if !hasAllParents || !movingFrom.isEmpty, !members.linked.isEmpty, now >= nextPeerAsk {
+        if !hasAllParents || handOff.isMoving, !members.linked.isEmpty, now >= nextPeerAsk {
             nextPeerAsk = now + Self.peerAskSpacing
             let asked = config.bootstrap.flatMap { members.isLinked($0) && peerAsks % 2 == 0 ? $0 : nil }
                 ?? members.linked[Int(rng.next() % UInt64(members.linked.count))]
@@ -943,7 +930,7 @@ public struct MeshPeer {
             if hasAllParents { at = min(at, nextImprovement) }
             if members.hasProbeCandidates { at = min(at, nextProbe) }
             if let starving = parentSet.nextStarvation(timeout: config.parentTimeout) { at = min(at, starving) }
-            if !movingFrom.isEmpty { at = min(at, nextMoveTry) }
+            if let moving = handOff.wakeup { at = min(at, moving) }
         }
         // Urgent news waits on its spacing: weighed last, and only when it would wake this peer sooner.
         if announcer.urgentWakeup < at, urgentNews { at = announcer.urgentWakeup }
@@ -1162,14 +1149,12 @@ public struct MeshPeer {
     /// unsubscribes the old one, as for an improvement. Tried again a few times a second until done; after a
     /// second without a peer with room, a full one is asked, as a search does (the hand-off has a few seconds).
     private mutating func moveAway(now: Int64) -> [MeshAction] {
-        movingFrom = movingFrom.filter { parentSet.isParent($0) }
-        if movingFrom.isEmpty { movingSince = nil }
-        guard !movingFrom.isEmpty, now >= nextMoveTry else { return [] }
-        nextMoveTry = now + Self.moveSpacing
-        let needed = parentSet.parents.filter { movingFrom.contains($0.value) && parentSet.pending[$0.key] == nil }.keys.sorted()
+        let parents = parentSet
+        guard let mayAskFull = handOff.round(now: now, isParent: { parents.isParent($0) }) else { return [] }
+        let needed = parentSet.parents.filter { handOff.isMovingFrom($0.value) && parentSet.pending[$0.key] == nil }.keys.sorted()
         guard !needed.isEmpty else { return [] }
         var plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
-        for s in needed where plan[s] == nil && now - (movingSince ?? now) >= Self.moveFullAskAfter {
+        for s in needed where plan[s] == nil && mayAskFull {
             plan[s] = askFull(for: s, now: now)
         }
         pendingCause = .leaving
@@ -1234,7 +1219,7 @@ public struct MeshPeer {
         parentSet.rename(old, to: new)
         childSet.rename(old, to: new)
         egress.rename(old, to: new)
-        if movingFrom.remove(old) != nil { movingFrom.insert(new) }
+        handOff.rename(old, to: new)
         idleSince.removeValue(forKey: old)
     }
 
@@ -1290,7 +1275,7 @@ public struct MeshPeer {
     // MARK: candidates
 
     private func candidate(_ id: PeerID, _ known: Membership.News? = nil, evenAvoided: Bool = false) -> CandidateParent? {
-        guard evenAvoided || !isAvoided(id), !movingFrom.contains(id), let news = known ?? members[id], news.info.epoch >= epoch else { return nil }
+        guard evenAvoided || !isAvoided(id), !handOff.isMovingFrom(id), let news = known ?? members[id], news.info.epoch >= epoch else { return nil }
         let k = config.plan.count
         // What it refused lately is not asked of it again (it may feed the rest).
         let refused = members.refusedLately(id, now: lastNow)
