@@ -416,3 +416,70 @@ final class HandOffTests: XCTestCase {
         XCTAssertEqual(handOff.round(now: 4_000_000) { parents.contains($0) }, false)
     }
 }
+
+/// The parent search's memory and pace: when it searches, asks full peers, improves, probes and asks for candidates.
+final class ParentSearchTests: XCTestCase {
+    func testASearchThatFoundNoOneRestsUntilSomethingNewIsHeardOrASecondHasPassed() {
+        var search = ParentSearch(improvementPeriod: 5_000_000)
+        XCTAssertFalse(search.rests(needed: [0, 1], version: 7, now: 0), "the first search runs")
+        search.searched(askedAny: false, needed: [0, 1], version: 7, now: 0)
+        XCTAssertTrue(search.lastFoundNoOne)
+        XCTAssertTrue(search.rests(needed: [0, 1], version: 8, now: ParentSearch.spacing - 1), "news or not, not within a tick")
+        XCTAssertFalse(search.rests(needed: [0, 1], version: 8, now: ParentSearch.spacing), "something new heard")
+        XCTAssertTrue(search.rests(needed: [0, 1], version: 7, now: 999_999), "nothing new heard")
+        XCTAssertFalse(search.rests(needed: [0, 1], version: 7, now: 1_000_000), "a second on")
+        XCTAssertFalse(search.rests(needed: [1], version: 7, now: 1), "other substreams are searched for at once")
+        search.searched(askedAny: true, needed: [0, 1], version: 7, now: 2)
+        XCTAssertFalse(search.rests(needed: [0, 1], version: 7, now: 3), "a search that asked someone leaves nothing to rest on")
+        XCTAssertEqual(search.cause, .select)
+    }
+
+    func testFullPeersAreAskedOnlyAfterSearchesFoundNoOneForHalfASecond() {
+        var search = ParentSearch(improvementPeriod: 5_000_000)
+        XCTAssertFalse(search.weighed(foundAny: false, now: 1_000_000))
+        XCTAssertFalse(search.weighed(foundAny: false, now: 1_000_000 + ParentSearch.fullAskAfter - 1))
+        XCTAssertTrue(search.weighed(foundAny: false, now: 1_000_000 + ParentSearch.fullAskAfter))
+        XCTAssertFalse(search.weighed(foundAny: true, now: 2_000_000), "a search that found someone starts the wait again")
+        XCTAssertFalse(search.weighed(foundAny: false, now: 2_100_000))
+    }
+
+    func testImprovementRoundsBackOffWhileTheyFindNothingAndAMoveBringsThePaceBack() {
+        var search = ParentSearch(improvementPeriod: 1_000_000)
+        search.nextRound(at: 500_000)
+        XCTAssertFalse(search.improvementDue(now: 499_999))
+        XCTAssertTrue(search.improvementDue(now: 500_000))
+        for _ in 0..<5 { search.backOff() }
+        XCTAssertEqual(search.improvementPeriod, ParentSearch.maxBackoff * 1_000_000, "doubling, up to the bound")
+        XCTAssertEqual(search.backoffPeriods, ParentSearch.maxBackoff)
+        search.nextRound(at: 9_000_000)
+        search.resumePace(soonest: 12_000_000)
+        XCTAssertEqual(search.nextImprovement, 9_000_000, "never later than it was")
+        XCTAssertEqual(search.improvementPeriod, 1_000_000)
+        search.resumePace(soonest: 3_000_000)
+        XCTAssertEqual(search.nextImprovement, 3_000_000, "a probe that found a likely move brings the round sooner")
+    }
+
+    func testAsksForCandidatesAreSpacedAndGoToTheBootstrapEveryOtherTime() {
+        var search = ParentSearch(improvementPeriod: 5_000_000)
+        XCTAssertEqual(search.peerAsk(now: 0), true)
+        XCTAssertNil(search.peerAsk(now: ParentSearch.peerAskSpacing - 1))
+        XCTAssertEqual(search.peerAsk(now: ParentSearch.peerAskSpacing), false)
+        search.deferPeerAsk(now: 2 * ParentSearch.peerAskSpacing)
+        XCTAssertNil(search.peerAsk(now: 2 * ParentSearch.peerAskSpacing), "a link just up is heard first")
+        XCTAssertEqual(search.peerAsk(now: 3 * ParentSearch.peerAskSpacing), true)
+        XCTAssertTrue(search.bootstrapRetry(now: 0))
+        XCTAssertFalse(search.bootstrapRetry(now: ParentSearch.bootstrapRetry - 1))
+        XCTAssertTrue(search.bootstrapRetry(now: ParentSearch.bootstrapRetry))
+    }
+
+    func testItWakesThePeerForRoundsOnceFedAndForProbesWhenThereIsACandidate() {
+        var search = ParentSearch(improvementPeriod: 5_000_000)
+        search.nextRound(at: 7_000_000)
+        search.probed(now: 1_000_000, fed: false)
+        XCTAssertEqual(search.wakeup(fed: false, probeCandidates: true), 1_000_000 + ParentSearch.probePeriod, "short of parents: a probe a second")
+        XCTAssertNil(search.wakeup(fed: false, probeCandidates: false))
+        XCTAssertEqual(search.wakeup(fed: true, probeCandidates: false), 7_000_000)
+        search.probed(now: 1_000_000, fed: true)
+        XCTAssertEqual(search.wakeup(fed: true, probeCandidates: true), 6_000_000, "fed: a probe an improvement period")
+    }
+}

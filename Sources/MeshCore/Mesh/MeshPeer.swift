@@ -175,7 +175,6 @@ public struct MeshPeer {
     public private(set) var parentChanges = 0
     /// Parent changes by cause (a parent lost, refused, starved...; a move found by improvement or selection).
     public private(set) var changeCauses: [ParentChange: Int] = [:]
-    private var pendingCause = ParentChange.select
     /// Units of children let go because the uplink could not carry them (`resize`).
     public private(set) var childrenShed = 0
     /// Units this peer may offer besides what its estimate allows (`findsUplink`, not at the origin): it starts at a
@@ -197,34 +196,17 @@ public struct MeshPeer {
     public var leaving: Bool { handOff.leaving }
     /// Its upload is spent: a leaf from now on (`retire`).
     public var retired: Bool { handOff.retired }
-    /// A substream moves off a late parent at most this often (its lag is weighed afresh at the new one).
-    private var nextLateMove: Int64 = 0
-    static let lateMoveSpacing: Int64 = 2_000_000
     /// The time of the event being handled.
     private var lastNow: Int64 = 0
     /// When it handled its first event.
     private var startedAt: Int64?
 
-    // Timers: each is a time the core wants to be woken at (`nextWakeup`).
-    private var nextImprovement: Int64 = 0
-    /// A round that finds no move waits twice as long for the next, up to `maxImprovementBackoff` periods.
-    private var improvementPeriod: Int64
-    static let maxImprovementBackoff: Int64 = 6
+    /// When to search, improve, probe and ask, and what the last searches found (`ParentSearch`).
+    private var search: ParentSearch
     static let maxGossipBackoff: Int64 = 3
     private var nextGossip: Int64 = 0
-    private var nextBootstrapTry: Int64 = 0
     /// Forgetting old news and closing idle links: once a second is plenty.
     private var nextHousekeeping: Int64 = 0
-    private var nextProbe: Int64 = 0
-    private var nextPeerAsk: Int64 = 0
-    private var peerAsks = 0
-    private var fruitlessSearch: (version: Int, needed: [Int], at: Int64)?
-    /// Since when every search came back empty.
-    private var fruitlessSince: Int64?
-    /// Past a playout deadline's worth a full ask comes too late to matter: after a mass kill (4 of 12 relays,
-    /// the origin's children among them) a relay cut off from a substream asked the full origin 2 s in, and its
-    /// subtree missed the chunks in between. Half a second leaves room for news of room to arrive first.
-    static let fullAskAfter: Int64 = 500_000
     /// When this peer's news goes out, and to whom.
     private var announcer: Announcer
     /// Peers this one dialled whose links are not up yet, since when (a dial is answered within seconds).
@@ -234,9 +216,6 @@ public struct MeshPeer {
 
     package static let maxKnown = Membership.maxHearsay
     package static let maxUnaskedPeers = Membership.maxUnaskedPeers
-    static let searchSpacing: Int64 = 100_000
-    static let peerAskSpacing: Int64 = 300_000
-    static let probePeriod: Int64 = 1_000_000
     /// Links to peers that are neither parent, child, being asked nor the bootstrap close after this long (after
     /// `crowdedIdleTimeout` past `maxLinks`), so links do not pile up over a long run.
     static let idleLinkTimeout: Int64 = 20_000_000
@@ -253,7 +232,7 @@ public struct MeshPeer {
         members = Membership(assumedLinkDelay: config.assumedLinkDelay)
         parentSet = ParentSet(count: config.plan.count)
         store = ChunkWindow(capacity: config.windowChunks, horizon: UInt64(config.repairHorizon / max(1, config.chunkDuration)))
-        improvementPeriod = config.improvementPeriod
+        search = ParentSearch(improvementPeriod: config.improvementPeriod)
         announcer = Announcer(hysteresis: config.hysteresis)
         egress = Egress(uplink: UplinkEstimate(initial: Self.initialUplink(config) / 8, cap: config.uplink.map(\.bytesPerSecond),
                                                absorbed: config.socketBytes),
@@ -387,7 +366,7 @@ public struct MeshPeer {
         var out: [MeshAction] = []
         switch event {
         case .start:
-            nextImprovement = now + jittered(config.improvementPeriod)
+            search.nextRound(at: now + jittered(config.improvementPeriod))
             nextGossip = now + jittered(config.gossipPeriod)
             if let bootstrap = config.bootstrap, bootstrap != config.me { out.append(dial(bootstrap)) }
         case .connected(let peer):
@@ -400,7 +379,7 @@ public struct MeshPeer {
             let opened = dialling.removeValue(forKey: peer) != nil
             let dialledFor = parentSet.awaitingLink[peer] != nil || (members.probing.contains(peer) && !members.exploring.contains(peer))
             out.append(announceTo(peer, wantPeers: !config.isOrigin && opened && !dialledFor))
-            if !hasAllParents { nextPeerAsk = now + Self.peerAskSpacing }
+            if !hasAllParents { search.deferPeerAsk(now: now) }
             // What we wait for from it, asked again if a new link replaced one a subscribe may have been lost on.
             let wanted = parentSet.linkUp(peer)
             if !wanted.isEmpty {
@@ -419,8 +398,7 @@ public struct MeshPeer {
             members.measured(peer, delay: min(max(1, measuredDelay), WireLimits.maxDelay), now: now)
             // A probe was made because the peer looked like a move: the next round comes at the base pace.
             if hasAllParents, members.probing.contains(peer) {
-                improvementPeriod = config.improvementPeriod
-                nextImprovement = min(nextImprovement, now + jittered(config.improvementPeriod))
+                search.resumePace(soonest: now + jittered(config.improvementPeriod))
             }
         case .message(let peer, let message):
             out += receive(message, from: peer, now: now)
@@ -443,7 +421,7 @@ public struct MeshPeer {
                 config.parentTimeout = max(config.parentTimeout, 3 * Int64(k) * config.chunkDuration)
                 parentSet = ParentSet(count: k)
                 store.reset()
-                fruitlessSearch = nil
+                search.forgetSearches()
             }
             if rate > 0, rate <= WireLimits.maxStreamRate {
                 config.streamRate = BitRate(bitsPerSecond: Double(rate))
@@ -571,7 +549,7 @@ public struct MeshPeer {
             }
             if changed {
                 parentChanges += 1
-                changeCauses[pendingCause, default: 0] += 1
+                changeCauses[search.cause, default: 0] += 1
                 out.append(.parentsChanged(parents))
                 out += announceDownstream(now: now)
             }
@@ -814,8 +792,8 @@ public struct MeshPeer {
         for child in childSet.receivers(of: s, endOfStream: chunk.isEndOfStream) where child != from {
             out += sendChunk(chunk, to: child)
         }
-        if from != nil, now >= nextLateMove, let late = parentSet.late(margin: lateMargin) {
-            nextLateMove = now + Self.lateMoveSpacing
+        if from != nil, search.lateMoveDue(now: now), let late = parentSet.late(margin: lateMargin) {
+            search.movedLate(now: now)
             out += moveLate(late, now: now)
         }
         return out
@@ -830,7 +808,7 @@ public struct MeshPeer {
         guard let old = parentSet[s], parentSet.pending[s] == nil, !leaving else { return [] }
         members.refused(by: old, substreams: [s], now: now)
         guard let to = ParentSelector.select(needed: [s], from: candidates(), me: config.me)[s], to != old else { return [] }
-        pendingCause = .late
+        search.cause = .late
         return ask([s: to], now: now)
     }
 
@@ -845,13 +823,12 @@ public struct MeshPeer {
         out += gossip(now: now)
         if announcer.mustSend(now: now) { out += announceDownstream(now: now) }
         guard !config.isOrigin else { return out + announceIfChanged(now: now) }
-        if now >= nextProbe {
+        if search.probeDue(now: now) {
             // Short of parents, a probe a second; fed, one an improvement period, of a candidate that could be a move.
-            nextProbe = now + (hasAllParents ? config.improvementPeriod : Self.probePeriod)
+            search.probed(now: now, fed: hasAllParents)
             out += probe()
         }
-        if !hasAllParents, let bootstrap = config.bootstrap, !members.isLinked(bootstrap), now >= nextBootstrapTry {
-            nextBootstrapTry = now + 2_000_000
+        if !hasAllParents, let bootstrap = config.bootstrap, !members.isLinked(bootstrap), search.bootstrapRetry(now: now) {
             out.append(dial(bootstrap, for: .bootstrap))
         }
         // A substream whose parent stays connected but forwards nothing is as good as orphaned.
@@ -876,14 +853,12 @@ public struct MeshPeer {
         }
         out += selectParents(now: now)
         out += moveAway(now: now)
-        if now >= nextImprovement { out += improve(now: now) }
+        if search.improvementDue(now: now) { out += improve(now: now) }
         // Short of parents, or moving off a leaving one: ask a linked peer for candidates more often than the gossip round does (the bootstrap
         // every other time), so a joiner walks the mesh until it finds room.
-        if !hasAllParents || handOff.isMoving, !members.linked.isEmpty, now >= nextPeerAsk {
-            nextPeerAsk = now + Self.peerAskSpacing
-            let asked = config.bootstrap.flatMap { members.isLinked($0) && peerAsks % 2 == 0 ? $0 : nil }
+        if !hasAllParents || handOff.isMoving, !members.linked.isEmpty, let bootstrapsTurn = search.peerAsk(now: now) {
+            let asked = config.bootstrap.flatMap { members.isLinked($0) && bootstrapsTurn ? $0 : nil }
                 ?? members.linked[Int(rng.next() % UInt64(members.linked.count))]
-            peerAsks += 1
             out.append(announceTo(asked, wantPeers: true))
         }
         out += announceIfChanged(now: now)
@@ -927,8 +902,7 @@ public struct MeshPeer {
                 at = min(at, lastNow + 100_000)
             }
             for p in parentSet.pending.values { at = min(at, pendingDeadline(p)) }
-            if hasAllParents { at = min(at, nextImprovement) }
-            if members.hasProbeCandidates { at = min(at, nextProbe) }
+            if let searching = search.wakeup(fed: hasAllParents, probeCandidates: members.hasProbeCandidates) { at = min(at, searching) }
             if let starving = parentSet.nextStarvation(timeout: config.parentTimeout) { at = min(at, starving) }
             if let moving = handOff.wakeup { at = min(at, moving) }
         }
@@ -969,7 +943,7 @@ public struct MeshPeer {
     /// Short of parents with no candidate to probe: a link to a peer heard of at random, whose answer to this peer's
     /// ask names its own neighbours. A joiner walks the mesh this way until it finds room.
     private mutating func explore() -> [MeshAction] {
-        guard !hasAllParents, fruitlessSearch != nil else { return [] }
+        guard !hasAllParents, search.lastFoundNoOne else { return [] }
         let options = members.news.keys.filter { !members.isLinked($0) && !isAvoided($0) && parentSet.awaitingLink[$0] == nil }
         guard !options.isEmpty else { return [] }
         let id = options.sorted()[Int(rng.next() % UInt64(options.count))]
@@ -1045,7 +1019,7 @@ public struct MeshPeer {
         guard now >= nextGossip else { return [] }
         // A peer that has settled (all its parents, its improvement rounds finding nothing and backing off) needs
         // fresh candidates less often: its gossip backs off with them, up to `maxGossipBackoff` periods.
-        let settled = !config.isOrigin && hasAllParents ? min(Self.maxGossipBackoff, improvementPeriod / config.improvementPeriod) : 1
+        let settled = !config.isOrigin && hasAllParents ? min(Self.maxGossipBackoff, search.backoffPeriods) : 1
         nextGossip = now + jittered(config.gossipPeriod * max(1, settled))
         guard !members.linked.isEmpty else { return [] }
         return [announceTo(members.linked[Int(rng.next() % UInt64(members.linked.count))], wantPeers: true)]
@@ -1101,25 +1075,23 @@ public struct MeshPeer {
         guard !needed.isEmpty else { return [] }
         // After a search that found no one: not again within a tick, and not before something new is heard (but
         // once a second anyway). A peer short of parents hears a lot; each search weighs every candidate.
-        if let last = fruitlessSearch, last.needed == needed,
-           now - last.at < Self.searchSpacing || (last.version == members.version && now - last.at < 1_000_000) { return [] }
+        if search.rests(needed: needed, version: members.version, now: now) { return [] }
         var plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
-        // A substream no peer with room has fed for `fullAskAfter` (the few that have it are full): ask the
+        // A substream no peer with room has fed for `ParentSearch.fullAskAfter` (the few that have it are full): ask the
         // nearest full one, which gives a weaker child's unit to a stronger asker (the snowball of design §3). Each
         // full peer at most once in `fullAskSpacing`. Not at once: after a loss, room usually turns up in a moment.
-        if plan.isEmpty { fruitlessSince = fruitlessSince ?? now } else { fruitlessSince = nil }
-        for s in needed where plan[s] == nil && now - (fruitlessSince ?? now) >= Self.fullAskAfter {
+        let inVain = search.weighed(foundAny: !plan.isEmpty, now: now)
+        for s in needed where plan[s] == nil && inVain {
             plan[s] = askFull(for: s, now: now)
         }
         // No full peer left to ask either: a peer avoided for one fault rather than none. A parent blamed for a loss
         // (maybe one above it: a leaf fed by a liar passes its gaps on) still feeds most; on a loaded machine a leaf
         // that had blamed every peer with room went 9 s without (CI, stop 30).
         let bare = needed.filter { plan[$0] == nil }
-        if !bare.isEmpty, now - (fruitlessSince ?? now) >= Self.fullAskAfter {
+        if !bare.isEmpty, inVain {
             plan.merge(lastResort(for: bare), uniquingKeysWith: { chosen, _ in chosen })
         }
-        fruitlessSearch = plan.isEmpty ? (members.version, needed, now) : nil
-        pendingCause = .select
+        search.searched(askedAny: !plan.isEmpty, needed: needed, version: members.version, now: now)
         return ask(plan, now: now)
     }
 
@@ -1157,16 +1129,16 @@ public struct MeshPeer {
         for s in needed where plan[s] == nil && mayAskFull {
             plan[s] = askFull(for: s, now: now)
         }
-        pendingCause = .leaving
+        search.cause = .leaving
         return ask(plan, now: now)
     }
 
     /// One move towards a lower delay, make-before-break. A round that finds none waits twice as long for the next
     /// (a peer at its local minimum stays put); a move brings the pace back.
     private mutating func improve(now: Int64) -> [MeshAction] {
-        nextImprovement = now + jittered(improvementPeriod)
+        search.nextRound(at: now + jittered(search.improvementPeriod))
         guard hasAllParents, parentSet.pending.isEmpty else { return [] }
-        improvementPeriod = min(2 * improvementPeriod, Self.maxImprovementBackoff * config.improvementPeriod)
+        search.backOff()
         // A parent taken as a last resort is avoided, and is weighed all the same: a better one may turn up.
         let current = Dictionary(uniqueKeysWithValues: parents.compactMap { s, p in candidate(p, evenAvoided: true).map { (s, $0) } })
         guard current.count == parents.count else { return [] }
@@ -1176,8 +1148,8 @@ public struct MeshPeer {
         guard let move = ParentSelector.improvement(parents: current, candidates: candidates(measuredOnly: true), me: config.me,
                                                     margin: config.hysteresis, relativeMargin: config.relativeHysteresis)
         else { return [] }
-        improvementPeriod = config.improvementPeriod
-        pendingCause = .improve
+        search.resumePace()
+        search.cause = .improve
         return ask([move.substream: move.to], now: now)
     }
 
