@@ -35,7 +35,7 @@ struct OverlayCommand: ParsableCommand {
     @Option(help: "The origin's uplink, as --uplinks.")
     var originUplink = UplinkDistribution(argument: "2x")!
 
-    @Option(help: "Algorithms, comma-separated: fastmesh, centralized, random, tree.")
+    @Option(help: "Algorithms, comma-separated: fastmesh, centralized, centralized-queued, random, tree.")
     var algo = "fastmesh,centralized,random,tree"
 
     @Option(help: "Churn: off, or fail:EVERY[:DOWN] and/or leave:EVERY[:DOWN] (seconds; a new peer joins DOWN s later).")
@@ -68,7 +68,7 @@ struct OverlayCommand: ParsableCommand {
 
     func validate() throws {
         guard algo.split(separator: ",").allSatisfy({ OverlayAlgorithm(rawValue: String($0)) != nil }), !algorithms.isEmpty else {
-            throw ValidationError("--algo: a comma list of fastmesh, centralized, random, tree")
+            throw ValidationError("--algo: a comma list of \(OverlayAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard (1...1_000_000).contains(peers) else { throw ValidationError("--peers must be 1 to 1000000") }
         guard (1...64).contains(k) else { throw ValidationError("--k must be 1 to 64") }

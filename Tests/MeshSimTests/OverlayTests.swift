@@ -116,6 +116,18 @@ final class OverlayTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(fast.maxDelayMs, centralized.maxDelayMs * 0.5, "full knowledge is a heuristic, not magic")
     }
 
+    /// The centralized mesh timed through each peer's uplink, as fastmesh is: a parent's substreams queue behind each
+    /// other, so its chunks come no sooner than the analytic baseline says, and later where uplinks are uneven.
+    func testTheCentralizedMeshThroughQueuedUplinksIsNoFasterThanItsAnalyticDelays() {
+        let world = OverlayWorld(scenario(peers: 150, duration: 40))
+        let analytic = OverlaySimulation.run(.centralized, world: world)
+        let queued = OverlaySimulation.run(.centralizedQueued, world: world)
+        XCTAssertEqual(queued.originLoad, analytic.originLoad, "the same mesh")
+        XCTAssertGreaterThan(queued.maxDelayMs, analytic.maxDelayMs)
+        XCTAssertGreaterThan(queued.meanDelayMs, analytic.meanDelayMs)
+        XCTAssertEqual(queued.rateRatio, 1, accuracy: 0.001, "every chunk arrives")
+    }
+
     /// Issue 19: where upload is scarce (uplinks 0.5x-4x, the origin 2x) the mesh settles and delivers on time. A
     /// relay used to tell its sched multiplied by its busiest fan-out, so one feeding three children a substream
     /// looked three times weaker than an idle peer of the same uplink: joiners evicted relays and the subtrees below

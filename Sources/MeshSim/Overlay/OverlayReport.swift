@@ -52,18 +52,18 @@ public struct OverlayReport: Encodable {
             "\(s.peers) peers, \(BitRate(bitsPerSecond: s.rateBps)) in \(s.k) substreams, uplinks \(s.uplinks) (mean \(String(format: "%.2f", s.meanUplinkStreams))x), origin \(s.originUplink), churn \(s.churn), \(Int(s.durationS)) s, seed \(s.seed)",
             "r_max \(BitRate(bitsPerSecond: s.rMaxBps)); rates below are against \(BitRate(bitsPerSecond: s.targetRateBps))",
             "",
-            "algorithm     max delay  mean delay  rate    on time   origin  parent changes  wall",
+            "algorithm           max delay  mean delay  rate    on time   origin  parent changes  wall",
         ]
         for (name, r) in rows {
             guard r.peersMeasured > 0 else {
-                lines.append(name.padding(toLength: 12, withPad: " ", startingAt: 0) + " no peer measured: none stayed a whole second past its first 5 s and the warm-up")
+                lines.append(name.padding(toLength: 18, withPad: " ", startingAt: 0) + " no peer measured: none stayed a whole second past its first 5 s and the warm-up")
                 continue
             }
-            lines.append(name.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %8.0f ms %8.0f ms  %6.3f  %7.3f%%  %5.2f  %14d  %6.1f s",
+            lines.append(name.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: " %8.0f ms %8.0f ms  %6.3f  %7.3f%%  %5.2f  %14d  %6.1f s",
                                 r.maxDelayMs, r.meanDelayMs, r.rateRatio, r.onTime * 100, r.originLoad, r.parentChanges, r.wallSeconds))
         }
         if let f = algorithms["fastmesh"] {
-            for other in ["centralized", "random", "tree"] {
+            for other in ["centralized", "centralized-queued", "random", "tree"] {
                 guard let o = algorithms[other], o.maxDelayMs > 0 else { continue }
                 lines.append(String(format: "fastmesh max delay / %@: %.2f", other, f.maxDelayMs / o.maxDelayMs))
             }

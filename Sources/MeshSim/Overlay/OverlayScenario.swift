@@ -6,6 +6,9 @@ public enum OverlayAlgorithm: String, CaseIterable, Codable, Sendable {
     case fastmesh
     /// Design §3's heuristic: peers inserted by decreasing uplink, each taking parents by power over all peers.
     case centralized
+    /// The centralized mesh with its chunks sent through each peer's uplink one after another, as the simulator sends
+    /// fastmesh's: a parent's substreams queue behind each other (`centralized` counts only its children of one).
+    case centralizedQueued = "centralized-queued"
     /// Each substream's parent drawn at random among peers with a unit to spare.
     case random
     /// One parent for all substreams: the one with room that gives the least delay.

@@ -36,13 +36,16 @@ struct StaticMesh {
         // The centralized heuristic inserts high uplinks first (a snowball: they end up near the source);
         // the others take peers in the order they join.
         let initial = (0..<world.scenario.peers).map { $0 + 1 }
-        let order = algorithm == .centralized
+        let order = algorithm == .centralized || algorithm == .centralizedQueued
             ? initial.sorted { (world.uplink[$0], $1) > (world.uplink[$1], $0) }
             : initial.sorted { (world.joinAt[$0], $0) < (world.joinAt[$1], $1) }
         for peer in order { insert(peer) }
     }
 
     func residual(_ p: Int) -> Int { world.units[p] - used[p] }
+
+    /// p's children in `s`, in the order its uplink sends them a chunk.
+    func children(of p: Int, _ s: Int) -> [Int] { children[s][p] }
 
     /// A peer joins: it takes parents for every substream.
     mutating func insert(_ peer: Int) {
@@ -122,7 +125,7 @@ struct StaticMesh {
     private mutating func attach(_ peer: Int, substreams: [Int]) {
         parentChanges += 1
         switch algorithm {
-        case .centralized: attachByPower(peer, substreams)
+        case .centralized, .centralizedQueued: attachByPower(peer, substreams)
         case .random: attachAtRandom(peer, substreams)
         case .tree: attachToOne(peer, substreams)
         case .fastmesh: break
