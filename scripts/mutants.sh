@@ -49,8 +49,8 @@ edits() {
                 'let looped = parentSet.substreams(from: peer).filter { s in s < info.ancestors.count && info.ancestors[s].contains(config.me) }' \
                 'let looped: [Int] = []' ;;
         liveness) # a search that found no parent is never made again for the same substreams
-            mutate $peer 'now - last.at < Self.searchSpacing || (last.version == members.version && now - last.at < 1_000_000) { return [] }' \
-                'true { return [] }' ;;
+            mutate Sources/MeshCore/Mesh/ParentSearch.swift 'return last.at + (last.version == version ? 1_000_000 : Self.spacing)' \
+                'return .max / 2' ;;
         wakeup) # the pace's wait for a repair leaves out what is kept for live chunks (the bug the bound found)
             mutate Sources/MeshCore/Mesh/Egress.swift 'pacedUntil = now + bucket.wait(for: item.bytes, keep: keep, now: now)' \
                 'pacedUntil = now + bucket.wait(for: item.bytes, now: now)' ;;

@@ -20,6 +20,7 @@ public struct LinksHeld: Codable, Sendable {
 final class SimulatedPeer {
     var core: MeshPeer
     var wakeAt: Int64 = .max
+    var wakeups = 0
     var traffic = ControlTraffic()
     var links = 0
     /// Of `links`, those the other side opened.
@@ -117,6 +118,8 @@ public final class SimulatedMesh {
     public private(set) var maxLinksHolder: LinksHeld?
     /// Wake-ups handled (the core's own timers).
     public private(set) var wakeups = 0
+    /// Times a peer's core was woken (its own ticks), for as long as it lived.
+    public func wakeups(of name: PeerName) -> Int { boxes[id(name)]?.wakeups ?? 0 }
     /// Arrival time of each chunk at each peer, when `recordDeliveries` (small runs and tests).
     public private(set) var delivered: [PeerID: [UInt64: Int64]] = [:]
     public var recordDeliveries = true
@@ -389,6 +392,7 @@ public final class SimulatedMesh {
                     guard box.wakeAt == now else { continue }
                     box.wakeAt = .max
                     wakeups += 1
+                    box.wakeups += 1
                 }
                 handle(e.target, event, box)
             }

@@ -65,20 +65,40 @@ final class MeshPartsTests: XCTestCase {
 
     func testRepairsAskForGapsBehindTheNewestOfTheirSubstreamOnlyAndNotTooOften() {
         var window = ChunkWindow(capacity: 64, horizon: 100)
-        for seq: UInt64 in [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11] { window.insert(chunk(seq), substream: Int(seq % 4)) }
+        for seq: UInt64 in [0, 1, 2, 3, 5, 6, 7] { window.insert(chunk(seq), substream: Int(seq % 4), substreams: 4, now: 800_000) }
+        XCTAssertNil(window.repairWakeup, "4 may still be on its way: 5-7 are of other substreams")
+        window.insert(chunk(8), substream: 0, substreams: 4, now: 900_000)
+        XCTAssertEqual(window.repairWakeup, 900_000 + ChunkWindow.firstAskAfter, "4 is behind its substream's newest: asked a tick on")
+        for seq: UInt64 in [9, 10, 11] { window.insert(chunk(seq), substream: Int(seq % 4), substreams: 4, now: 950_000) }
+        XCTAssertEqual(window.repairWakeup, 1_000_000, "nothing new missing")
         XCTAssertTrue(window.hasGap(substreams: 4))
         let first = window.repairsDue(now: 1_000_000, substreams: 4, retryAfter: 400_000)
         XCTAssertEqual(first.map(\.seq), [4])
         XCTAssertEqual(first.map(\.tries), [1])
         XCTAssertTrue(window.wasAsked(4))
+        // The peer sleeps until the ask may be made again, not a tick at a time.
+        XCTAssertEqual(window.repairWakeup, 1_400_001)
         XCTAssertEqual(window.repairsDue(now: 1_200_000, substreams: 4, retryAfter: 400_000).map(\.seq), [], "asked lately")
-        XCTAssertEqual(window.repairsDue(now: 1_500_000, substreams: 4, retryAfter: 400_000).map(\.tries), [2])
-        window.insert(chunk(4), substream: 0)
+        XCTAssertEqual(window.repairWakeup, 1_400_001)
+        XCTAssertEqual(window.repairsDue(now: 1_400_001, substreams: 4, retryAfter: 400_000).map(\.tries), [2])
+        window.insert(chunk(4), substream: 0, substreams: 4, now: 1_500_000)
         XCTAssertFalse(window.hasGap(substreams: 4))
         XCTAssertFalse(window.wasAsked(4))
+        XCTAssertEqual(window.repairsDue(now: 1_600_000, substreams: 4, retryAfter: 400_000).map(\.seq), [])
+        XCTAssertNil(window.repairWakeup, "nothing missing: no wake-up")
         // 12 is not missing yet: 13-15 may still be on their way from other parents.
-        window.insert(chunk(16), substream: 0)
+        window.insert(chunk(16), substream: 0, substreams: 4, now: 1_900_000)
+        XCTAssertEqual(window.repairWakeup, 2_000_000)
         XCTAssertEqual(window.repairsDue(now: 2_000_000, substreams: 4, retryAfter: 400_000).map(\.seq), [12])
+    }
+
+    func testARepairScanCutShortByItsLimitComesBackForTheRest() {
+        var window = ChunkWindow(capacity: 64, horizon: 100)
+        window.insert(chunk(0), substream: 0, substreams: 1, now: 0)
+        window.insert(chunk(20), substream: 0, substreams: 1, now: 0)
+        XCTAssertEqual(window.repairsDue(now: 100_000, substreams: 1, retryAfter: 400_000, limit: 8).map(\.seq), Array(1...8))
+        XCTAssertEqual(window.repairWakeup, 100_000 + ChunkWindow.firstAskAfter, "11 more missing, not asked yet")
+        XCTAssertEqual(window.repairsDue(now: 200_000, substreams: 1, retryAfter: 400_000, limit: 8).map(\.seq), Array(9...16))
     }
 
     // MARK: ChildSet
@@ -421,17 +441,33 @@ final class HandOffTests: XCTestCase {
 final class ParentSearchTests: XCTestCase {
     func testASearchThatFoundNoOneRestsUntilSomethingNewIsHeardOrASecondHasPassed() {
         var search = ParentSearch(improvementPeriod: 5_000_000)
-        XCTAssertFalse(search.rests(needed: [0, 1], version: 7, now: 0), "the first search runs")
-        search.searched(askedAny: false, needed: [0, 1], version: 7, now: 0)
+        let both = ParentSearch.mask([0, 1]), one = ParentSearch.mask([1])
+        XCTAssertEqual(both, 0b11)
+        XCTAssertFalse(search.rests(needed: both, version: 7, now: 0), "the first search runs")
+        search.searched(askedAny: false, needed: both, version: 7, now: 0)
         XCTAssertTrue(search.lastFoundNoOne)
-        XCTAssertTrue(search.rests(needed: [0, 1], version: 8, now: ParentSearch.spacing - 1), "news or not, not within a tick")
-        XCTAssertFalse(search.rests(needed: [0, 1], version: 8, now: ParentSearch.spacing), "something new heard")
-        XCTAssertTrue(search.rests(needed: [0, 1], version: 7, now: 999_999), "nothing new heard")
-        XCTAssertFalse(search.rests(needed: [0, 1], version: 7, now: 1_000_000), "a second on")
-        XCTAssertFalse(search.rests(needed: [1], version: 7, now: 1), "other substreams are searched for at once")
-        search.searched(askedAny: true, needed: [0, 1], version: 7, now: 2)
-        XCTAssertFalse(search.rests(needed: [0, 1], version: 7, now: 3), "a search that asked someone leaves nothing to rest on")
+        XCTAssertTrue(search.rests(needed: both, version: 8, now: ParentSearch.spacing - 1), "news or not, not within a tick")
+        XCTAssertFalse(search.rests(needed: both, version: 8, now: ParentSearch.spacing), "something new heard")
+        XCTAssertEqual(search.nextSearch(needed: both, version: 8), ParentSearch.spacing, "the peer is woken for it then")
+        XCTAssertTrue(search.rests(needed: both, version: 7, now: 999_999), "nothing new heard")
+        XCTAssertFalse(search.rests(needed: both, version: 7, now: 1_000_000), "a second on")
+        XCTAssertEqual(search.nextSearch(needed: both, version: 7), 1_000_000)
+        XCTAssertFalse(search.rests(needed: one, version: 7, now: 1), "other substreams are searched for at once")
+        XCTAssertNil(search.nextSearch(needed: 0, version: 7), "nothing to search for, no wake-up")
+        search.searched(askedAny: true, needed: both, version: 7, now: 2)
+        XCTAssertFalse(search.rests(needed: both, version: 7, now: 3), "a search that asked someone leaves nothing to rest on")
         XCTAssertEqual(search.cause, .select)
+    }
+
+    func testTheSubstreamsNeededAsBitsAreThoseWithNeitherParentNorAsk() {
+        var parents = ParentSet(count: 6)
+        XCTAssertEqual(parents.neededMask, 0b111111)
+        _ = parents.ask("a:1", for: [0, 2], now: 0, linked: true)
+        _ = parents.accept(0, from: "a:1", now: 1)
+        XCTAssertEqual(parents.neededMask, ParentSearch.mask(parents.needed))
+        XCTAssertEqual(parents.neededMask, 0b111010)
+        _ = parents.ask("b:1", for: [1, 3, 4, 5], now: 2, linked: false)
+        XCTAssertEqual(parents.neededMask, 0, "all asked: nothing to search for")
     }
 
     func testFullPeersAreAskedOnlyAfterSearchesFoundNoOneForHalfASecond() {

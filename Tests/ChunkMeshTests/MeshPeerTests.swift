@@ -235,6 +235,24 @@ final class MeshPeerTests: XCTestCase {
         XCTAssertLessThan(arrival - ingest, 2_000_000, "before a 2 s deadline")
     }
 
+    /// Every wait has its own deadline: a peer missing a chunk nobody can repair wakes when its ask may be made again
+    /// (every 400 ms) and for its other timers, not ten times a second as it did while it had a gap.
+    func testAPeerMissingAChunkWakesWhenItsAskIsDueNotEveryTick() {
+        let sim = SimulatedMesh(originUnits: 8)
+        sim.join("relay", units: 16, seed: 5)
+        sim.run(for: 3_000_000)
+        sim.join("me", units: 0, seed: 6)
+        sim.run(for: 5_000_000)
+        let lost = sim.producedSeqs + 5
+        sim.dropChunk = { _, to, seq in to == "me" && seq == lost }
+        let before = sim.wakeups(of: "me")
+        sim.run(for: 5_000_000) // the gap stays within the repair horizon (6.4 s)
+        XCTAssertEqual(gaps(sim, "me", upTo: sim.producedSeqs - 10), [lost], "the chunk is never had")
+        let woke = sim.wakeups(of: "me") - before
+        print("wake-ups in 5 s with a repair outstanding: \(woke)")
+        XCTAssertLessThan(woke, 25, "the old pace in busy states (100 ms) woke it 35 times")
+    }
+
     func testAPeerThatStopsForwardingIsDropped() {
         let sim = SimulatedMesh(originUnits: 4)
         sim.join("mute", units: 8, seed: 40)

@@ -16,6 +16,12 @@ struct ChunkWindow {
     private var scanFrom: UInt64 = 0
     /// How far behind the newest a missing chunk is still worth a repair, in chunks.
     var horizon: UInt64
+    /// When `repairsDue` next has something to ask for (or may: it is never later than that): a chunk that went
+    /// missing is asked for `firstAskAfter` after, an asked one when its retry is due. Nil without a gap.
+    private(set) var repairWakeup: Int64?
+    /// A chunk missing behind its substream's newest is often on its way still (a move's backlog, another
+    /// parent's lag): the first ask waits this long.
+    static let firstAskAfter: Int64 = 100_000
 
     init(capacity: Int, horizon: UInt64 = .max) {
         self.capacity = capacity
@@ -42,10 +48,19 @@ struct ChunkWindow {
 
     /// Keeps a chunk; the oldest go past `capacity`. True when the window's low end moved.
     @discardableResult
-    mutating func insert(_ chunk: Chunk, substream: Int) -> Bool {
+    mutating func insert(_ chunk: Chunk, substream: Int, substreams k: Int = 1, now: Int64 = 0) -> Bool {
         chunks[SeqKey(chunk.seq)] = chunk
         asked.removeValue(forKey: SeqKey(chunk.seq))
+        let before = newest
         newest = max(newest ?? chunk.seq, chunk.seq)
+        // The seqs this chunk put behind their substream's newest: one missing is a gap to ask for soon.
+        if let before, let high = newest, high > before, high >= UInt64(k) {
+            let from = max(before >= UInt64(k) ? before - UInt64(k) + 1 : 0, high - UInt64(k) >= 64 ? high - UInt64(k) - 63 : 0,
+                           first ?? 0, low)
+            if from <= high - UInt64(k), (from...(high - UInt64(k))).contains(where: { chunks[SeqKey($0)] == nil && asked[SeqKey($0)] == nil }) {
+                repairWakeup = min(repairWakeup ?? .max, now + Self.firstAskAfter)
+            }
+        }
         first = min(first ?? chunk.seq, chunk.seq)
         lastOf[substream] = max(lastOf[substream] ?? chunk.seq, chunk.seq)
         defer { advanceScan() }
@@ -98,8 +113,11 @@ struct ChunkWindow {
     /// Missing chunks to ask for now (at most `limit`), with how often each was asked before: those behind the
     /// newest of their substream, within `horizon` chunks of the newest, not asked within `retryAfter`.
     mutating func repairsDue(now: Int64, substreams k: Int, retryAfter: Int64, limit: Int = 8) -> [(seq: UInt64, tries: Int)] {
+        repairWakeup = nil
         guard let high = newest, high > UInt64(k) else { return [] }
         var due: [(seq: UInt64, tries: Int)] = []
+        // The soonest a gap seen on this scan comes due again; one past the limit is asked at the next first-ask.
+        var soonest: Int64 = .max
         var seq = max(low, first ?? 0, high > horizon ? high - horizon : 0, scanFrom)
         // Everything before the first gap is held: the next scan starts there.
         var complete = true
@@ -112,10 +130,15 @@ struct ChunkWindow {
                     let tries = (asked[SeqKey(seq)]?.tries ?? 0) + 1
                     asked[SeqKey(seq)] = (now, tries)
                     due.append((seq, tries))
+                    soonest = min(soonest, now + retryAfter + 1)
+                } else if let at = asked[SeqKey(seq)]?.at {
+                    soonest = min(soonest, at + retryAfter + 1)
                 }
             }
             seq += 1
         }
+        if seq + UInt64(k) <= high { soonest = min(soonest, now + Self.firstAskAfter) } // the limit cut the scan short
+        repairWakeup = soonest == .max ? nil : soonest
         return due
     }
 }

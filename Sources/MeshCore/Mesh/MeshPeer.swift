@@ -368,7 +368,10 @@ public struct MeshPeer {
         case .start:
             search.nextRound(at: now + jittered(config.improvementPeriod))
             nextGossip = now + jittered(config.gossipPeriod)
-            if let bootstrap = config.bootstrap, bootstrap != config.me { out.append(dial(bootstrap)) }
+            if let bootstrap = config.bootstrap, bootstrap != config.me {
+                out.append(dial(bootstrap))
+                _ = search.bootstrapRetry(now: now) // dialled now: again only if it has not answered in a while
+            }
         case .connected(let peer):
             members.link(peer)
             // A bootstrap that answers again (a restarted origin) is a candidate again at once.
@@ -777,7 +780,7 @@ public struct MeshPeer {
             // Its newest: how late it comes, against the other parents (a backlog's older chunks do not count).
             if chunk.seq >= store.last(of: s) ?? 0 { parentSet.noteLag(s, now.saturatingSubtract(chunk.ingestTime)) }
         }
-        if store.insert(chunk, substream: s) { childSet.forgetSent(below: store.low, window: store.capacity) }
+        if store.insert(chunk, substream: s, substreams: config.plan.count, now: now) { childSet.forgetSent(below: store.low, window: store.capacity) }
         // Chunks' durations jitter around the target: only a change of more than a tenth is a new duration (sched,
         // the repair horizon and the parent timeout follow it; a jitter would re-announce the news every chunk).
         if chunk.duration > 0, abs(chunk.duration - config.chunkDuration) * 10 > config.chunkDuration {
@@ -897,10 +900,17 @@ public struct MeshPeer {
         if let paced = egress.nextWakeup { at = min(at, paced) }
         if let news = announcer.wakeup { at = min(at, news) }
         if !config.isOrigin {
-            // Short of parents, searching, waiting on a subscribe or missing chunks: the old pace, ten times a second.
-            if !hasAllParents || !parentSet.pending.isEmpty || store.hasGap(substreams: config.plan.count) {
-                at = min(at, lastNow + 100_000)
+            // Every wait has its own deadline, kept by the part that waits (no pace in busy states): a search, a
+            // probe or an exploring link, the bootstrap, an ask for candidates, a repair, a subscribe's answer.
+            if !hasAllParents {
+                if !leaving, let searching = search.nextSearch(needed: parentSet.neededMask, version: members.version) {
+                    at = min(at, searching)
+                }
+                if !leaving { at = min(at, search.nextProbe) }
+                if let bootstrap = config.bootstrap, !members.isLinked(bootstrap) { at = min(at, search.nextBootstrapTry) }
             }
+            if !hasAllParents || handOff.isMoving, !members.linked.isEmpty { at = min(at, search.nextPeerAsk) }
+            if !parentSet.isEmpty, let repair = store.repairWakeup { at = min(at, repair) }
             for p in parentSet.pending.values { at = min(at, pendingDeadline(p)) }
             if let searching = search.wakeup(fed: hasAllParents, probeCandidates: members.hasProbeCandidates) { at = min(at, searching) }
             if let starving = parentSet.nextStarvation(timeout: config.parentTimeout) { at = min(at, starving) }
@@ -1075,7 +1085,8 @@ public struct MeshPeer {
         guard !needed.isEmpty else { return [] }
         // After a search that found no one: not again within a tick, and not before something new is heard (but
         // once a second anyway). A peer short of parents hears a lot; each search weighs every candidate.
-        if search.rests(needed: needed, version: members.version, now: now) { return [] }
+        let mask = ParentSearch.mask(needed)
+        if search.rests(needed: mask, version: members.version, now: now) { return [] }
         var plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
         // A substream no peer with room has fed for `ParentSearch.fullAskAfter` (the few that have it are full): ask the
         // nearest full one, which gives a weaker child's unit to a stronger asker (the snowball of design §3). Each
@@ -1091,7 +1102,7 @@ public struct MeshPeer {
         if !bare.isEmpty, inVain {
             plan.merge(lastResort(for: bare), uniquingKeysWith: { chosen, _ in chosen })
         }
-        search.searched(askedAny: !plan.isEmpty, needed: needed, version: members.version, now: now)
+        search.searched(askedAny: !plan.isEmpty, needed: mask, version: members.version, now: now)
         return ask(plan, now: now)
     }
 

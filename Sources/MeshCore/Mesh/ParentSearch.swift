@@ -11,12 +11,14 @@ struct ParentSearch {
     private(set) var improvementPeriod: Int64
     private(set) var nextImprovement: Int64 = 0
     private(set) var nextProbe: Int64 = 0
-    private var lastInVain: (version: Int, needed: [Int], at: Int64)?
+    /// The last search that found no one: what was heard by then (`Membership.version`), what it searched for
+    /// (substream s is bit s), when.
+    private var lastInVain: (version: Int, needed: UInt64, at: Int64)?
     /// Since when every search came back empty.
     private var inVainSince: Int64?
-    private var nextPeerAsk: Int64 = 0
+    private(set) var nextPeerAsk: Int64 = 0
     private var peerAsks = 0
-    private var nextBootstrapTry: Int64 = 0
+    private(set) var nextBootstrapTry: Int64 = 0
     private var nextLateMove: Int64 = 0
 
     static let maxBackoff: Int64 = 6
@@ -39,11 +41,20 @@ struct ParentSearch {
 
     // MARK: searches for substreams without a parent
 
-    /// Whether a search for `needed` waits: the last found no one for the same substreams, under a tick ago, or
-    /// under a second ago with nothing new heard since (`version` counts news).
-    func rests(needed: [Int], version: Int, now: Int64) -> Bool {
-        guard let last = lastInVain, last.needed == needed else { return false }
-        return now - last.at < Self.spacing || (last.version == version && now - last.at < 1_000_000)
+    /// Substreams as bits, as searches remember them.
+    static func mask(_ substreams: [Int]) -> UInt64 { substreams.reduce(0) { $1 < 64 ? $0 | 1 << UInt64($1) : $0 } }
+
+    /// Whether a search for `needed` (bits, `mask`) waits: the last found no one for the same substreams, under a
+    /// tick ago, or under a second ago with nothing new heard since (`version` counts news).
+    func rests(needed: UInt64, version: Int, now: Int64) -> Bool { now < nextSearch(needed: needed, version: version) ?? .min }
+
+    /// When a search for `needed` may run: at once for substreams not searched for in vain (a search that asks
+    /// someone makes what it asked for pending, so searches at once end), else a tick after the last if something
+    /// new was heard, a second after it if not. Nil with nothing needed.
+    func nextSearch(needed: UInt64, version: Int) -> Int64? {
+        guard needed != 0 else { return nil }
+        guard let last = lastInVain, last.needed == needed else { return .min / 2 }
+        return last.at + (last.version == version ? 1_000_000 : Self.spacing)
     }
 
     /// A search weighed the peers with room: found some or not. Returns whether searches have found no one for
@@ -54,7 +65,7 @@ struct ParentSearch {
     }
 
     /// A search is over: it asked someone, or found no one at all (then it rests, `rests`).
-    mutating func searched(askedAny: Bool, needed: [Int], version: Int, now: Int64) {
+    mutating func searched(askedAny: Bool, needed: UInt64, version: Int, now: Int64) {
         lastInVain = askedAny ? nil : (version, needed, now)
         cause = .select
     }

@@ -75,6 +75,13 @@ struct ParentSet {
 
     /// Substreams with neither a parent nor an ask out.
     var needed: [Int] { (0..<count).filter { bySubstream[$0] == nil && pending[$0] == nil } }
+    /// `needed` as bits (substream s is bit s; k is at most 64), made without an array: read after every event.
+    var neededMask: UInt64 {
+        guard parents.count + pending.count < count else { return 0 }
+        var mask: UInt64 = 0
+        for s in 0..<min(count, 64) where bySubstream[s] == nil && pending[s] == nil { mask |= 1 << UInt64(s) }
+        return mask
+    }
     /// Peers this peer waits on or is fed by.
     var involved: Set<PeerID> { Set(parents.values).union(pending.values.map(\.peer)).union(awaitingLink.keys) }
     /// The peers `involved` names, some perhaps more than once, without hashing them into a set.
