@@ -70,7 +70,7 @@ final class MeshPartsTests: XCTestCase {
         window.insert(chunk(8), substream: 0, substreams: 4, now: 900_000)
         XCTAssertEqual(window.repairWakeup, 900_000 + ChunkWindow.firstAskAfter, "4 is behind its substream's newest: asked a tick on")
         for seq: UInt64 in [9, 10, 11] { window.insert(chunk(seq), substream: Int(seq % 4), substreams: 4, now: 950_000) }
-        XCTAssertEqual(window.repairWakeup, 1_000_000, "nothing new missing")
+        XCTAssertEqual(window.repairWakeup, 900_000 + ChunkWindow.firstAskAfter, "nothing new missing")
         XCTAssertTrue(window.hasGap(substreams: 4))
         let first = window.repairsDue(now: 1_000_000, substreams: 4, retryAfter: 400_000)
         XCTAssertEqual(first.map(\.seq), [4])
@@ -88,7 +88,7 @@ final class MeshPartsTests: XCTestCase {
         XCTAssertNil(window.repairWakeup, "nothing missing: no wake-up")
         // 12 is not missing yet: 13-15 may still be on their way from other parents.
         window.insert(chunk(16), substream: 0, substreams: 4, now: 1_900_000)
-        XCTAssertEqual(window.repairWakeup, 2_000_000)
+        XCTAssertEqual(window.repairWakeup, 1_900_000 + ChunkWindow.firstAskAfter)
         XCTAssertEqual(window.repairsDue(now: 2_000_000, substreams: 4, retryAfter: 400_000).map(\.seq), [12])
     }
 
@@ -468,6 +468,12 @@ final class ParentSearchTests: XCTestCase {
         XCTAssertEqual(parents.neededMask, 0b111010)
         _ = parents.ask("b:1", for: [1, 3, 4, 5], now: 2, linked: false)
         XCTAssertEqual(parents.neededMask, 0, "all asked: nothing to search for")
+        // A move asks for a substream it has a parent in (make-before-break): it is both, and others may be needed.
+        var moving = ParentSet(count: 2)
+        _ = moving.ask("a:1", for: [0], now: 0, linked: true)
+        _ = moving.accept(0, from: "a:1", now: 1)
+        _ = moving.ask("c:1", for: [0], now: 2, linked: true)
+        XCTAssertEqual(moving.neededMask, 0b10, "substream 1 has neither parent nor ask")
     }
 
     func testFullPeersAreAskedOnlyAfterSearchesFoundNoOneForHalfASecond() {

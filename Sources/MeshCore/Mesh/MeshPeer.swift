@@ -1065,11 +1065,15 @@ public struct MeshPeer {
         }
     }
 
+    /// How long an asked repair is waited for before it is asked again (of the next parent): two chunks' time, and
+    /// never less than a first ask waits (a chunk's duration comes from the source and may be tiny).
+    private var repairRetry: Int64 { max(2 * config.chunkDuration, ChunkWindow.firstAskAfter) }
+
     /// Pulls chunks missing behind the newest ones from a parent, while they can still be on time.
     private mutating func repair(now: Int64) -> [MeshAction] {
         guard !parentSet.isEmpty else { return [] }
         // Worth pulling: the chunks of the last `repairHorizon` (past that a playout deadline has surely gone by).
-        let due = store.repairsDue(now: now, substreams: config.plan.count, retryAfter: 2 * config.chunkDuration)
+        let due = store.repairsDue(now: now, substreams: config.plan.count, retryAfter: repairRetry)
         guard !due.isEmpty else { return [] }
         let sources = parentSet.distinct
         // Each try asks the next parent: the one asked first may be the one that lost it.

@@ -76,8 +76,8 @@ struct ParentSet {
     /// Substreams with neither a parent nor an ask out.
     var needed: [Int] { (0..<count).filter { bySubstream[$0] == nil && pending[$0] == nil } }
     /// `needed` as bits (substream s is bit s; k is at most 64), made without an array: read after every event.
+    /// (A substream can be parented and pending at once, during a move: the counts say nothing.)
     var neededMask: UInt64 {
-        guard parents.count + pending.count < count else { return 0 }
         var mask: UInt64 = 0
         for s in 0..<min(count, 64) where bySubstream[s] == nil && pending[s] == nil { mask |= 1 << UInt64(s) }
         return mask
