@@ -41,7 +41,10 @@ let package = Package(
             // The core's small accessors inlined where the simulator and the driver read them after every event.
             swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
-        /// The core's NIO drivers: links, the node, the observer's view. Re-exports MeshCore.
+        /// The core's NIO drivers: links, the node, the observer's view. It does not re-export MeshCore: a target
+        /// that uses the core's types depends on MeshCore and imports it itself. Through a re-export, an
+        /// incremental build misses a private stored property added to a core struct and links the dependents
+        /// against the old layout (swiftlang/swift#89636: a release `lsp2p-relay source` aborted in malloc).
         .target(
             name: "ChunkMesh",
             dependencies: [
@@ -58,7 +61,7 @@ let package = Package(
         .target(
             name: "StreamIngest",
             dependencies: [
-                "CFFmpeg", "ChunkMesh",
+                "CFFmpeg", "ChunkMesh", "MeshCore",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -73,7 +76,7 @@ let package = Package(
         .target(
             name: "NodeHTTP",
             dependencies: [
-                "ChunkMesh",
+                "ChunkMesh", "MeshCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -87,7 +90,7 @@ let package = Package(
         .target(
             name: "LSP2PKit",
             dependencies: [
-                "ChunkMesh", "NodeHTTP", "Plots",
+                "ChunkMesh", "MeshCore", "NodeHTTP", "Plots",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -98,7 +101,7 @@ let package = Package(
         .target(
             name: "MediaServices",
             dependencies: [
-                "LSP2PKit", "StreamIngest", "NodeHTTP", "ChunkMesh",
+                "LSP2PKit", "StreamIngest", "NodeHTTP", "ChunkMesh", "MeshCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -109,29 +112,29 @@ let package = Package(
         /// `lsp2p-relay soak`: real processes on loopback, read through the players' `--report` files.
         .target(
             name: "Soak",
-            dependencies: ["LSP2PKit", "StreamIngest", "Plots", "ChunkMesh", .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: ["LSP2PKit", "StreamIngest", "Plots", "ChunkMesh", "MeshCore", .product(name: "NIOPosix", package: "swift-nio")]
         ),
         /// The commands' shared options and exit codes (ArgumentParser lives here and in the executables only).
         .target(
             name: "CommandSupport",
-            dependencies: ["LSP2PKit", "ChunkMesh", "NodeHTTP", .product(name: "Logging", package: "swift-log"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["LSP2PKit", "ChunkMesh", "MeshCore", "NodeHTTP", .product(name: "Logging", package: "swift-log"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "lsp2p-relay",
-            dependencies: ["CommandSupport", "LSP2PKit", "MediaServices", "Soak", "StreamIngest",
+            dependencies: ["CommandSupport", "LSP2PKit", "MediaServices", "Soak", "StreamIngest", "ChunkMesh", "MeshCore",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         /// `lsp2p-relay relay` without FFmpeg: `lsp2p-relay` hands the relay command to it.
-        .executableTarget(name: "lsp2p-relay-node", dependencies: ["CommandSupport"]),
+        .executableTarget(name: "lsp2p-relay-node", dependencies: ["CommandSupport"]), // imports neither mesh module
         .executableTarget(
             name: "lsp2p-play",
-            dependencies: ["CommandSupport", "LSP2PKit", "MediaServices", "StreamIngest",
+            dependencies: ["CommandSupport", "LSP2PKit", "MediaServices", "StreamIngest", "ChunkMesh", "MeshCore",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         /// FFmpeg-free: the simulator links the core, not the media services.
         .executableTarget(
             name: "lsp2p-sim",
-            dependencies: ["MeshSim", "CommandSupport", "LSP2PKit", "ChunkMesh", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MeshSim", "CommandSupport", "LSP2PKit", "ChunkMesh", "MeshCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "ChunkMeshTests",
@@ -144,10 +147,10 @@ let package = Package(
         ),
         /// The committed sample, temp folders, and ffmpeg/ffprobe checks, for the media and end-to-end tests.
         .target(name: "TestMedia", path: "Tests/TestMedia"),
-        .testTarget(name: "StreamIngestTests", dependencies: ["StreamIngest", "ChunkMesh", "TestMedia"]),
+        .testTarget(name: "StreamIngestTests", dependencies: ["StreamIngest", "ChunkMesh", "MeshCore", "TestMedia"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestMedia"]),
-        .testTarget(name: "MeshSimTests", dependencies: ["MeshSim", "ChunkMesh"]),
-        .testTarget(name: "LSP2PKitTests", dependencies: ["LSP2PKit", "ChunkMesh", "Plots"]),
-        .testTarget(name: "NodeHTTPTests", dependencies: ["NodeHTTP", "ChunkMesh", "StreamIngest", "MediaServices", "TestMedia", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "MeshSimTests", dependencies: ["MeshSim", "ChunkMesh", "MeshCore"]),
+        .testTarget(name: "LSP2PKitTests", dependencies: ["LSP2PKit", "ChunkMesh", "MeshCore", "Plots"]),
+        .testTarget(name: "NodeHTTPTests", dependencies: ["NodeHTTP", "ChunkMesh", "MeshCore", "StreamIngest", "MediaServices", "TestMedia", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
     ]
 )

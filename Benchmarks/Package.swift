@@ -6,6 +6,7 @@ import PackageDescription
 /// What the in-process mesh benchmarks use.
 let meshDependencies: [Target.Dependency] = [
     .product(name: "ChunkMesh", package: "lsp2p"),
+    .product(name: "MeshCore", package: "lsp2p"),
     .product(name: "NIOCore", package: "swift-nio"),
     .product(name: "NIOPosix", package: "swift-nio"),
     .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -29,6 +30,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "ChunkMesh", package: "lsp2p"),
+                .product(name: "MeshCore", package: "lsp2p"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Benchmarks/LinkCrypto",

@@ -1,4 +1,5 @@
 import ChunkMesh
+import MeshCore
 import Foundation
 import NIOCore
 import NIOPosix

@@ -1,4 +1,5 @@
 import ChunkMesh
+import MeshCore
 import Dispatch
 import Logging
 import NIOConcurrencyHelpers

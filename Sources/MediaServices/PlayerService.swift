@@ -1,4 +1,5 @@
 import ChunkMesh
+import MeshCore
 import Foundation
 import LSP2PKit
 import Logging

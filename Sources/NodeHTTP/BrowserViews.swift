@@ -1,4 +1,5 @@
 import ChunkMesh
+import MeshCore
 import NIOCore
 
 /// Takes the stream's MPEG-TS in order and makes something else of it (fragmented MP4, where FFmpeg is linked).

@@ -1,4 +1,5 @@
 import ChunkMesh
+import MeshCore
 
 /// `--churn`: `off`, or a comma list of `relays:EVERY[:DOWN]` (a random relay is SIGKILLed every EVERY
 /// seconds and a new one started DOWN seconds later) and `players:EVERY` (a random player leaves and a new

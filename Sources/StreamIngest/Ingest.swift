@@ -1,5 +1,6 @@
 import CFFmpeg
 import ChunkMesh
+import MeshCore
 import Foundation
 
 /// How much FFmpeg itself may print on stderr. Quiet by default: our errors say what failed in one line.

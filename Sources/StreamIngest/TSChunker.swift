@@ -1,4 +1,5 @@
 import ChunkMesh
+import MeshCore
 import NIOCore
 
 /// Cuts an MPEG-TS byte stream into chunks, by reading the TS itself: PAT/PMT for the video PID,

@@ -1,5 +1,6 @@
 import CFFmpeg
 import ChunkMesh
+import MeshCore
 
 /// Muxes packets to MPEG-TS through a custom AVIO write callback that feeds a `TSChunker`.
 final class TSMuxer {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChunkMesh
+import MeshCore
 import CommandSupport
 import LSP2PKit
 import MediaServices

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChunkMesh
+import MeshCore
 import Foundation
 import CommandSupport
 import LSP2PKit

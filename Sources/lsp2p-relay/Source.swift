@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChunkMesh
+import MeshCore
 import CommandSupport
 import Foundation
 import LSP2PKit

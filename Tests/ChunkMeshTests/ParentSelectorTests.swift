@@ -1,4 +1,5 @@
 import ChunkMesh
+import MeshCore
 import XCTest
 
 final class ParentSelectorTests: XCTestCase {

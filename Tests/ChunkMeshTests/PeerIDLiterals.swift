@@ -1,4 +1,5 @@
 import ChunkMesh
+import MeshCore
 import NIOConcurrencyHelpers
 
 /// In tests a peer is written by its name: `"a"` is the number the simulator's table (key 0) gives the name "a", and

@@ -1,4 +1,5 @@
 import ChunkMesh
+import MeshCore
 import XCTest
 
 /// RFC 6229, section 2: keystream at offsets 0, 16, 240, 256, ... 4096 for three keys.

@@ -1,4 +1,5 @@
 import ChunkMesh
+import MeshCore
 import NIOCore
 @testable import StreamIngest
 import TestMedia

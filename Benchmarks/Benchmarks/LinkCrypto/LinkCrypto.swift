@@ -1,5 +1,6 @@
 import Benchmark
 import ChunkMesh
+import MeshCore
 import NIOCore
 
 /// Link crypto on the hot path: RC4 alone (against `openssl speed -evp rc4`), and whole frames sealed and opened.

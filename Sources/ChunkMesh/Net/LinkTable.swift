@@ -80,7 +80,7 @@ struct LinkTable<Link> {
 
     /// A link closed: true when it was the one `id` had (a link replaced in a tie-break goes unnoticed).
     mutating func down(_ link: Link, id: PeerName?) -> Bool {
-        guard let id, entries[id].map { Self.key($0.link) == Self.key(link) } == true else { return false }
+        guard let id, let entry = entries[id], Self.key(entry.link) == Self.key(link) else { return false }
         _ = remove(id)
         return true
     }

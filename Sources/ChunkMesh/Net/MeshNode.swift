@@ -1,3 +1,4 @@
+import MeshCore
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

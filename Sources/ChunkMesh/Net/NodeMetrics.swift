@@ -1,3 +1,4 @@
+import MeshCore
 import CoreMetrics
 
 /// What a mesh node counts, through swift-metrics: nothing is kept unless the process bootstraps a backend

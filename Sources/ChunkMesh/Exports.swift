@@ -1,2 +1,0 @@
-// The sans-IO core (MeshCore) comes with the drivers: a user of the mesh imports ChunkMesh alone.
-@_exported import MeshCore
