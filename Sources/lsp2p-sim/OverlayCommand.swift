@@ -36,7 +36,7 @@ struct OverlayCommand: ParsableCommand {
     @Option(help: "The origin's uplink, as --uplinks.")
     var originUplink = UplinkDistribution(argument: "2x")!
 
-    @Option(help: "Algorithms, comma-separated: fastmesh, centralized, centralized-queued, random, tree.")
+    @Option(help: "Algorithms, comma-separated: \(OverlayAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")).")
     var algo = "fastmesh,centralized,random,tree"
 
     @Option(help: "Churn: off, or fail:EVERY[:DOWN] and/or leave:EVERY[:DOWN] (seconds; a new peer joins DOWN s later).")

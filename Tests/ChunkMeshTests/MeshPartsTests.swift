@@ -441,8 +441,7 @@ final class HandOffTests: XCTestCase {
 final class ParentSearchTests: XCTestCase {
     func testASearchThatFoundNoOneRestsUntilSomethingNewIsHeardOrASecondHasPassed() {
         var search = ParentSearch(improvementPeriod: 5_000_000)
-        let both = ParentSearch.mask([0, 1]), one = ParentSearch.mask([1])
-        XCTAssertEqual(both, 0b11)
+        let both: UInt64 = 0b11, one: UInt64 = 0b10
         XCTAssertFalse(search.rests(needed: both, version: 7, now: 0), "the first search runs")
         search.searched(askedAny: false, needed: both, version: 7, now: 0)
         XCTAssertTrue(search.lastFoundNoOne)
@@ -464,7 +463,7 @@ final class ParentSearchTests: XCTestCase {
         XCTAssertEqual(parents.neededMask, 0b111111)
         _ = parents.ask("a:1", for: [0, 2], now: 0, linked: true)
         _ = parents.accept(0, from: "a:1", now: 1)
-        XCTAssertEqual(parents.neededMask, ParentSearch.mask(parents.needed))
+        XCTAssertEqual(parents.needed, [1, 3, 4, 5])
         XCTAssertEqual(parents.neededMask, 0b111010)
         _ = parents.ask("b:1", for: [1, 3, 4, 5], now: 2, linked: false)
         XCTAssertEqual(parents.neededMask, 0, "all asked: nothing to search for")
@@ -514,14 +513,14 @@ final class ParentSearchTests: XCTestCase {
         XCTAssertTrue(search.bootstrapRetry(now: ParentSearch.bootstrapRetry))
     }
 
-    func testItWakesThePeerForRoundsOnceFedAndForProbesWhenThereIsACandidate() {
+    func testItWakesThePeerForRoundsOnceFedAndForProbesWhenOneMayDoSomething() {
         var search = ParentSearch(improvementPeriod: 5_000_000)
         search.nextRound(at: 7_000_000)
         search.probed(now: 1_000_000, fed: false)
-        XCTAssertEqual(search.wakeup(fed: false, probeCandidates: true), 1_000_000 + ParentSearch.probePeriod, "short of parents: a probe a second")
-        XCTAssertNil(search.wakeup(fed: false, probeCandidates: false))
-        XCTAssertEqual(search.wakeup(fed: true, probeCandidates: false), 7_000_000)
+        XCTAssertEqual(search.wakeup(fed: false, mayProbe: true), 1_000_000 + ParentSearch.probePeriod, "short of parents: a probe a second")
+        XCTAssertNil(search.wakeup(fed: false, mayProbe: false))
+        XCTAssertEqual(search.wakeup(fed: true, mayProbe: false), 7_000_000)
         search.probed(now: 1_000_000, fed: true)
-        XCTAssertEqual(search.wakeup(fed: true, probeCandidates: true), 6_000_000, "fed: a probe an improvement period")
+        XCTAssertEqual(search.wakeup(fed: true, mayProbe: true), 6_000_000, "fed: a probe an improvement period")
     }
 }

@@ -251,19 +251,21 @@ public final class MeshNode: @unchecked Sendable {
     /// run's next. Returns it as the mesh gets it: stamped and signed; nil after the end of stream or at a joiner.
     /// Safe from any thread.
     @discardableResult
-    public func publish(_ cut: Chunk) -> Chunk? {
-        guard configuration.isOrigin else { return nil }
-        // Signed on the caller's thread, not the loop's.
-        guard let chunk = stamper.withLockedValue({ $0.stamp(cut) }) else { return nil }
-        loop.execute { [self] in handle(.chunk(from: nil, chunk)) }
-        return chunk
-    }
+    public func publish(_ cut: Chunk) -> Chunk? { publish { $0.stamp(cut) } }
 
     /// Ends the run's stream: the marker after the last chunk published. Returns how many chunks the run had.
     @discardableResult
     public func endStream() -> UInt64 {
-        publish(.endOfStream(seq: 0, ingestTime: wallClockMicros()))
+        publish { $0.endOfStream(ingestTime: wallClockMicros()) }
         return stamper.withLockedValue { $0.nextSeq }
+    }
+
+    /// What the stamper makes, into the mesh. Signed on the caller's thread, not the loop's.
+    @discardableResult
+    private func publish(_ stamp: (inout OriginStamper) -> Chunk?) -> Chunk? {
+        guard configuration.isOrigin, let chunk = stamper.withLockedValue(stamp) else { return nil }
+        loop.execute { [self] in handle(.chunk(from: nil, chunk)) }
+        return chunk
     }
 
     /// Leaves: children are told, then every link closes.

@@ -906,13 +906,14 @@ public struct MeshPeer {
                 if !leaving, let searching = search.nextSearch(needed: parentSet.neededMask, version: members.version) {
                     at = min(at, searching)
                 }
-                if !leaving { at = min(at, search.nextProbe) }
                 if let bootstrap = config.bootstrap, !members.isLinked(bootstrap) { at = min(at, search.nextBootstrapTry) }
             }
             if !hasAllParents || handOff.isMoving, !members.linked.isEmpty { at = min(at, search.nextPeerAsk) }
             if !parentSet.isEmpty, let repair = store.repairWakeup { at = min(at, repair) }
             for p in parentSet.pending.values { at = min(at, pendingDeadline(p)) }
-            if let searching = search.wakeup(fed: hasAllParents, probeCandidates: members.hasProbeCandidates) { at = min(at, searching) }
+            // A probe round when there is a candidate to probe, or a peer to explore (short of parents).
+            let mayProbe = members.hasProbeCandidates || (!hasAllParents && !leaving)
+            if let searching = search.wakeup(fed: hasAllParents, mayProbe: mayProbe) { at = min(at, searching) }
             if let starving = parentSet.nextStarvation(timeout: config.parentTimeout) { at = min(at, starving) }
             if let moving = handOff.wakeup { at = min(at, moving) }
         }
@@ -1089,7 +1090,8 @@ public struct MeshPeer {
         guard !needed.isEmpty else { return [] }
         // After a search that found no one: not again within a tick, and not before something new is heard (but
         // once a second anyway). A peer short of parents hears a lot; each search weighs every candidate.
-        let mask = ParentSearch.mask(needed)
+        // The same bits the peer's wake-up is read from (`wakeup`): a search it is woken for is one it makes.
+        let mask = parentSet.neededMask
         if search.rests(needed: mask, version: members.version, now: now) { return [] }
         var plan = ParentSelector.select(needed: needed, from: candidates(), me: config.me)
         // A substream no peer with room has fed for `ParentSearch.fullAskAfter` (the few that have it are full): ask the

@@ -41,10 +41,7 @@ struct ParentSearch {
 
     // MARK: searches for substreams without a parent
 
-    /// Substreams as bits, as searches remember them.
-    static func mask(_ substreams: [Int]) -> UInt64 { substreams.reduce(0) { $1 < 64 ? $0 | 1 << UInt64($1) : $0 } }
-
-    /// Whether a search for `needed` (bits, `mask`) waits: the last found no one for the same substreams, under a
+    /// Whether a search for `needed` (bits: `ParentSet.neededMask`) waits: the last found no one for the same substreams, under a
     /// tick ago, or under a second ago with nothing new heard since (`version` counts news).
     func rests(needed: UInt64, version: Int, now: Int64) -> Bool { now < nextSearch(needed: needed, version: version) ?? .min }
 
@@ -125,10 +122,10 @@ struct ParentSearch {
     func lateMoveDue(now: Int64) -> Bool { now >= nextLateMove }
     mutating func movedLate(now: Int64) { nextLateMove = now + Self.lateMoveSpacing }
 
-    /// When the search wants to be woken: the next improvement round once fed, the next probe if there is a
-    /// candidate to probe.
-    func wakeup(fed: Bool, probeCandidates: Bool) -> Int64? {
-        switch (fed, probeCandidates) {
+    /// When the search wants to be woken: the next improvement round once fed, the next probe round if one may
+    /// do something (a candidate to probe, or a peer to explore).
+    func wakeup(fed: Bool, mayProbe: Bool) -> Int64? {
+        switch (fed, mayProbe) {
         case (true, true): min(nextImprovement, nextProbe)
         case (true, false): nextImprovement
         case (false, true): nextProbe

@@ -63,7 +63,7 @@ public struct OverlayReport: Encodable {
                                 r.maxDelayMs, r.meanDelayMs, r.rateRatio, r.onTime * 100, r.originLoad, r.parentChanges, r.wallSeconds))
         }
         if let f = algorithms["fastmesh"] {
-            for other in ["centralized", "centralized-queued", "random", "tree"] {
+            for other in OverlayAlgorithm.allCases.map(\.rawValue) where other != "fastmesh" {
                 guard let o = algorithms[other], o.maxDelayMs > 0 else { continue }
                 lines.append(String(format: "fastmesh max delay / %@: %.2f", other, f.maxDelayMs / o.maxDelayMs))
             }

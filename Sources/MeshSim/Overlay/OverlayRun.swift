@@ -165,24 +165,25 @@ public enum OverlaySimulation {
     public static func run(_ algorithm: OverlayAlgorithm, world: OverlayWorld,
                            progress: (Int64) -> Void = { _ in }) -> OverlayResult {
         let started = Date()
-        switch algorithm {
-        case .fastmesh: return runFastMesh(world, started: started, progress: progress)
-        case .centralizedQueued: return runQueued(world, started: started, progress: progress)
-        case .centralized, .random, .tree: return runStatic(algorithm, world, started: started, progress: progress)
-        }
+        return algorithm == .fastmesh
+            ? runFastMesh(world, started: started, progress: progress)
+            : runStatic(algorithm, world, started: started, progress: progress)
     }
 
-    /// The centralized mesh, its chunks timed through each peer's uplink: a peer sends every copy it forwards one
-    /// after another, whatever the substream, at sched apiece (`centralized` times a chunk as if its substream had
-    /// the uplink to itself). Built whole at the start and repaired at once on churn, as `centralized`.
-    private static func runQueued(_ world: OverlayWorld, started: Date, progress: (Int64) -> Void) -> OverlayResult {
+    /// The baselines: built whole at the start, repaired at once on churn, sampled once a second.
+    /// `centralized-queued` times the centralized mesh's chunks through each peer's uplink: a peer sends every copy
+    /// it forwards one after another, whatever the substream, at sched apiece (the others read a chunk's delay off
+    /// the tree, as if its substream had the uplink to itself).
+    private static func runStatic(_ algorithm: OverlayAlgorithm, _ world: OverlayWorld, started: Date,
+                                  progress: (Int64) -> Void) -> OverlayResult {
         let sc = world.scenario
-        var mesh = StaticMesh(.centralizedQueued, world: world)
+        var mesh = StaticMesh(algorithm, world: world)
         var tally = DeliveryTally(world: world)
         var events = world.events[...]
+        var load = 0.0
         enum Step { case cut(Int64), arrival(peer: Int, chunk: Int64) }
         var queue = EventQueue<Step>()
-        /// When each peer's uplink has sent all it was handed.
+        /// When each peer's uplink has sent all it was handed (`centralized-queued`).
         var busyUntil = [Int64](repeating: 0, count: world.count)
         func forward(_ chunk: Int64, from p: Int, at now: Int64) {
             for child in mesh.children(of: p, Int(chunk % Int64(sc.k))) {
@@ -190,8 +191,7 @@ public enum OverlaySimulation {
                 queue.push(.arrival(peer: child, chunk: chunk), at: busyUntil[p] + world.network.delay(p, child))
             }
         }
-        queue.push(.cut(0), at: 0)
-        var load = 0.0
+        if algorithm == .centralizedQueued { queue.push(.cut(0), at: 0) }
         for second in 0..<Int(sc.duration / 1_000_000) {
             let end = Int64(second + 1) * 1_000_000
             while let e = events.first, e.at < end {
@@ -209,35 +209,16 @@ public enum OverlaySimulation {
                     forward(n, from: peer, at: at)
                 }
             }
-            if second >= tally.firstSecond, second < tally.firstSecond + tally.seconds { load += Double(mesh.used[0]) / Double(sc.k) }
             progress(end)
-        }
-        return tally.result(originLoad: load / Double(max(1, tally.seconds)), parentChanges: mesh.parentChanges,
-                            loopsSeen: 0, wall: Date().timeIntervalSince(started))
-    }
-
-    /// The baselines: built whole at the start, repaired at once on churn, sampled once a second.
-    private static func runStatic(_ algorithm: OverlayAlgorithm, _ world: OverlayWorld, started: Date,
-                                  progress: (Int64) -> Void) -> OverlayResult {
-        let sc = world.scenario
-        var mesh = StaticMesh(algorithm, world: world)
-        var tally = DeliveryTally(world: world)
-        var events = world.events[...]
-        var load = 0.0
-        for second in 0..<Int(sc.duration / 1_000_000) {
-            while let e = events.first, e.at < Int64(second + 1) * 1_000_000 {
-                events = events.dropFirst()
-                if e.kind == .join { mesh.insert(e.peer) } else { mesh.remove(e.peer) }
-            }
             guard second >= tally.firstSecond, second < tally.firstSecond + tally.seconds else { continue }
             load += Double(mesh.used[0]) / Double(sc.k)
+            guard algorithm != .centralizedQueued else { continue }
             for peer in 1..<world.count where mesh.alive[peer] {
                 for n in tally.chunks(in: second) {
                     let d = mesh.delay[Int(n % Int64(sc.k))][peer]
                     if d >= 0 { tally.record(peer: peer, ingest: n * sc.chunkDuration, delay: d) }
                 }
             }
-            progress(Int64(second + 1) * 1_000_000)
         }
         return tally.result(originLoad: load / Double(max(1, tally.seconds)), parentChanges: mesh.parentChanges,
                             loopsSeen: 0, wall: Date().timeIntervalSince(started))
